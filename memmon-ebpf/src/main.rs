@@ -1,0 +1,365 @@
+//! memmon's kernel programs.
+//!
+//! Memory syscalls are paired inside the kernel: `sys_enter_*` stores the
+//! arguments per thread in `PENDING`, `sys_exit_*` joins them with the result
+//! and emits ONE [`SyscallEvent`]. The same two generic programs serve every
+//! memory syscall (the syscall number travels in the event) so that adding a
+//! syscall is an attach, not a new program. Process lifetime comes from the
+//! `sched` tracepoints.
+//!
+//! Wakeups are batched: records are submitted with `BPF_RB_NO_WAKEUP` and a
+//! wakeup is forced only once `WAKEUP_BYTES` are queued; userspace also polls
+//! on a short timer. Per-event wakeups cost ~6x more per traced syscall.
+#![no_std]
+#![no_main]
+
+use core::ptr::{addr_of_mut, read_volatile};
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+    },
+    macros::{map, tracepoint},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use memmon_common::{
+    CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, PR_SET_VMA,
+    PR_SET_VMA_ANON_NAME, PendingSyscall, SyscallEvent, TracepointLayout, VMA_NAME_LEN,
+    VmaNameEvent, counter,
+};
+
+/// Userspace sets the real size (`--ringbuf-size`) at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Syscall arguments between enter and exit, per thread. LRU so that a
+/// thread killed inside a syscall cannot leak an entry forever.
+#[map]
+static PENDING: LruHashMap<u32, PendingSyscall> = LruHashMap::with_max_entries(16384, 0);
+
+/// Names passed to prctl(PR_SET_VMA_ANON_NAME), per thread, until its exit.
+#[map]
+static PENDING_NAME: LruHashMap<u32, [u8; VMA_NAME_LEN]> = LruHashMap::with_max_entries(1024, 0);
+
+/// Loss and pairing counters, see `memmon_common::counter`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Thread groups that lost at least one record (value: records lost), so
+/// that userspace can resync exactly those from /proc.
+#[map]
+static LOST_PIDS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
+
+/// Queued bytes above which a submit wakes the consumer.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 256 * 1024;
+
+/// Field offsets read from tracefs by userspace.
+#[unsafe(no_mangle)]
+static LAYOUT: TracepointLayout = TracepointLayout::DEFAULT;
+
+#[inline(always)]
+fn layout() -> TracepointLayout {
+    // SAFETY: a plain read of a global that userspace patches before load;
+    // volatile keeps the compiler from folding in the default.
+    unsafe { read_volatile(&LAYOUT) }
+}
+
+#[inline(always)]
+fn submit_flags() -> u64 {
+    // SAFETY: as for `layout`.
+    let threshold = unsafe { read_volatile(&WAKEUP_BYTES) };
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn record_loss(tgid: u32) {
+    bump(counter::RINGBUF_LOST);
+    // SAFETY: the pointer comes from the map and is used at once.
+    match LOST_PIDS.get_ptr_mut(tgid) {
+        Some(lost) => unsafe { *lost += 1 },
+        None => {
+            let _ = LOST_PIDS.insert(tgid, 1u64, 0);
+        }
+    }
+}
+
+#[inline(always)]
+fn header(kind: EventKind) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    EventHeader {
+        kind: kind as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        _pad0: 0,
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// Reserves a record, lets `fill` write it and submits it; counts a loss
+/// when the ring buffer is full.
+#[inline(always)]
+fn emit<T: 'static>(tgid: u32, fill: impl FnOnce(*mut T)) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            fill(entry.as_mut_ptr());
+            entry.submit(submit_flags());
+        }
+        None => record_loss(tgid),
+    }
+}
+
+// ---- memory syscalls -------------------------------------------------------
+
+/// Attached to sys_enter of mmap, munmap, brk, mprotect, pkey_mprotect,
+/// mremap, shmat, shmdt, and clone/clone3 (whose flags the fork program reads).
+#[tracepoint]
+pub fn sys_enter_memory(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_enter_memory(&ctx);
+    0
+}
+
+fn try_sys_enter_memory(ctx: &TracePointContext) -> Result<(), i64> {
+    let layout = layout();
+    let nr: i32 = unsafe { ctx.read_at(layout.syscall_nr as usize) }.map_err(|e| e as i64)?;
+    let base = layout.syscall_args as usize;
+    let mut pending = PendingSyscall {
+        nr: nr as u32,
+        _pad0: 0,
+        // SAFETY: helper without preconditions.
+        enter_ns: unsafe { bpf_ktime_get_ns() },
+        args: [0; 6],
+    };
+    for (i, arg) in pending.args.iter_mut().enumerate() {
+        // SAFETY: reading the tracepoint record at an offset from its format.
+        *arg = unsafe { ctx.read_at::<u64>(base + i * 8) }.map_err(|e| e as i64)?;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    PENDING.insert(tid, pending, 0)?;
+    Ok(())
+}
+
+/// Attached to sys_exit of the memory syscalls: emits one paired event.
+#[tracepoint]
+pub fn sys_exit_memory(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_exit_memory(&ctx);
+    0
+}
+
+fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
+    let layout = layout();
+    let nr: i32 = unsafe { ctx.read_at(layout.syscall_nr as usize) }.map_err(|e| e as i64)?;
+    let ret: i64 = unsafe { ctx.read_at(layout.syscall_ret as usize) }.map_err(|e| e as i64)?;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(pending) = PENDING.get_ptr(tid) else {
+        bump(counter::UNPAIRED_EXIT);
+        return Ok(());
+    };
+    // SAFETY: pointer from the map; copied out at once.
+    let pending = unsafe { *pending };
+    let _ = PENDING.remove(tid);
+    if pending.nr != nr as u32 {
+        bump(counter::UNPAIRED_EXIT);
+        return Ok(());
+    }
+    let header = header(EventKind::Syscall);
+    let exit_ns = header.ts_ns;
+    emit::<SyscallEvent>(header.tgid, |event| {
+        // SAFETY: `event` points at a reserved record of the right size.
+        unsafe {
+            event.write(SyscallEvent {
+                header,
+                nr: pending.nr,
+                _pad0: 0,
+                args: pending.args,
+                ret,
+                duration_ns: exit_ns.saturating_sub(pending.enter_ns),
+            })
+        }
+    });
+    Ok(())
+}
+
+// ---- prctl(PR_SET_VMA_ANON_NAME) -------------------------------------------
+
+#[tracepoint]
+pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_enter_prctl(&ctx);
+    0
+}
+
+fn try_sys_enter_prctl(ctx: &TracePointContext) -> Result<(), i64> {
+    let layout = layout();
+    let base = layout.syscall_args as usize;
+    let option: u64 = unsafe { ctx.read_at(base) }.map_err(|e| e as i64)?;
+    let sub: u64 = unsafe { ctx.read_at(base + 8) }.map_err(|e| e as i64)?;
+    if option != PR_SET_VMA || sub != PR_SET_VMA_ANON_NAME {
+        return Ok(());
+    }
+    try_sys_enter_memory(ctx)?;
+    let name_ptr: u64 = unsafe { ctx.read_at(base + 32) }.map_err(|e| e as i64)?;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let mut name = [0u8; VMA_NAME_LEN];
+    if name_ptr != 0 {
+        // SAFETY: the helper bounds the copy by the buffer and faults safely.
+        let _ = unsafe { bpf_probe_read_user_str_bytes(name_ptr as *const u8, &mut name) };
+    }
+    PENDING_NAME.insert(tid, name, 0)?;
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sys_exit_prctl(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_exit_prctl(&ctx);
+    0
+}
+
+fn try_sys_exit_prctl(ctx: &TracePointContext) -> Result<(), i64> {
+    let layout = layout();
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(name) = PENDING_NAME.get_ptr(tid) else {
+        return Ok(()); // not a PR_SET_VMA call
+    };
+    let Some(pending) = PENDING.get_ptr(tid) else {
+        let _ = PENDING_NAME.remove(tid);
+        return Ok(());
+    };
+    // SAFETY: pointers from the maps; copied out before removal.
+    let (pending, name) = unsafe { (*pending, *name) };
+    let _ = PENDING.remove(tid);
+    let _ = PENDING_NAME.remove(tid);
+    if pending.nr != layout.nr_prctl {
+        return Ok(());
+    }
+    let ret: i64 = unsafe { ctx.read_at(layout.syscall_ret as usize) }.map_err(|e| e as i64)?;
+    let header = header(EventKind::VmaName);
+    emit::<VmaNameEvent>(header.tgid, |event| {
+        // SAFETY: `event` points at a reserved record of the right size.
+        unsafe {
+            event.write(VmaNameEvent {
+                header,
+                addr: pending.args[2],
+                len: pending.args[3],
+                ret,
+                name,
+            })
+        }
+    });
+    Ok(())
+}
+
+// ---- process lifetime -------------------------------------------------------
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_exec(&ctx);
+    0
+}
+
+fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let layout = layout();
+    let data_loc: u32 = unsafe { ctx.read_at(layout.exec_filename as usize) }.map_err(|e| e as i64)?;
+    let old_tid: i32 = unsafe { ctx.read_at(layout.exec_old_pid as usize) }.map_err(|e| e as i64)?;
+    // __data_loc: low 16 bits are the offset from the record start.
+    let filename = (ctx.as_ptr() as usize + (data_loc & 0xffff) as usize) as *const u8;
+    let header = header(EventKind::Exec);
+    emit::<ExecEvent>(header.tgid, |event| {
+        // SAFETY: `event` points at a reserved record; fields are written in
+        // place (the filename is too large to build on the BPF stack).
+        unsafe {
+            addr_of_mut!((*event).header).write(header);
+            addr_of_mut!((*event).old_tid).write(old_tid as u32);
+            addr_of_mut!((*event)._pad0).write(0);
+            let buf = &mut *addr_of_mut!((*event).filename);
+            buf[0] = 0;
+            let _ = bpf_probe_read_kernel_str_bytes(filename, buf);
+        }
+    });
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_fork(&ctx);
+    0
+}
+
+fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
+    let layout = layout();
+    let child_tid: i32 = unsafe { ctx.read_at(layout.fork_child_pid as usize) }.map_err(|e| e as i64)?;
+    let header = header(EventKind::Fork);
+    // The fork tracepoint fires inside the parent's clone: its pending entry
+    // says whether the child joins the parent's thread group.
+    let mut clone_flags = 0u64;
+    if let Some(pending) = PENDING.get_ptr(header.tid) {
+        // SAFETY: pointer from the map, copied at once.
+        let pending = unsafe { *pending };
+        if pending.nr == layout.nr_clone {
+            clone_flags = pending.args[0];
+        } else if pending.nr == layout.nr_clone3 {
+            // clone3 passes `struct clone_args *`; flags is its first u64.
+            // SAFETY: the helper faults safely on a bad user pointer.
+            clone_flags = unsafe { bpf_probe_read_user(pending.args[0] as *const u64) }.unwrap_or(0);
+        }
+    }
+    let child_tgid = if clone_flags & CLONE_THREAD != 0 { header.tgid } else { child_tid as u32 };
+    emit::<ForkEvent>(header.tgid, |event| {
+        // SAFETY: `event` points at a reserved record of the right size.
+        unsafe {
+            event.write(ForkEvent { header, child_tgid, child_tid: child_tid as u32, clone_flags })
+        }
+    });
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_exit(&ctx);
+    0
+}
+
+fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let layout = layout();
+    let header = header(EventKind::Exit);
+    let _ = PENDING.remove(header.tid);
+    let group_dead = if layout.exit_group_dead == TracepointLayout::ABSENT {
+        // Older kernels: the best available guess is the leader's exit.
+        (header.tid == header.tgid) as u8
+    } else {
+        let dead: u8 = unsafe { ctx.read_at(layout.exit_group_dead as usize) }.map_err(|e| e as i64)?;
+        (dead != 0) as u8
+    };
+    emit::<ExitEvent>(header.tgid, |event| {
+        // SAFETY: `event` points at a reserved record of the right size.
+        unsafe { event.write(ExitEvent { header, group_dead, _pad0: [0; 7] }) }
+    });
+    Ok(())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

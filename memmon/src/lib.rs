@@ -1,0 +1,6 @@
+//! memmon: a live model of every process's address space, fed by eBPF.
+//!
+//! The library holds everything the CLI, the daemon, the query server and
+//! the tests share; the binary is a thin shell around it.
+
+pub mod model;

@@ -1,0 +1,91 @@
+//! The address-space model: a pure, I/O-free mirror of one process's VMAs.
+//!
+//! Every operation corresponds to a successful syscall and is idempotent:
+//! replaying an event already reflected in a /proc snapshot leaves the model
+//! as it was, so a snapshot taken while events are in flight still converges.
+
+pub mod region;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use region::{Backing, PAGE_SIZE, Perms, Region, page_align_up};
+
+/// The program break, as `mm->start_brk` and `mm->brk`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrkState {
+    pub start_brk: u64,
+    /// The current break (not page aligned); the heap VMA ends at its page.
+    pub brk: u64,
+    /// False while `brk` is only inferred from a /proc snapshot (the end of
+    /// `[heap]`), true once a brk syscall reported it.
+    pub exact: bool,
+}
+
+/// One process's address space.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressSpace {
+    /// Non-overlapping regions keyed by start address.
+    regions: BTreeMap<u64, Region>,
+    pub brk: Option<BrkState>,
+    /// `mm->start_stack`: the anonymous region holding it is `[stack]`.
+    pub start_stack: Option<u64>,
+}
+
+impl AddressSpace {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Regions in address order.
+    pub fn regions(&self) -> impl Iterator<Item = &Region> {
+        self.regions.values()
+    }
+
+    pub fn region_count(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// The region containing `addr`, if any.
+    pub fn region_at(&self, addr: u64) -> Option<&Region> {
+        self.regions
+            .range(..=addr)
+            .next_back()
+            .map(|(_, r)| r)
+            .filter(|r| addr < r.end)
+    }
+
+    /// Sum of region sizes.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.regions.values().map(Region::len).sum()
+    }
+
+    /// The pathname field exactly as the kernel would print it
+    /// (`get_vma_name()`): `[heap]` and `[stack]` are derived from the
+    /// region's position relative to brk and start_stack.
+    pub fn display_path(&self, region: &Region) -> String {
+        match &region.backing {
+            Backing::File { path, .. } => path.clone(),
+            Backing::Special { name } => name.clone(),
+            Backing::Anonymous { name } => {
+                if let Some(brk) = self.brk
+                    && region.start <= brk.brk
+                    && region.end >= brk.start_brk
+                {
+                    return "[heap]".into();
+                }
+                if let Some(sp) = self.start_stack
+                    && region.start <= sp
+                    && region.end >= sp
+                {
+                    return "[stack]".into();
+                }
+                match name {
+                    Some(name) => format!("[anon:{name}]"),
+                    None => String::new(),
+                }
+            }
+        }
+    }
+}

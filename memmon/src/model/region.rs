@@ -1,0 +1,146 @@
+//! One mapped region of an address space, as the kernel's VMA shows it.
+
+use serde::{Deserialize, Serialize};
+
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Rounds up to the next page boundary (saturating at the top of the space).
+pub const fn page_align_up(value: u64) -> u64 {
+    match value.checked_add(PAGE_SIZE - 1) {
+        Some(v) => v & !(PAGE_SIZE - 1),
+        None => u64::MAX & !(PAGE_SIZE - 1),
+    }
+}
+
+/// The four permission characters of /proc/PID/maps: `rwxp` / `rwxs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Perms {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    /// `s` (MAP_SHARED) rather than `p`.
+    pub shared: bool,
+}
+
+impl Perms {
+    pub const PROT_READ: u64 = 0x1;
+    pub const PROT_WRITE: u64 = 0x2;
+    pub const PROT_EXEC: u64 = 0x4;
+
+    /// From mmap/mprotect `prot` bits and the sharing mode.
+    pub fn from_prot(prot: u64, shared: bool) -> Self {
+        Self {
+            read: prot & Self::PROT_READ != 0,
+            write: prot & Self::PROT_WRITE != 0,
+            exec: prot & Self::PROT_EXEC != 0,
+            shared,
+        }
+    }
+
+    /// Parses the 4-character field of a maps line, e.g. `r-xp`.
+    pub fn parse(field: &str) -> Option<Self> {
+        let b = field.as_bytes();
+        if b.len() != 4 {
+            return None;
+        }
+        let flag = |c: u8, yes: u8| match c {
+            c if c == yes => Some(true),
+            b'-' => Some(false),
+            _ => None,
+        };
+        Some(Self {
+            read: flag(b[0], b'r')?,
+            write: flag(b[1], b'w')?,
+            exec: flag(b[2], b'x')?,
+            shared: match b[3] {
+                b's' => true,
+                b'p' => false,
+                _ => return None,
+            },
+        })
+    }
+
+    pub fn is_none(&self) -> bool {
+        !self.read && !self.write && !self.exec
+    }
+}
+
+impl std::fmt::Display for Perms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = |on: bool, ch: char| if on { ch } else { '-' };
+        write!(
+            f,
+            "{}{}{}{}",
+            c(self.read, 'r'),
+            c(self.write, 'w'),
+            c(self.exec, 'x'),
+            if self.shared { 's' } else { 'p' }
+        )
+    }
+}
+
+/// What backs a region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Backing {
+    /// Anonymous memory. /proc names it `[heap]` or `[stack]` by position
+    /// (see `AddressSpace::display_path`), or `[anon:NAME]` when named with
+    /// prctl(PR_SET_VMA_ANON_NAME).
+    Anonymous { name: Option<String> },
+    /// A file (including shmem files: memfd, SysV shm, /dev/shm, and
+    /// MAP_SHARED|MAP_ANONYMOUS, which the kernel shows as `/dev/zero (deleted)`).
+    /// `path` is exactly as /proc prints it, ` (deleted)` suffix included.
+    File { path: String, dev_major: u32, dev_minor: u32, inode: u64 },
+    /// A kernel special mapping with a fixed name: `[vdso]`, `[vvar]`,
+    /// `[vvar_vclock]`, `[vsyscall]`, `[uprobes]`, ...
+    Special { name: String },
+}
+
+impl Backing {
+    pub const fn anonymous() -> Self {
+        Backing::Anonymous { name: None }
+    }
+
+    pub fn is_file(&self) -> bool {
+        matches!(self, Backing::File { .. })
+    }
+}
+
+/// One region `[start, end)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub perms: Perms,
+    /// File offset of `start` (only meaningful for `Backing::File`).
+    pub offset: u64,
+    pub backing: Backing,
+    /// Created by mmap with MAP_STACK (glibc thread stacks), when known.
+    #[serde(default)]
+    pub map_stack: bool,
+}
+
+impl Region {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// The file offset that maps `addr` (which must lie in the region).
+    pub fn offset_at(&self, addr: u64) -> u64 {
+        self.offset + (addr - self.start)
+    }
+
+    /// The sub-range `[start, end)` of this region, with the offset adjusted.
+    pub fn slice(&self, start: u64, end: u64) -> Region {
+        debug_assert!(self.start <= start && start < end && end <= self.end);
+        Region {
+            start,
+            end,
+            offset: self.offset_at(start),
+            ..self.clone()
+        }
+    }
+}
