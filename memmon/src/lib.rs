@@ -4,3 +4,5 @@
 //! the tests share; the binary is a thin shell around it.
 
 pub mod model;
+pub mod events;
+pub mod bpf;

@@ -1,0 +1,119 @@
+//! Tracepoint field offsets, read from tracefs `format` files: syscall
+//! record layouts changed across kernel versions, so none are assumed.
+
+use std::{fs, path::Path};
+
+use memmon_common::TracepointLayout;
+
+use super::{BpfError, preflight::TRACEFS};
+
+/// A tracepoint as `category/name`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointId {
+    pub category: &'static str,
+    pub name: &'static str,
+}
+
+impl std::fmt::Display for TracepointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.category, self.name)
+    }
+}
+
+/// Offset of `field` in a format file's text.
+pub fn field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let line = line.trim();
+        let decl = line.strip_prefix("field:")?.split(';').next()?;
+        // The declaration ends with the field name, possibly followed by `[N]`.
+        let name = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        let offset = line.split(';').find_map(|p| p.trim().strip_prefix("offset:"))?;
+        offset.trim().parse().ok()
+    })
+}
+
+fn read_format(tp: TracepointId) -> Result<String, BpfError> {
+    let path = Path::new(TRACEFS).join("events").join(tp.category).join(tp.name).join("format");
+    fs::read_to_string(&path)
+        .map_err(|_| BpfError::MissingTracepoint(tp.to_string(), path.display().to_string()))
+}
+
+fn required(format: &str, tp: TracepointId, field: &str) -> Result<u32, BpfError> {
+    field_offset(format, field).ok_or_else(|| BpfError::Layout {
+        tracepoint: tp.to_string(),
+        field: field.to_owned(),
+        why: "no such field".into(),
+    })
+}
+
+/// Reads every layout the kernel programs depend on.
+pub fn read_layout() -> Result<TracepointLayout, BpfError> {
+    let enter = TracepointId { category: "syscalls", name: "sys_enter_mmap" };
+    let exit = TracepointId { category: "syscalls", name: "sys_exit_mmap" };
+    let fork = TracepointId { category: "sched", name: "sched_process_fork" };
+    let exec = TracepointId { category: "sched", name: "sched_process_exec" };
+    let exit_tp = TracepointId { category: "sched", name: "sched_process_exit" };
+    let enter_fmt = read_format(enter)?;
+    let exit_fmt = read_format(exit)?;
+    let exit_tp_fmt = read_format(exit_tp)?;
+    let exec_fmt = read_format(exec)?;
+    Ok(TracepointLayout {
+        syscall_args: required(&enter_fmt, enter, "addr")?,
+        syscall_ret: required(&exit_fmt, exit, "ret")?,
+        syscall_nr: required(&enter_fmt, enter, "__syscall_nr")?,
+        fork_child_pid: required(&read_format(fork)?, fork, "child_pid")?,
+        exec_filename: required(&exec_fmt, exec, "filename")?,
+        exec_old_pid: required(&exec_fmt, exec, "old_pid")?,
+        exit_group_dead: field_offset(&exit_tp_fmt, "group_dead").unwrap_or(TracepointLayout::ABSENT),
+        nr_clone: libc::SYS_clone as u32,
+        nr_clone3: libc::SYS_clone3 as u32,
+        nr_prctl: libc::SYS_prctl as u32,
+    })
+}
+
+/// The generic programs read consecutive 8-byte arguments from the first
+/// one (and `ret` on exit): check that `tp` really lays them out that way.
+pub fn check_syscall_args(tp: TracepointId, layout: &TracepointLayout) -> Result<(), BpfError> {
+    let fmt = read_format(tp)?;
+    let offsets: Vec<u32> = fmt
+        .lines()
+        .filter(|l| l.contains("field:") && !l.contains("common_") && !l.contains("__syscall_nr"))
+        .filter_map(|l| l.split(';').find_map(|p| p.trim().strip_prefix("offset:")))
+        .filter_map(|o| o.trim().parse().ok())
+        .collect();
+    let expected_first = if tp.name.starts_with("sys_exit") { layout.syscall_ret } else { layout.syscall_args };
+    let consecutive = offsets.iter().enumerate().all(|(i, off)| *off == expected_first + 8 * i as u32);
+    if consecutive {
+        Ok(())
+    } else {
+        Err(BpfError::Layout {
+            tracepoint: tp.to_string(),
+            field: "arguments".into(),
+            why: format!("unexpected offsets {offsets:?}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MMAP_ENTER: &str = "name: sys_enter_mmap\nID: 98\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:unsigned long addr;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:unsigned long len;\toffset:24;\tsize:8;\tsigned:0;\n";
+    const EXEC: &str = "\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:char comm[16];\toffset:24;\tsize:16;\tsigned:0;\n\tfield:char * shmaddr;\toffset:40;\tsize:8;\tsigned:0;\n";
+
+    #[test]
+    fn finds_fields_by_exact_name() {
+        assert_eq!(field_offset(MMAP_ENTER, "addr"), Some(16));
+        assert_eq!(field_offset(MMAP_ENTER, "__syscall_nr"), Some(8));
+        assert_eq!(field_offset(MMAP_ENTER, "len"), Some(24));
+        assert_eq!(field_offset(MMAP_ENTER, "ad"), None);
+        assert_eq!(field_offset(EXEC, "filename"), Some(8));
+        assert_eq!(field_offset(EXEC, "comm"), Some(24));
+        assert_eq!(field_offset(EXEC, "shmaddr"), Some(40));
+        assert_eq!(field_offset("garbage\n\n", "pid"), None);
+    }
+}

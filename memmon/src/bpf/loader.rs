@@ -1,0 +1,183 @@
+//! Loads the embedded object, patches its globals and attaches every program.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use memmon_common::{TracepointLayout, counter, names};
+
+use super::{
+    BpfError, EventStream,
+    layout::{TracepointId, check_syscall_args, read_layout},
+    preflight::{check_btf, check_privileges, ensure_tracefs},
+};
+use crate::events::Syscall;
+
+/// 4 MiB: at ~280 k events/s a 256 KiB buffer dropped 0.1% and 1 MiB none.
+pub const DEFAULT_RINGBUF_SIZE: u64 = 4 * 1024 * 1024;
+
+/// The object built by build.rs (or its placeholder under AYA_BUILD_SKIP=1).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memmon"));
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes: a power of two, at least a page.
+    pub ringbuf_size: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { ringbuf_size: DEFAULT_RINGBUF_SIZE }
+    }
+}
+
+/// The loaded, attached programs. Dropping it detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+    counters: PerCpuArray<MapData, u64>,
+    pub layout: TracepointLayout,
+    pub attached: Vec<String>,
+}
+
+fn syscall_tp(name: &'static str) -> TracepointId {
+    TracepointId { category: "syscalls", name }
+}
+
+/// `(program, tracepoints)`: which program serves which tracepoints.
+fn attachments() -> Vec<(&'static str, Vec<TracepointId>)> {
+    let enter: &[&'static str] = &[
+        "sys_enter_mmap",
+        "sys_enter_munmap",
+        "sys_enter_brk",
+        "sys_enter_mprotect",
+        "sys_enter_pkey_mprotect",
+        "sys_enter_mremap",
+        "sys_enter_shmat",
+        "sys_enter_shmdt",
+        // clone/clone3 arguments tell the fork program thread from process.
+        "sys_enter_clone",
+        "sys_enter_clone3",
+    ];
+    let exit: Vec<&'static str> = Syscall::ALL
+        .iter()
+        .map(|s| match s {
+            Syscall::Mmap => "sys_exit_mmap",
+            Syscall::Munmap => "sys_exit_munmap",
+            Syscall::Brk => "sys_exit_brk",
+            Syscall::Mprotect => "sys_exit_mprotect",
+            Syscall::PkeyMprotect => "sys_exit_pkey_mprotect",
+            Syscall::Mremap => "sys_exit_mremap",
+            Syscall::Shmat => "sys_exit_shmat",
+            Syscall::Shmdt => "sys_exit_shmdt",
+        })
+        .collect();
+    let sched = |name| TracepointId { category: "sched", name };
+    vec![
+        ("sys_enter_memory", enter.iter().map(|n| syscall_tp(n)).collect()),
+        ("sys_exit_memory", exit.into_iter().map(syscall_tp).collect()),
+        ("sys_enter_prctl", vec![syscall_tp("sys_enter_prctl")]),
+        ("sys_exit_prctl", vec![syscall_tp("sys_exit_prctl")]),
+        ("sched_process_exec", vec![sched("sched_process_exec")]),
+        ("sched_process_fork", vec![sched("sched_process_fork")]),
+        ("sched_process_exit", vec![sched("sched_process_exit")]),
+    ]
+}
+
+impl Probes {
+    /// Runs the preflight checks, loads and attaches. Every failure is one
+    /// clear sentence (see [`BpfError`]).
+    pub fn load(options: &LoadOptions) -> Result<Self, BpfError> {
+        if OBJECT.starts_with(b"memmon: eBPF build skipped") {
+            return Err(BpfError::PlaceholderObject);
+        }
+        let size = options.ringbuf_size;
+        if size < 4096 || !size.is_power_of_two() || size > u32::MAX as u64 {
+            return Err(BpfError::RingbufSize(size));
+        }
+        check_privileges()?;
+        check_btf()?;
+        ensure_tracefs()?;
+        let layout = read_layout()?;
+        let plan = attachments();
+        for (_, tps) in &plan {
+            for tp in tps.iter().filter(|tp| tp.category == "syscalls") {
+                check_syscall_args(*tp, &layout)?;
+            }
+        }
+        // Wake the consumer once an eighth of the buffer is queued; the
+        // reader's poll timer picks up anything below that.
+        let wakeup_bytes: u64 = size / 8;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::EVENTS, size as u32)
+            .override_global(names::LAYOUT, &layout, true)
+            .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
+            .load(OBJECT)?;
+        let mut attached = Vec::new();
+        for (program_name, tracepoints) in plan {
+            let program: &mut TracePoint = ebpf
+                .program_mut(program_name)
+                .ok_or_else(|| BpfError::Program {
+                    what: format!("program {program_name} is missing from the object"),
+                    source: aya::programs::ProgramError::UnexpectedProgramType,
+                })?
+                .try_into()
+                .map_err(|source| BpfError::Program { what: format!("program {program_name}"), source })?;
+            program
+                .load()
+                .map_err(|source| BpfError::Program { what: format!("loading {program_name}"), source })?;
+            for tp in tracepoints {
+                program.attach(tp.category, tp.name).map_err(|source| BpfError::Program {
+                    what: format!("attaching {program_name} to tracepoint {tp}"),
+                    source,
+                })?;
+                attached.push(tp.to_string());
+            }
+        }
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map(names::COUNTERS).expect("COUNTERS is defined by the object"),
+        )
+        .map_err(|source| BpfError::Map { what: names::COUNTERS, source })?;
+        Ok(Self { ebpf, counters, layout, attached })
+    }
+
+    /// Takes the ring buffer for reading; call once.
+    pub fn event_stream(&mut self) -> Result<EventStream, BpfError> {
+        let map = self
+            .ebpf
+            .take_map(names::EVENTS)
+            .ok_or(BpfError::Map { what: names::EVENTS, source: aya::maps::MapError::InvalidName { name: names::EVENTS.into() } })?;
+        let ring = RingBuf::try_from(map).map_err(|source| BpfError::Map { what: names::EVENTS, source })?;
+        EventStream::new(ring)
+    }
+
+    fn counter(&self, index: u32) -> u64 {
+        self.counters.get(&index, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+    }
+
+    /// Records the kernel could not queue because the ring buffer was full.
+    pub fn lost_events(&self) -> u64 {
+        self.counter(counter::RINGBUF_LOST)
+    }
+
+    /// sys_exit events with no matching sys_enter (programs attached mid-call).
+    pub fn unpaired_exits(&self) -> u64 {
+        self.counter(counter::UNPAIRED_EXIT)
+    }
+
+    /// Takes and clears the set of processes that lost records: their
+    /// models must be resynced from /proc.
+    pub fn take_lost_pids(&mut self) -> Result<Vec<u32>, BpfError> {
+        let map = self
+            .ebpf
+            .map_mut(names::LOST_PIDS)
+            .ok_or(BpfError::Map { what: names::LOST_PIDS, source: aya::maps::MapError::InvalidName { name: names::LOST_PIDS.into() } })?;
+        let mut lost: HashMap<&mut MapData, u32, u64> =
+            HashMap::try_from(map).map_err(|source| BpfError::Map { what: names::LOST_PIDS, source })?;
+        let pids: Vec<u32> = lost.keys().filter_map(Result::ok).collect();
+        for pid in &pids {
+            let _ = lost.remove(pid);
+        }
+        Ok(pids)
+    }
+}

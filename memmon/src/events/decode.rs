@@ -1,0 +1,221 @@
+//! Ring-buffer record bytes -> [`Event`].
+
+use std::mem::size_of;
+
+use memmon_common::{
+    EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SyscallEvent,
+    VmaNameEvent,
+};
+use thiserror::Error;
+
+use super::{Event, EventBody, Meta, Syscall};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {got} bytes is shorter than the {need} bytes of a {what}")]
+    Truncated { what: &'static str, need: usize, got: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("syscall record with unknown syscall number {0}")]
+    UnknownSyscall(u32),
+}
+
+/// Copies a `#[repr(C)]` record out of possibly unaligned bytes.
+fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Truncated { what, need: size_of::<T>(), got: bytes.len() });
+    }
+    // SAFETY: length checked above; T is a plain-old-data record from
+    // memmon-common (integers and byte arrays only), valid for any bits.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The bytes before the first NUL, lossily as UTF-8.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn meta(header: &EventHeader) -> Meta {
+    Meta { pid: header.tgid, tid: header.tid, ts_ns: header.ts_ns, comm: c_string(&header.comm) }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let header: EventHeader = read(bytes, "record header")?;
+    let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    let meta = meta(&header);
+    let (body, duration_ns) = match kind {
+        EventKind::Syscall => {
+            let raw: SyscallEvent = read(bytes, "syscall record")?;
+            (syscall_body(&raw)?, raw.duration_ns)
+        }
+        EventKind::Exec => {
+            let raw: ExecEvent = read(bytes, "exec record")?;
+            (EventBody::Exec { filename: c_string(&raw.filename), old_tid: raw.old_tid }, 0)
+        }
+        EventKind::Fork => {
+            let raw: ForkEvent = read(bytes, "fork record")?;
+            let body = EventBody::Fork {
+                child_pid: raw.child_tgid,
+                child_tid: raw.child_tid,
+                clone_flags: raw.clone_flags,
+            };
+            (body, 0)
+        }
+        EventKind::Exit => {
+            let raw: ExitEvent = read(bytes, "exit record")?;
+            (EventBody::Exit { group_dead: raw.group_dead != 0 }, 0)
+        }
+        EventKind::VmaName => {
+            let raw: VmaNameEvent = read(bytes, "vma-name record")?;
+            let name = (raw.name[0] != 0).then(|| c_string(&raw.name));
+            (EventBody::VmaName { addr: raw.addr, len: raw.len, name, ret: raw.ret }, 0)
+        }
+    };
+    Ok(Event { meta, body, duration_ns })
+}
+
+fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
+    let a = raw.args;
+    let ret = raw.ret;
+    let syscall = Syscall::from_nr(raw.nr).ok_or(DecodeError::UnknownSyscall(raw.nr))?;
+    Ok(match syscall {
+        Syscall::Mmap => EventBody::Mmap {
+            addr: a[0],
+            len: a[1],
+            prot: a[2],
+            flags: a[3],
+            // The tracepoint gives fd as unsigned long; -1 is all ones.
+            fd: a[4] as i32 as i64,
+            offset: a[5],
+            ret,
+        },
+        Syscall::Munmap => EventBody::Munmap { addr: a[0], len: a[1], ret },
+        Syscall::Brk => EventBody::Brk { addr: a[0], ret },
+        Syscall::Mprotect => EventBody::Mprotect { addr: a[0], len: a[1], prot: a[2], pkey: None, ret },
+        Syscall::PkeyMprotect => EventBody::Mprotect {
+            addr: a[0],
+            len: a[1],
+            prot: a[2],
+            pkey: Some(a[3] as i32),
+            ret,
+        },
+        Syscall::Mremap => EventBody::Mremap {
+            old_addr: a[0],
+            old_len: a[1],
+            new_len: a[2],
+            flags: a[3],
+            new_addr: a[4],
+            ret,
+        },
+        Syscall::Shmat => EventBody::Shmat { shmid: a[0] as i32, addr: a[1], flags: a[2], ret },
+        Syscall::Shmdt => EventBody::Shmdt { addr: a[0], ret },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use memmon_common::{CLONE_THREAD, COMM_LEN, FILENAME_LEN, VMA_NAME_LEN};
+
+    use super::*;
+
+    fn header(kind: EventKind) -> EventHeader {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..7].copy_from_slice(b"fixture");
+        EventHeader { kind: kind as u32, tgid: 1234, tid: 1235, _pad0: 0, ts_ns: 42, comm }
+    }
+
+    fn bytes_of<T>(value: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain #[repr(C)] record.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn syscall(nr: u32, args: [u64; 6], ret: i64) -> Vec<u8> {
+        bytes_of(&SyscallEvent {
+            header: header(EventKind::Syscall),
+            nr,
+            _pad0: 0,
+            args,
+            ret,
+            duration_ns: 900,
+        })
+    }
+
+    #[test]
+    fn decodes_mmap_with_negative_fd() {
+        let raw = syscall(libc::SYS_mmap as u32, [0, 8192, 3, 0x22, u64::MAX, 0], 0x7f15_a082_3000);
+        let event = decode(&raw).unwrap();
+        assert_eq!(event.meta, Meta { pid: 1234, tid: 1235, ts_ns: 42, comm: "fixture".into() });
+        assert_eq!(
+            event.body,
+            EventBody::Mmap { addr: 0, len: 8192, prot: 3, flags: 0x22, fd: -1, offset: 0, ret: 0x7f15_a082_3000 }
+        );
+        assert_eq!(event.duration_ns, 900);
+        assert_eq!(event.kind(), "mmap");
+        assert!(!event.failed());
+    }
+
+    #[test]
+    fn decodes_every_syscall_kind() {
+        for syscall_kind in Syscall::ALL {
+            let event = decode(&syscall(syscall_kind.nr(), [1, 2, 3, 4, 5, 6], -12)).unwrap();
+            assert_eq!(event.syscall(), Some(syscall_kind));
+            assert_eq!(event.kind(), syscall_kind.name());
+            assert!(event.failed());
+        }
+    }
+
+    #[test]
+    fn decodes_exec_fork_exit_and_names() {
+        let mut filename = [0u8; FILENAME_LEN];
+        filename[..9].copy_from_slice(b"/bin/true");
+        let exec = ExecEvent { header: header(EventKind::Exec), old_tid: 1235, _pad0: 0, filename };
+        assert_eq!(
+            decode(&bytes_of(&exec)).unwrap().body,
+            EventBody::Exec { filename: "/bin/true".into(), old_tid: 1235 }
+        );
+
+        let thread = ForkEvent {
+            header: header(EventKind::Fork),
+            child_tgid: 1234,
+            child_tid: 1300,
+            clone_flags: CLONE_THREAD | 0x100,
+        };
+        assert_eq!(
+            decode(&bytes_of(&thread)).unwrap().body,
+            EventBody::Fork { child_pid: 1234, child_tid: 1300, clone_flags: CLONE_THREAD | 0x100 }
+        );
+
+        let exit = ExitEvent { header: header(EventKind::Exit), group_dead: 1, _pad0: [0; 7] };
+        assert_eq!(decode(&bytes_of(&exit)).unwrap().body, EventBody::Exit { group_dead: true });
+
+        let mut name = [0u8; VMA_NAME_LEN];
+        name[..5].copy_from_slice(b"arena");
+        let named = VmaNameEvent { header: header(EventKind::VmaName), addr: 0x1000, len: 0x2000, ret: 0, name };
+        assert_eq!(
+            decode(&bytes_of(&named)).unwrap().body,
+            EventBody::VmaName { addr: 0x1000, len: 0x2000, name: Some("arena".into()), ret: 0 }
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_and_unknown_records() {
+        let raw = syscall(libc::SYS_munmap as u32, [0; 6], 0);
+        assert!(matches!(decode(&raw[..raw.len() - 1]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode(&raw[..10]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode(&[]), Err(DecodeError::Truncated { .. })));
+        let mut bad = raw.clone();
+        bad[0] = 99;
+        assert_eq!(decode(&bad), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(decode(&syscall(9999, [0; 6], 0)), Err(DecodeError::UnknownSyscall(9999)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = decode(&bytes);
+        }
+    }
+}

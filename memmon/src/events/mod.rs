@@ -1,0 +1,169 @@
+//! Typed events decoded from the kernel programs' ring-buffer records.
+
+mod decode;
+mod flags;
+mod format;
+
+use serde::Serialize;
+
+pub use decode::{DecodeError, decode};
+pub use flags::{errno_name, mmap_flags_string, mremap_flags_string, prot_string};
+
+/// The memory syscalls memmon traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Syscall {
+    Mmap,
+    Munmap,
+    Brk,
+    Mprotect,
+    PkeyMprotect,
+    Mremap,
+    Shmat,
+    Shmdt,
+}
+
+impl Syscall {
+    pub const ALL: [Syscall; 8] = [
+        Syscall::Mmap,
+        Syscall::Munmap,
+        Syscall::Brk,
+        Syscall::Mprotect,
+        Syscall::PkeyMprotect,
+        Syscall::Mremap,
+        Syscall::Shmat,
+        Syscall::Shmdt,
+    ];
+
+    /// The name used in tracepoints (`sys_enter_<name>`) and in output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Syscall::Mmap => "mmap",
+            Syscall::Munmap => "munmap",
+            Syscall::Brk => "brk",
+            Syscall::Mprotect => "mprotect",
+            Syscall::PkeyMprotect => "pkey_mprotect",
+            Syscall::Mremap => "mremap",
+            Syscall::Shmat => "shmat",
+            Syscall::Shmdt => "shmdt",
+        }
+    }
+
+    /// This architecture's syscall number.
+    pub const fn nr(self) -> u32 {
+        (match self {
+            Syscall::Mmap => libc::SYS_mmap,
+            Syscall::Munmap => libc::SYS_munmap,
+            Syscall::Brk => libc::SYS_brk,
+            Syscall::Mprotect => libc::SYS_mprotect,
+            Syscall::PkeyMprotect => libc::SYS_pkey_mprotect,
+            Syscall::Mremap => libc::SYS_mremap,
+            Syscall::Shmat => libc::SYS_shmat,
+            Syscall::Shmdt => libc::SYS_shmdt,
+        }) as u32
+    }
+
+    pub fn from_nr(nr: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.nr() == nr)
+    }
+
+    /// Whether a non-negative result is an address (printed in hex).
+    pub const fn returns_address(self) -> bool {
+        matches!(self, Syscall::Mmap | Syscall::Brk | Syscall::Mremap | Syscall::Shmat)
+    }
+}
+
+/// Who did it and when: common to every event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Meta {
+    /// Thread group id.
+    pub pid: u32,
+    pub tid: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    pub comm: String,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventBody {
+    Mmap { addr: u64, len: u64, prot: u64, flags: u64, fd: i64, offset: u64, ret: i64 },
+    Munmap { addr: u64, len: u64, ret: i64 },
+    /// `addr` is the requested break (0 queries it); `ret` the new break.
+    Brk { addr: u64, ret: i64 },
+    /// mprotect, or pkey_mprotect when `pkey` is set.
+    Mprotect { addr: u64, len: u64, prot: u64, pkey: Option<i32>, ret: i64 },
+    Mremap { old_addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64, ret: i64 },
+    Shmat { shmid: i32, addr: u64, flags: u64, ret: i64 },
+    Shmdt { addr: u64, ret: i64 },
+    /// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name).
+    VmaName { addr: u64, len: u64, name: Option<String>, ret: i64 },
+    Exec { filename: String, old_tid: u32 },
+    /// `meta` is the parent's.
+    Fork { child_pid: u32, child_tid: u32, clone_flags: u64 },
+    /// One thread exited; `group_dead` when it was the last of its process.
+    Exit { group_dead: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub meta: Meta,
+    pub body: EventBody,
+    /// Syscall entry-to-exit time, for syscall events.
+    pub duration_ns: u64,
+}
+
+impl Event {
+    /// The `kind` word used in `trace` output and JSON.
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            EventBody::Mmap { .. } => "mmap",
+            EventBody::Munmap { .. } => "munmap",
+            EventBody::Brk { .. } => "brk",
+            EventBody::Mprotect { pkey: None, .. } => "mprotect",
+            EventBody::Mprotect { pkey: Some(_), .. } => "pkey_mprotect",
+            EventBody::Mremap { .. } => "mremap",
+            EventBody::Shmat { .. } => "shmat",
+            EventBody::Shmdt { .. } => "shmdt",
+            EventBody::VmaName { .. } => "vma_name",
+            EventBody::Exec { .. } => "exec",
+            EventBody::Fork { .. } => "fork",
+            EventBody::Exit { .. } => "exit",
+        }
+    }
+
+    /// The syscall behind a syscall event.
+    pub fn syscall(&self) -> Option<Syscall> {
+        Some(match &self.body {
+            EventBody::Mmap { .. } => Syscall::Mmap,
+            EventBody::Munmap { .. } => Syscall::Munmap,
+            EventBody::Brk { .. } => Syscall::Brk,
+            EventBody::Mprotect { pkey: None, .. } => Syscall::Mprotect,
+            EventBody::Mprotect { pkey: Some(_), .. } => Syscall::PkeyMprotect,
+            EventBody::Mremap { .. } => Syscall::Mremap,
+            EventBody::Shmat { .. } => Syscall::Shmat,
+            EventBody::Shmdt { .. } => Syscall::Shmdt,
+            _ => return None,
+        })
+    }
+
+    /// The syscall's result, for syscall events (negative: -errno).
+    pub fn result(&self) -> Option<i64> {
+        match &self.body {
+            EventBody::Mmap { ret, .. }
+            | EventBody::Munmap { ret, .. }
+            | EventBody::Brk { ret, .. }
+            | EventBody::Mprotect { ret, .. }
+            | EventBody::Mremap { ret, .. }
+            | EventBody::Shmat { ret, .. }
+            | EventBody::Shmdt { ret, .. }
+            | EventBody::VmaName { ret, .. } => Some(*ret),
+            _ => None,
+        }
+    }
+
+    /// A failed syscall changes no mapping.
+    pub fn failed(&self) -> bool {
+        self.result().is_some_and(|r| r < 0)
+    }
+}
