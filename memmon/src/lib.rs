@@ -6,3 +6,4 @@
 pub mod model;
 pub mod events;
 pub mod bpf;
+pub mod cli;

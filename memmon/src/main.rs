@@ -1,1 +1,5 @@
-fn main() {}
+//! The `memmon` binary: a thin shell over the library's CLI.
+
+fn main() -> std::process::ExitCode {
+    memmon::cli::main()
+}

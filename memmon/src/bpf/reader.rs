@@ -26,7 +26,7 @@ impl EventStream {
     pub(super) fn new(ring: RingBuf<MapData>) -> Result<Self, BpfError> {
         // SAFETY: the RingBuf owns its map fd and keeps it open (and never
         // replaces it) for as long as the AsyncFd owns the RingBuf.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| BpfError::Io(e.into()))?;
         let mut timer = interval(POLL_INTERVAL);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Ok(Self { ring, timer, decode_errors: 0 })

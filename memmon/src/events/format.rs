@@ -82,7 +82,7 @@ impl Event {
                 if *group_dead { "group_dead=true".into() } else { "group_dead=false".into() }
             }
         };
-        format!("{:<6} pid={} tid={} comm={} {args}", self.kind(), m.pid, m.tid, m.comm)
+        format!("{:<5} pid={} tid={} comm={} {args}", self.kind(), m.pid, m.tid, m.comm)
     }
 
     /// One JSON object: `kind`, `pid`, `tid`, `comm`, `ts_ns`, then the
@@ -203,7 +203,7 @@ mod tests {
         });
         assert_eq!(
             e.to_line(),
-            "mmap   pid=1234 tid=1234 comm=foo addr=0x0 len=8192 prot=RW- flags=PRIVATE|ANONYMOUS fd=-1 off=0 -> 0x7f15a0823000"
+            "mmap  pid=1234 tid=1234 comm=foo addr=0x0 len=8192 prot=RW- flags=PRIVATE|ANONYMOUS fd=-1 off=0 -> 0x7f15a0823000"
         );
         let j = e.to_json();
         assert_eq!(j["kind"], "mmap");

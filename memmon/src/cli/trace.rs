@@ -1,0 +1,93 @@
+//! `memmon trace`: a live, system-wide, strace-like stream of memory events.
+
+use std::{
+    io::{BufWriter, Write},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::bpf::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes};
+
+/// Stream memory syscalls, exec, fork and exit events, one per line.
+///
+/// Runs standalone: it loads its own copy of the kernel programs, so it
+/// works with or without a running daemon (both can run at once). Stop it
+/// with Ctrl-C; it then prints how many events it saw and how many the
+/// kernel dropped, on stderr.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Only this process (thread group id).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Only tasks whose comm is exactly this (comm is cut at 15 bytes).
+    #[arg(long)]
+    comm: Option<String>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Ring buffer size in bytes (a power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RINGBUF_SIZE)]
+    ringbuf_size: u64,
+}
+
+pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
+    let mut probes = Probes::load(&LoadOptions { ringbuf_size: args.ringbuf_size })?;
+    let rt = super::runtime()?;
+    // The ring buffer registers with the runtime's reactor.
+    let _entered = rt.enter();
+    let mut stream = probes.event_stream()?;
+    // Tests and scripts wait for this line before starting their workload.
+    eprintln!("memmon: tracing ({} tracepoints attached); Ctrl-C to stop", probes.attached.len());
+    let comm = args.comm.as_deref().map(|c| &c[..c.len().min(15)]);
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut seen: u64 = 0;
+    let mut reported_lost = 0;
+    let outcome: anyhow::Result<()> = rt.block_on(async {
+        let shutdown = super::shutdown_signal();
+        tokio::pin!(shutdown);
+        let mut batch = Vec::with_capacity(4096);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                read = stream.next_batch(&mut batch, 4096) => {
+                    read?;
+                }
+            }
+            for event in batch.drain(..) {
+                seen += 1;
+                if args.pid.is_some_and(|p| p != event.meta.pid) || comm.is_some_and(|c| c != event.meta.comm) {
+                    continue;
+                }
+                if args.json {
+                    serde_json::to_writer(&mut out, &event.to_json())?;
+                    out.write_all(b"\n")?;
+                } else {
+                    writeln!(out, "{}", event.to_line())?;
+                }
+            }
+            out.flush().context("writing events")?;
+            let lost = probes.lost_events();
+            if lost != reported_lost {
+                eprintln!("memmon: {} events lost so far: the ring buffer was full (try a larger --ringbuf-size)", lost);
+                reported_lost = lost;
+            }
+        }
+        Ok(())
+    });
+    // A closed pipe (`memmon trace | head`) is a normal way to stop.
+    if let Err(err) = &outcome
+        && err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        return Ok(ExitCode::SUCCESS);
+    }
+    outcome?;
+    let _ = out.flush();
+    eprintln!(
+        "memmon: {seen} events, {} lost, {} undecodable",
+        probes.lost_events(),
+        stream.decode_errors
+    );
+    Ok(ExitCode::SUCCESS)
+}
