@@ -3,4 +3,8 @@
 //! The library holds everything the CLI, the daemon, the query server and
 //! the tests share; the binary is a thin shell around it.
 
+pub mod elf;
 pub mod model;
+
+#[cfg(test)]
+mod testutil;
