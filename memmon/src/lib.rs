@@ -3,6 +3,7 @@
 //! The library holds everything the CLI, the daemon, the query server and
 //! the tests share; the binary is a thin shell around it.
 
+pub mod classify;
 pub mod elf;
 pub mod model;
 
