@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod elf;
 pub mod model;
+pub mod rules;
 
 #[cfg(test)]
 mod testutil;
