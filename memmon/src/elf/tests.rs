@@ -264,3 +264,75 @@ fn section_mapping_matches_readelf() {
         assert_eq!(got, expected, "{}", path.display());
     }
 }
+
+/// A little-endian ELF64 header followed by `phnum` zeroed program
+/// headers and `shnum` section headers, each of `sh_flags` SHF_ALLOC.
+fn synthetic_elf(phnum: u16, shnum: u16) -> Vec<u8> {
+    let phoff = 64u64;
+    let shoff = phoff + 56 * u64::from(phnum);
+    let mut b = vec![0u8; shoff as usize + 64 * usize::from(shnum)];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2; // ELFCLASS64
+    b[5] = 1; // little endian
+    b[6] = 1; // EV_CURRENT
+    b[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+    b[32..40].copy_from_slice(&phoff.to_le_bytes());
+    b[40..48].copy_from_slice(&(if shnum > 0 { shoff } else { 0 }).to_le_bytes());
+    b[52..54].copy_from_slice(&64u16.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&phnum.to_le_bytes());
+    b[58..60].copy_from_slice(&64u16.to_le_bytes());
+    b[60..62].copy_from_slice(&shnum.to_le_bytes());
+    for i in 0..usize::from(phnum) {
+        let ph = 64 + 56 * i;
+        b[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        b[ph + 40..ph + 48].copy_from_slice(&u64::MAX.to_le_bytes()); // p_memsz
+    }
+    for i in 0..usize::from(shnum) {
+        let sh = shoff as usize + 64 * i;
+        b[sh + 8..sh + 16].copy_from_slice(&2u64.to_le_bytes()); // SHF_ALLOC
+        b[sh + 4..sh + 8].copy_from_slice(&8u32.to_le_bytes()); // SHT_NOBITS
+    }
+    b
+}
+
+#[test]
+fn lying_headers_give_errors() {
+    assert!(parse_elf(&synthetic_elf(3, 2)).is_ok());
+    assert!(matches!(
+        parse_elf(&synthetic_elf(5000, 0)),
+        Err(ElfError::TooMany(_))
+    ));
+    // Every section in every segment: bounded work and output.
+    assert!(matches!(
+        parse_elf(&synthetic_elf(4000, 2000)),
+        Err(ElfError::TooMany(_))
+    ));
+    assert!(matches!(
+        parse_elf(&synthetic_elf(300, 300)),
+        Err(ElfError::TooMany(_))
+    ));
+    // Counts pointing past the end of the file.
+    let mut b = synthetic_elf(3, 2);
+    b[56..58].copy_from_slice(&0xfffeu16.to_le_bytes());
+    assert!(matches!(parse_elf(&b), Err(ElfError::Malformed(_))));
+    let mut b = synthetic_elf(3, 2);
+    b[60..62].copy_from_slice(&0xfffeu16.to_le_bytes());
+    assert!(matches!(parse_elf(&b), Err(ElfError::Malformed(_))));
+    // Extended numbering (PN_XNUM) with a huge count in section 0.
+    let mut b = synthetic_elf(3, 2);
+    b[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+    let sh0 = 64 + 56 * 3;
+    b[sh0 + 44..sh0 + 48].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(parse_elf(&b).is_err());
+    // Huge offsets in the real header table of /bin/true.
+    let mut b = sample_elf().to_vec();
+    for off in [32, 40] {
+        let mut c = b.clone();
+        c[off..off + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(parse_elf(&c).is_err());
+    }
+    b[62..64].copy_from_slice(&0xfff0u16.to_le_bytes()); // bad e_shstrndx
+    let info = parse_elf(&b).unwrap();
+    assert!(info.sections.iter().all(|s| s.name.is_empty()));
+}

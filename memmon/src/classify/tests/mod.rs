@@ -65,3 +65,49 @@ fn syscall_file_stack_pointer() {
     assert_eq!(parse_syscall_sp(""), None);
     assert_eq!(parse_syscall_sp("-1 zz 0x1"), None);
 }
+
+mod hostile {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// ELF headers come from untrusted files: any segment numbers
+        /// against any mappings must classify without panicking.
+        #[test]
+        fn arbitrary_segments_never_panic(
+            loads in proptest::collection::vec(
+                (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()), 0..6),
+            maps in proptest::collection::vec((0u64..1 << 20, 1u64..64, any::<u64>(), any::<bool>()), 0..12),
+        ) {
+            let mut info = super::fixtures::libc_235();
+            info.relro = Some(crate::elf::VaddrRange { start: loads.first().map_or(0, |l| l.0), end: u64::MAX });
+            for (i, &(offset, vaddr, filesz, memsz, w)) in loads.iter().enumerate() {
+                let ph = &mut info.program_headers[i % 4];
+                (ph.offset, ph.vaddr, ph.filesz, ph.memsz, ph.flags.write) = (offset, vaddr, filesz, memsz, w);
+            }
+            let mut next = 0u64;
+            let regions: Vec<Region> = maps
+                .iter()
+                .map(|&(gap, pages, offset, is_file)| {
+                    let start = next + gap * 4096;
+                    next = start + pages * 4096;
+                    let backing = if is_file { file("/lib/x.so") } else { anon() };
+                    region(start, next, if is_file { "r--p" } else { "rw-p" }, offset & !0xfff, backing)
+                })
+                .collect();
+            let space = AddressSpace::from_regions(regions);
+            let elfs = HashMap::from([("/lib/x.so".to_string(), info)]);
+            let c = classify(&ClassifyInput {
+                space: &space,
+                exe: Some("/lib/x.so"),
+                elfs: &elfs,
+                thread_stack_pointers: &[0, u64::MAX],
+                probe: Some(&|a| Some((a as u128).to_ne_bytes())),
+            });
+            prop_assert_eq!(c.regions.len(), space.region_count());
+        }
+    }
+}
