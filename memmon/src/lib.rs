@@ -3,7 +3,13 @@
 //! The library holds everything the CLI, the daemon, the query server and
 //! the tests share; the binary is a thin shell around it.
 
-pub mod model;
-pub mod events;
 pub mod bpf;
+pub mod classify;
 pub mod cli;
+pub mod elf;
+pub mod events;
+pub mod model;
+pub mod rules;
+
+#[cfg(test)]
+mod testutil;

@@ -4,6 +4,7 @@
 //! replaying an event already reflected in a /proc snapshot leaves the model
 //! as it was, so a snapshot taken while events are in flight still converges.
 
+mod build;
 pub mod region;
 
 use std::collections::BTreeMap;

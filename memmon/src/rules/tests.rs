@@ -1,0 +1,167 @@
+use super::*;
+use crate::elf::{ElfInfo, ElfType};
+use crate::model::{Perms, Region};
+
+fn exe(elf_type: ElfType, is_pie: bool) -> ElfInfo {
+    ElfInfo {
+        elf_type,
+        is_64bit: true,
+        machine: 62,
+        is_pie,
+        entry: 0x1040,
+        interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
+        program_headers: Vec::new(),
+        sections: Vec::new(),
+        relro: None,
+        stack_executable: Some(false),
+    }
+}
+
+#[test]
+fn aslr_verdict_table() {
+    let pie = exe(ElfType::Dyn, true);
+    let fixed = exe(ElfType::Exec, false);
+    let cases: &[(u8, u32, Option<&ElfInfo>, AslrStatus, &str)] = &[
+        (2, 0, Some(&pie), AslrStatus::Full, "PIE"),
+        (2, 0, None, AslrStatus::Full, "unknown"),
+        (2, 0, Some(&fixed), AslrStatus::Partial, "not PIE (ET_EXEC)"),
+        (
+            1,
+            0,
+            Some(&pie),
+            AslrStatus::Partial,
+            "brk heap not randomized",
+        ),
+        (1, 0, Some(&fixed), AslrStatus::Partial, "fixed addresses"),
+        (
+            0,
+            0,
+            Some(&pie),
+            AslrStatus::Off,
+            "kernel.randomize_va_space=0",
+        ),
+        (
+            2,
+            ADDR_NO_RANDOMIZE,
+            Some(&pie),
+            AslrStatus::Off,
+            "setarch -R",
+        ),
+        (2, 0x0040008, Some(&pie), AslrStatus::Off, "gdb"),
+        (
+            1,
+            ADDR_NO_RANDOMIZE,
+            Some(&fixed),
+            AslrStatus::Off,
+            "ET_EXEC",
+        ),
+        (
+            2,
+            0x0400000,
+            Some(&pie),
+            AslrStatus::Full,
+            "randomize_va_space=2",
+        ),
+    ];
+    for &(rvs, pers, info, status, needle) in cases {
+        let v = aslr_verdict(rvs, pers, info);
+        assert_eq!(v.status, status, "{rvs} {pers:#x}: {v:?}");
+        assert!(
+            v.reasons.iter().any(|r| r.contains(needle)),
+            "{rvs} {pers:#x}: {needle:?} not in {:?}",
+            v.reasons
+        );
+    }
+    // Every reason that holds is listed, not just the worst.
+    let v = aslr_verdict(1, ADDR_NO_RANDOMIZE, Some(&fixed));
+    assert_eq!(v.reasons.len(), 3);
+}
+
+#[test]
+fn aslr_serializes_lowercase() {
+    let v = aslr_verdict(0, 0, None);
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(json.contains(r#""status":"off""#), "{json}");
+}
+
+#[test]
+fn readers_on_this_process() {
+    let rvs = read_randomize_va_space().unwrap();
+    assert!(rvs <= 2);
+    let pers = read_personality(std::process::id()).unwrap();
+    // Whatever it is, it parses; ADDR_NO_RANDOMIZE may be set under gdb.
+    let _ = pers & ADDR_NO_RANDOMIZE;
+    assert!(read_personality(u32::MAX).is_err());
+}
+
+fn region(start: u64, end: u64, perms: &str, backing: Backing) -> Region {
+    Region {
+        start,
+        end,
+        perms: Perms::parse(perms).unwrap(),
+        offset: 0,
+        backing,
+        map_stack: false,
+    }
+}
+
+#[test]
+fn wx_findings_flag_wx_and_anonymous_exec_only() {
+    let file = |p: &str| Backing::File {
+        path: p.into(),
+        dev_major: 8,
+        dev_minor: 1,
+        inode: 42,
+    };
+    let special = |n: &str| Backing::Special { name: n.into() };
+    let space = AddressSpace::from_regions([
+        region(0x400000, 0x401000, "r-xp", file("/bin/app")),
+        region(0x600000, 0x601000, "rwxp", file("/bin/app")),
+        region(
+            0x7f00_0000_0000,
+            0x7f00_0001_0000,
+            "r-xp",
+            Backing::anonymous(),
+        ),
+        region(
+            0x7f00_0002_0000,
+            0x7f00_0003_0000,
+            "rwxp",
+            Backing::anonymous(),
+        ),
+        region(
+            0x7f00_0004_0000,
+            0x7f00_0005_0000,
+            "rw-p",
+            Backing::anonymous(),
+        ),
+        region(
+            0x7fff_f7fc_1000,
+            0x7fff_f7fc_3000,
+            "r-xp",
+            special("[vdso]"),
+        ),
+        region(
+            0xffff_ffff_ff60_0000,
+            0xffff_ffff_ff60_1000,
+            "--xp",
+            special("[vsyscall]"),
+        ),
+    ]);
+    let found = wx_findings(&space);
+    let summary: Vec<(u64, &str, WxReason)> = found
+        .iter()
+        .map(|f| (f.start, f.perms.as_str(), f.reason))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (0x600000, "rwxp", WxReason::WritableExecutable),
+            (0x7f00_0000_0000, "r-xp", WxReason::ExecutableAnonymous),
+            (0x7f00_0002_0000, "rwxp", WxReason::WritableExecutable),
+        ]
+    );
+    assert_eq!(found[0].path, "/bin/app");
+    let json = serde_json::to_string(&found[1]).unwrap();
+    assert!(json.contains("executable-anonymous"), "{json}");
+}
