@@ -4,3 +4,4 @@
 //! the tests share; the binary is a thin shell around it.
 
 pub mod model;
+pub mod procmaps;
