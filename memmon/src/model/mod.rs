@@ -4,6 +4,7 @@
 //! replaying an event already reflected in a /proc snapshot leaves the model
 //! as it was, so a snapshot taken while events are in flight still converges.
 
+pub mod compare;
 mod edit;
 mod naming;
 pub mod ops;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use compare::{Difference, View, compare};
 pub use ops::MemOp;
 pub use region::{Backing, PAGE_SIZE, Perms, Region, page_align_up};
 
