@@ -90,3 +90,42 @@ fn io_errors_are_classified() {
         SeedError::PermissionDenied { .. }
     ));
 }
+
+#[test]
+fn comm_with_spaces_and_parentheses() {
+    // comm is the executable's name (first 15 bytes); stat wraps it in
+    // parentheses, so a name containing ") (" must not confuse the parser.
+    let dir = std::env::temp_dir().join(format!("memmon-seed-{}", own_pid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("a) (b c");
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    let mut child = std::process::Command::new(&exe).arg("5").spawn().unwrap();
+    let pid = child.id() as i32;
+    // Wait until the child sleeps in the copied binary: mid-exec, stat can
+    // show the new comm before start_stack is set.
+    let sleeping = || {
+        let stat = Process::new(pid).unwrap().stat().unwrap();
+        stat.comm == "a) (b c" && stat.state == 'S'
+    };
+    for _ in 0..500 {
+        if sleeping() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let snap = snapshot(pid).unwrap();
+    // A sleeping process is quiescent, so its map must agree exactly.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let diffs = compare(&snap.space, &procmaps::parse_maps(&maps).unwrap());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(snap.comm, "a) (b c");
+    assert_eq!(diffs, vec![]);
+    assert_eq!(snap.exe.as_deref(), exe.to_str());
+    assert!(
+        snap.space
+            .regions()
+            .any(|r| snap.space.display_path(r) == exe.to_str().unwrap())
+    );
+}
