@@ -9,7 +9,9 @@ pub mod cli;
 pub mod elf;
 pub mod events;
 pub mod model;
+pub mod procmaps;
 pub mod rules;
+pub mod seed;
 
 #[cfg(test)]
 mod testutil;

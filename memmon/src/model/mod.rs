@@ -5,12 +5,21 @@
 //! as it was, so a snapshot taken while events are in flight still converges.
 
 mod build;
+pub mod compare;
+mod edit;
+mod naming;
+pub mod ops;
 pub mod region;
+mod remap;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use compare::{Difference, View, compare};
+pub use ops::MemOp;
 pub use region::{Backing, PAGE_SIZE, Perms, Region, page_align_up};
 
 /// The program break, as `mm->start_brk` and `mm->brk`.

@@ -8,7 +8,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const fn page_align_up(value: u64) -> u64 {
     match value.checked_add(PAGE_SIZE - 1) {
         Some(v) => v & !(PAGE_SIZE - 1),
-        None => u64::MAX & !(PAGE_SIZE - 1),
+        None => !(PAGE_SIZE - 1),
     }
 }
 
@@ -89,7 +89,12 @@ pub enum Backing {
     /// A file (including shmem files: memfd, SysV shm, /dev/shm, and
     /// MAP_SHARED|MAP_ANONYMOUS, which the kernel shows as `/dev/zero (deleted)`).
     /// `path` is exactly as /proc prints it, ` (deleted)` suffix included.
-    File { path: String, dev_major: u32, dev_minor: u32, inode: u64 },
+    File {
+        path: String,
+        dev_major: u32,
+        dev_minor: u32,
+        inode: u64,
+    },
     /// A kernel special mapping with a fixed name: `[vdso]`, `[vvar]`,
     /// `[vvar_vclock]`, `[vsyscall]`, `[uprobes]`, ...
     Special { name: String },
@@ -117,6 +122,11 @@ pub struct Region {
     /// Created by mmap with MAP_STACK (glibc thread stacks), when known.
     #[serde(default)]
     pub map_stack: bool,
+    /// VM_GROWSDOWN (the main stack, MAP_GROWSDOWN): the kernel never merges
+    /// such a VMA with one lacking the flag, and that decides what `[stack]`
+    /// covers.
+    #[serde(default)]
+    pub grows_down: bool,
 }
 
 impl Region {
@@ -142,5 +152,18 @@ impl Region {
             offset: self.offset_at(start),
             ..self.clone()
         }
+    }
+
+    /// Whether `next` can be folded into `self` as the kernel merges VMAs:
+    /// adjacent, same attributes, and offsets continuing (anonymous memory
+    /// has none; `[anon_shmem:X]` does).
+    pub fn can_merge(&self, next: &Region) -> bool {
+        self.end == next.start
+            && self.perms == next.perms
+            && self.backing == next.backing
+            && self.map_stack == next.map_stack
+            && self.grows_down == next.grows_down
+            && (matches!(self.backing, Backing::Anonymous { .. })
+                || self.offset_at(self.end) == next.offset)
     }
 }

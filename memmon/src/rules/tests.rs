@@ -102,6 +102,7 @@ fn region(start: u64, end: u64, perms: &str, backing: Backing) -> Region {
         offset: 0,
         backing,
         map_stack: false,
+        grows_down: false,
     }
 }
 

@@ -44,6 +44,7 @@ fn own_space() -> AddressSpace {
             offset: u64::from_str_radix(f[2], 16).unwrap(),
             backing,
             map_stack: false,
+            grows_down: false,
         });
     }
     let mut space = AddressSpace::from_regions(regions);

@@ -34,6 +34,7 @@ pub(super) fn region(start: u64, end: u64, perms: &str, offset: u64, backing: Ba
         offset,
         backing,
         map_stack: false,
+        grows_down: false,
     }
 }
 

@@ -1,0 +1,111 @@
+//! Low-level region surgery shared by the operations: splitting at a
+//! boundary, cutting a range out, inserting, and re-merging neighbours.
+//!
+//! The map is kept fully merged (no two adjacent regions satisfy
+//! `Region::can_merge`), so two spaces with the same per-page content are
+//! structurally equal; that is what makes every operation idempotent.
+
+use super::{AddressSpace, Backing, Region};
+
+/// Anonymous memory has no meaningful offset; pin it to 0 so slices and
+/// merges stay canonical.
+pub(super) fn canonical(mut region: Region) -> Region {
+    if matches!(region.backing, Backing::Anonymous { .. }) {
+        region.offset = 0;
+    }
+    region
+}
+
+impl AddressSpace {
+    /// Ensures no region straddles `addr` (so `addr` is a region boundary or
+    /// unmapped). O(log n).
+    pub(super) fn split_at(&mut self, addr: u64) {
+        let Some((_, region)) = self.regions.range_mut(..addr).next_back() else {
+            return;
+        };
+        if region.end <= addr {
+            return;
+        }
+        let tail = canonical(region.slice(addr, region.end));
+        region.end = addr;
+        self.regions.insert(addr, tail);
+    }
+
+    /// Removes and returns the parts of regions inside `[start, end)`, in
+    /// address order. O(log n + k).
+    pub(super) fn take_range(&mut self, start: u64, end: u64) -> Vec<Region> {
+        if start >= end {
+            return Vec::new();
+        }
+        self.split_at(start);
+        self.split_at(end);
+        let keys: Vec<u64> = self.regions.range(start..end).map(|(k, _)| *k).collect();
+        keys.iter().filter_map(|k| self.regions.remove(k)).collect()
+    }
+
+    /// Copies of the parts of regions inside `[start, end)`, clipped to it.
+    pub(super) fn clipped(&self, start: u64, end: u64) -> Vec<Region> {
+        if start >= end {
+            return Vec::new();
+        }
+        let first = self
+            .regions
+            .range(..start)
+            .next_back()
+            .map_or(start, |(k, _)| *k);
+        self.regions
+            .range(first..end)
+            .map(|(_, r)| r)
+            .filter(|r| r.end > start)
+            .map(|r| canonical(r.slice(r.start.max(start), r.end.min(end))))
+            .collect()
+    }
+
+    /// Puts `region` in place of whatever overlapped it (MAP_FIXED
+    /// semantics) and merges it with compatible neighbours.
+    pub fn map_region(&mut self, region: Region) {
+        if region.is_empty() {
+            return;
+        }
+        let (start, end) = (region.start, region.end);
+        self.take_range(start, end);
+        self.regions.insert(start, canonical(region));
+        self.merge_span(start, end);
+    }
+
+    /// Inserts regions known to fall in a hole, then merges once.
+    pub(super) fn insert_all(&mut self, regions: Vec<Region>) {
+        let (Some(first), Some(last)) = (regions.first(), regions.last()) else {
+            return;
+        };
+        let (start, end) = (first.start, last.end);
+        for region in regions {
+            self.regions.insert(region.start, canonical(region));
+        }
+        self.merge_span(start, end);
+    }
+
+    /// Merges every mergeable adjacent pair among the regions touching
+    /// `[start, end]`, including the neighbours just outside. O(log n + k).
+    pub(super) fn merge_span(&mut self, start: u64, end: u64) {
+        let first = self
+            .regions
+            .range(..start)
+            .next_back()
+            .map_or(start, |(k, _)| *k);
+        let keys: Vec<u64> = self.regions.range(first..=end).map(|(k, _)| *k).collect();
+        let mut keys = keys.into_iter();
+        let Some(mut acc) = keys.next() else {
+            return;
+        };
+        for key in keys {
+            let mergeable = self.regions[&acc].can_merge(&self.regions[&key]);
+            if mergeable {
+                let next = self.regions.remove(&key).expect("key listed above");
+                self.regions.get_mut(&acc).expect("key listed above").end = next.end;
+            } else {
+                acc = key;
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Successful memory syscalls as idempotent operations on the model.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AddressSpace, Backing, BrkState, Perms, Region, page_align_up};
+
+pub const MAP_SHARED: u64 = 0x01;
+pub const MAP_PRIVATE: u64 = 0x02;
+pub const MAP_SHARED_VALIDATE: u64 = 0x03;
+pub const MAP_TYPE: u64 = 0x0f;
+pub const MAP_ANONYMOUS: u64 = 0x20;
+pub const MAP_GROWSDOWN: u64 = 0x0100;
+pub const MAP_STACK: u64 = 0x20000;
+
+pub const MREMAP_MAYMOVE: u64 = 1;
+pub const MREMAP_FIXED: u64 = 2;
+pub const MREMAP_DONTUNMAP: u64 = 4;
+
+/// How /proc names shared anonymous memory (a shmem file with no name).
+pub const SHARED_ANON_PATH: &str = "/dev/zero (deleted)";
+
+/// One successful syscall, with addresses already the syscall's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemOp {
+    /// mmap (and shmat, which maps the segment's file like MAP_SHARED).
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        /// Resolved by the caller; ignored for MAP_ANONYMOUS.
+        backing: Backing,
+        offset: u64,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+    },
+    /// mprotect and pkey_mprotect.
+    Mprotect {
+        addr: u64,
+        len: u64,
+        prot: u64,
+    },
+    Mremap {
+        old_addr: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        /// The syscall's result.
+        new_addr: u64,
+    },
+    /// The brk syscall's result: the new break.
+    Brk {
+        brk: u64,
+    },
+    ShmDetach {
+        addr: u64,
+    },
+    /// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name).
+    SetAnonName {
+        addr: u64,
+        len: u64,
+        name: Option<String>,
+    },
+}
+
+/// Shared anonymous memory is a shmem file; /proc prints it like this.
+/// The inode is unknown to the model (and not compared).
+pub fn shared_anon_backing() -> Backing {
+    Backing::File {
+        path: SHARED_ANON_PATH.into(),
+        dev_major: 0,
+        dev_minor: 1,
+        inode: 0,
+    }
+}
+
+/// `[addr, addr + page_align_up(len))`, saturating at the top of the space.
+pub(super) fn page_range(addr: u64, len: u64) -> (u64, u64) {
+    (addr, addr.saturating_add(page_align_up(len)))
+}
+
+impl AddressSpace {
+    pub fn apply(&mut self, op: &MemOp) {
+        match op {
+            MemOp::Mmap {
+                addr,
+                len,
+                prot,
+                flags,
+                backing,
+                offset,
+            } => self.mmap(*addr, *len, *prot, *flags, backing.clone(), *offset),
+            MemOp::Munmap { addr, len } => self.munmap(*addr, *len),
+            MemOp::Mprotect { addr, len, prot } => self.mprotect(*addr, *len, *prot),
+            MemOp::Mremap {
+                old_addr,
+                old_len,
+                new_len,
+                flags,
+                new_addr,
+            } => self.mremap(*old_addr, *old_len, *new_len, *flags, *new_addr),
+            MemOp::Brk { brk } => self.set_brk(*brk),
+            MemOp::ShmDetach { addr } => self.shm_detach(*addr),
+            MemOp::SetAnonName { addr, len, name } => {
+                self.set_anon_name(*addr, *len, name.as_deref())
+            }
+        }
+    }
+
+    /// A successful mmap: the range is now exactly this mapping.
+    pub fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        backing: Backing,
+        offset: u64,
+    ) {
+        let (start, end) = page_range(addr, len);
+        let shared = matches!(flags & MAP_TYPE, MAP_SHARED | MAP_SHARED_VALIDATE);
+        let (backing, offset) = if flags & MAP_ANONYMOUS == 0 {
+            (backing, offset)
+        } else if shared {
+            (shared_anon_backing(), 0)
+        } else {
+            (Backing::anonymous(), 0)
+        };
+        self.map_region(Region {
+            start,
+            end,
+            perms: Perms::from_prot(prot, shared),
+            offset,
+            backing,
+            map_stack: flags & MAP_STACK != 0,
+            grows_down: flags & MAP_GROWSDOWN != 0,
+        });
+    }
+
+    pub fn munmap(&mut self, addr: u64, len: u64) {
+        let (start, end) = page_range(addr, len);
+        self.take_range(start, end);
+    }
+
+    /// mprotect/pkey_mprotect: new rwx bits on the mapped parts; the
+    /// sharing mode is fixed at mmap time.
+    pub fn mprotect(&mut self, addr: u64, len: u64, prot: u64) {
+        let (start, end) = page_range(addr, len);
+        if start >= end {
+            return;
+        }
+        self.split_at(start);
+        self.split_at(end);
+        for (_, region) in self.regions.range_mut(start..end) {
+            region.perms = Perms::from_prot(prot, region.perms.shared);
+        }
+        self.merge_span(start, end);
+    }
+
+    /// The brk syscall's result. Mirrors mm/mmap.c: the heap VMA covers
+    /// `[start_brk, page_align_up(brk))`, growing or shrinking by whole pages.
+    pub fn set_brk(&mut self, brk: u64) {
+        let Some(state) = self.brk else {
+            // Nothing known yet: the first result is the initial break.
+            self.brk = Some(BrkState {
+                start_brk: brk,
+                brk,
+                exact: true,
+            });
+            return;
+        };
+        if brk < state.start_brk {
+            // The kernel never returns a break below start_brk; the state
+            // must be stale (e.g. an exec not yet seen), so don't guess.
+            return;
+        }
+        let (old, new) = (page_align_up(state.brk), page_align_up(brk));
+        if new > old {
+            self.map_region(Region {
+                start: old,
+                end: new,
+                perms: Perms::from_prot(Perms::PROT_READ | Perms::PROT_WRITE, false),
+                offset: 0,
+                backing: Backing::anonymous(),
+                map_stack: false,
+                grows_down: false,
+            });
+        } else if new < old {
+            self.take_range(new, old);
+        }
+        self.brk = Some(BrkState {
+            brk,
+            exact: true,
+            ..state
+        });
+    }
+}

@@ -1,0 +1,3 @@
+mod props;
+mod reference;
+mod unit;
