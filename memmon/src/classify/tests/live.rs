@@ -4,57 +4,10 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::elf::read_elf;
-use crate::model::BrkState;
 
-/// A minimal /proc/self/maps reader (the real parser lives elsewhere).
+/// This process's layout, through the real seeding code.
 fn own_space() -> AddressSpace {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut regions = Vec::new();
-    let (mut heap, mut stack) = (None, None);
-    for line in maps.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (lo, hi) = f[0].split_once('-').unwrap();
-        let (start, end) = (
-            u64::from_str_radix(lo, 16).unwrap(),
-            u64::from_str_radix(hi, 16).unwrap(),
-        );
-        let path = f.get(5..).map(|p| p.join(" ")).unwrap_or_default();
-        let backing = match path.as_str() {
-            "" | "[heap]" | "[stack]" => Backing::anonymous(),
-            p if p.starts_with("[anon:") => Backing::Anonymous {
-                name: Some(p[6..p.len() - 1].into()),
-            },
-            p if p.starts_with('[') => Backing::Special { name: p.into() },
-            p => Backing::File {
-                path: p.into(),
-                dev_major: 0,
-                dev_minor: 0,
-                inode: f[4].parse().unwrap(),
-            },
-        };
-        match path.as_str() {
-            "[heap]" => heap = Some((start, end)),
-            "[stack]" => stack = Some(end - 8),
-            _ => {}
-        }
-        regions.push(Region {
-            start,
-            end,
-            perms: Perms::parse(f[1]).unwrap(),
-            offset: u64::from_str_radix(f[2], 16).unwrap(),
-            backing,
-            map_stack: false,
-            grows_down: false,
-        });
-    }
-    let mut space = AddressSpace::from_regions(regions);
-    space.brk = heap.map(|(start_brk, brk)| BrkState {
-        start_brk,
-        brk,
-        exact: false,
-    });
-    space.start_stack = stack;
-    space
+    crate::seed::snapshot(std::process::id() as i32).expect("own snapshot").space
 }
 
 #[test]
