@@ -15,3 +15,4 @@ pub mod seed;
 
 #[cfg(test)]
 mod testutil;
+pub mod tracker;

@@ -1,0 +1,99 @@
+//! What the tracker knows about one process.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use super::{SeedReason, convert::to_mem_op, resolve::Resolver};
+use crate::{events::Event, model::AddressSpace, seed::Snapshot};
+
+/// One event in a process's history, as shown by `memmon query --events`.
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryEntry {
+    pub ts_ns: u64,
+    pub line: String,
+    pub json: serde_json::Value,
+}
+
+#[derive(Debug)]
+pub struct ProcessState {
+    pub pid: u32,
+    /// /proc/PID/stat start time, once a snapshot told it: with the pid it
+    /// identifies the process, so a reused pid never inherits a model.
+    pub start_time_ticks: Option<u64>,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub uid: Option<u32>,
+    pub personality: Option<u32>,
+    pub space: AddressSpace,
+    pub history: VecDeque<HistoryEntry>,
+    /// Model-changing events applied (verification uses it to detect races).
+    pub applied_events: u64,
+    /// Events waiting for a snapshot (while `buffering`).
+    pub(super) pending: Vec<Event>,
+    pub buffering: bool,
+    pub(super) reseed_after_install: Option<SeedReason>,
+    /// The last snapshot request failed (e.g. permission): model unverified.
+    pub seed_error: bool,
+}
+
+impl ProcessState {
+    pub fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            start_time_ticks: None,
+            comm: String::new(),
+            exe: None,
+            uid: None,
+            personality: None,
+            space: AddressSpace::new(),
+            history: VecDeque::new(),
+            applied_events: 0,
+            pending: Vec::new(),
+            buffering: false,
+            reseed_after_install: None,
+            seed_error: false,
+        }
+    }
+
+    pub(super) fn record(&mut self, event: &Event, cap: usize) {
+        if cap == 0 {
+            return;
+        }
+        while self.history.len() >= cap {
+            self.history.pop_front();
+        }
+        self.history.push_back(HistoryEntry {
+            ts_ns: event.meta.ts_ns,
+            line: event.to_line(),
+            json: event.to_json(),
+        });
+    }
+
+    /// Applies a syscall event; true when a file behind a mapping could not
+    /// be identified (the model then needs a snapshot to be exact).
+    pub(super) fn apply_event(&mut self, event: &Event, resolver: &dyn Resolver) -> bool {
+        let (op, unresolved) = to_mem_op(event, resolver);
+        if let Some(op) = op {
+            self.space.apply(&op);
+            self.applied_events += 1;
+        }
+        unresolved
+    }
+
+    pub(super) fn install(&mut self, snapshot: Snapshot) {
+        if self.start_time_ticks.is_some_and(|t| t != snapshot.start_time_ticks) {
+            // The pid was reused: nothing of the old process carries over.
+            self.history.clear();
+        }
+        self.start_time_ticks = Some(snapshot.start_time_ticks);
+        self.comm = snapshot.comm;
+        self.exe = snapshot.exe;
+        self.uid = Some(snapshot.uid);
+        self.personality = Some(snapshot.personality);
+        self.space = snapshot.space;
+        self.buffering = false;
+        self.seed_error = false;
+        self.applied_events += 1;
+    }
+}
