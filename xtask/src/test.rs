@@ -14,10 +14,23 @@ fn phase(name: &str) {
 pub fn test(extra: &[String]) -> Result<()> {
     phase("setup");
     setup()?;
-    phase("cargo test --workspace");
-    run(cargo()?.args(["test", "--workspace"]).args(extra))?;
+    let mut cmd = cargo()?;
+    cmd.arg("test");
+    // `--workspace` would override a `-p` the caller passed to narrow the run.
+    if !selects_package(extra) {
+        cmd.arg("--workspace");
+    }
+    phase("cargo test");
+    run(cmd.args(extra))?;
     phase("tests passed");
     Ok(())
+}
+
+/// Whether cargo-level args (those before a `--`) pick packages themselves.
+fn selects_package(args: &[String]) -> bool {
+    args.iter().take_while(|a| *a != "--").any(|a| {
+        a == "-p" || a == "--package" || a.starts_with("--package=") || a.starts_with("-p")
+    })
 }
 
 pub fn lint() -> Result<()> {
@@ -35,4 +48,22 @@ pub fn lint() -> Result<()> {
         "warnings",
     ]))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selects_package;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn package_selection_is_detected_before_separator_only() {
+        assert!(selects_package(&args(&["-p", "memmon"])));
+        assert!(selects_package(&args(&["-pmemmon"])));
+        assert!(selects_package(&args(&["--package=memmon"])));
+        assert!(!selects_package(&args(&["--release", "--", "-p"])));
+        assert!(!selects_package(&args(&[])));
+    }
 }
