@@ -1,6 +1,6 @@
 //! Debian packages providing commands the tests use.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::env::{as_root, find_in_path, run};
 
@@ -25,5 +25,12 @@ pub fn ensure() -> Result<()> {
     run(as_root("apt-get")?
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y"])
-        .args(&missing))
+        .args(&missing))?;
+    // Catches a wrong (command, package) pair in the table.
+    for (cmd, pkg) in PACKAGES {
+        if find_in_path(cmd).is_none() {
+            bail!("installed {pkg}, but `{cmd}` is still not on PATH");
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::env::{output, run, rust_cmd, toolchain};
 use crate::{apt, linker};
@@ -30,5 +30,12 @@ fn ensure_rust_src() -> Result<()> {
     // RUSTUP_AUTO_INSTALL=0 means nothing installs this implicitly.
     let tc = toolchain()?;
     println!("setup: rust-src missing, installing it for toolchain {tc}");
-    run(rust_cmd("rustup")?.args(["component", "add", "rust-src", "--toolchain", &tc]))
+    run(rust_cmd("rustup")?.args(["component", "add", "rust-src", "--toolchain", &tc]))?;
+    if !core.is_dir() {
+        bail!(
+            "rust-src installed for {tc}, but {} is still missing",
+            core.display()
+        );
+    }
+    Ok(())
 }
