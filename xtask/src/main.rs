@@ -1,1 +1,64 @@
-fn main() {}
+//! `cargo xtask`: build, run and test memmon with its eBPF prerequisites in place.
+
+mod apt;
+mod build;
+mod env;
+mod linker;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "memmon developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install missing build prerequisites (rust-src, bpf-linker, apt packages).
+    Setup,
+    /// Build memmon (including its eBPF object).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build memmon and run it as root; arguments after `--` go to memmon.
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the workspace tests; arguments after `--` go to `cargo test`.
+    Test {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Check formatting and run clippy with warnings denied.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build { release } => build::build(release).map(|_| ()),
+        Cmd::Run { release, args } => build::run(release, &args),
+        Cmd::Test { args } => test::test(&args),
+        Cmd::Lint => test::lint(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            // Pass a failed child's own exit code through so CI sees it.
+            let code = err.downcast_ref::<env::Failed>().map_or(1, |f| f.code);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}

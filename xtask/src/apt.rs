@@ -1,0 +1,36 @@
+//! Debian packages providing commands the tests use.
+
+use anyhow::{Result, bail};
+
+use crate::env::{as_root, find_in_path, run};
+
+/// (command, Debian package providing it). Extend as tests need more tools
+/// (bpftool, bpftrace, prometheus, ...).
+const PACKAGES: &[(&str, &str)] = &[("cc", "gcc")];
+
+pub fn ensure() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(cmd, _)| find_in_path(cmd).is_none())
+        .map(|&(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        let cmds: Vec<&str> = PACKAGES.iter().map(|&(cmd, _)| cmd).collect();
+        println!("setup: commands present: {}", cmds.join(", "));
+        return Ok(());
+    }
+    println!("setup: installing apt packages: {}", missing.join(" "));
+    // One update before the (single) install: fresh containers have no lists.
+    run(as_root("apt-get")?.arg("update"))?;
+    run(as_root("apt-get")?
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y"])
+        .args(&missing))?;
+    // Catches a wrong (command, package) pair in the table.
+    for (cmd, pkg) in PACKAGES {
+        if find_in_path(cmd).is_none() {
+            bail!("installed {pkg}, but `{cmd}` is still not on PATH");
+        }
+    }
+    Ok(())
+}
