@@ -68,20 +68,13 @@ pub fn rust_cmd(program: &str) -> Result<Command> {
     Ok(cmd)
 }
 
-/// `cargo` with RUSTC_BOOTSTRAP=1, which memmon's build.rs needs for
-/// `-Z build-std=core` when building the eBPF crate on a stable toolchain.
+/// `cargo` on the pinned toolchain. RUSTC_BOOTSTRAP is deliberately NOT
+/// set here: memmon's build.rs sets it for the nested eBPF build only, and
+/// setting it for the outer build would make every build script that
+/// watches it (anyhow, proc-macro2, ...) rerun between plain `cargo` and
+/// `cargo xtask` invocations.
 pub fn cargo() -> Result<Command> {
-    let mut cmd = rust_cmd("cargo")?;
-    cmd.env("RUSTC_BOOTSTRAP", "1");
-    // Build scripts (anyhow, proc-macro2, ...) rerun when RUSTC_BOOTSTRAP
-    // changes, so sharing intermediates with the `cargo run -p xtask` that
-    // started us (no RUSTC_BOOTSTRAP) would rebuild half the tree on every
-    // call. A separate build dir avoids that; final binaries still land in
-    // target/<profile>/.
-    if env::var_os("CARGO_BUILD_BUILD_DIR").is_none() {
-        cmd.env("CARGO_BUILD_BUILD_DIR", target_dir().join("bootstrap"));
-    }
-    Ok(cmd)
+    rust_cmd("cargo")
 }
 
 pub fn describe(cmd: &Command) -> String {
