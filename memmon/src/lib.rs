@@ -6,12 +6,16 @@
 pub mod bpf;
 pub mod classify;
 pub mod cli;
+pub mod client;
+pub mod daemon;
 pub mod elf;
 pub mod events;
 pub mod model;
 pub mod procmaps;
+pub mod protocol;
 pub mod rules;
 pub mod seed;
+pub mod server;
 
 #[cfg(test)]
 mod testutil;

@@ -50,6 +50,11 @@ impl EventStream {
         }
     }
 
+    /// Reads what is queued now, without waiting.
+    pub fn drain_ready(&mut self, batch: &mut Vec<Event>, max: usize) -> usize {
+        Self::drain(self.ring.get_mut(), batch, max, &mut self.decode_errors)
+    }
+
     fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<Event>, max: usize, errors: &mut u64) -> usize {
         let mut n = 0;
         while n < max {

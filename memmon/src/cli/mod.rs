@@ -2,6 +2,7 @@
 
 mod daemon;
 mod trace;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ pub struct Cli {
 enum Command {
     Daemon(daemon::DaemonArgs),
     Trace(trace::TraceArgs),
+    Verify(verify::VerifyArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -33,6 +35,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AddressSpace, Backing, Perms};
 use crate::procmaps::MapsEntry;
@@ -16,7 +16,7 @@ use crate::procmaps::MapsEntry;
 mod tests;
 
 /// What one side shows at the start of a differing range.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     pub perms: Perms,
     pub path: String,
@@ -25,7 +25,7 @@ pub struct View {
 }
 
 /// A range where model and kernel disagree; None means unmapped there.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Difference {
     pub start: u64,
     pub end: u64,

@@ -115,6 +115,11 @@ impl Tracker {
         self.processes.is_empty()
     }
 
+    /// Processes waiting for a snapshot.
+    pub fn seeding_count(&self) -> usize {
+        self.seeding.len()
+    }
+
     /// Whether `pid` is waiting for a snapshot.
     pub fn is_seeding(&self, pid: u32) -> bool {
         self.seeding.contains(&pid)

@@ -1,0 +1,71 @@
+//! The CLI's side of the query socket.
+
+use std::{
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use thiserror::Error;
+
+use crate::protocol::{
+    ErrorKind, ErrorReply, FrameError, MAX_REPLY_BYTES, PROTOCOL_VERSION, Reply, ReplyBody,
+    ReplyEnvelope, Request, RequestEnvelope, read_frame, write_frame,
+};
+
+pub const DEFAULT_SOCKET: &str = "/run/memmon/memmon.sock";
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("the memmon daemon is not running (no socket at {0}); start it with `systemctl start memmon` or `memmon daemon`")]
+    NotRunning(PathBuf),
+    #[error("permission denied on {0}: ask an administrator to add you to the socket's group")]
+    SocketPermission(PathBuf),
+    #[error("cannot connect to {0}: {1}")]
+    Connect(PathBuf, std::io::Error),
+    #[error("talking to the daemon: {0}")]
+    Frame(#[from] FrameError),
+    #[error("{}", .0.message)]
+    Daemon(ErrorReply),
+    #[error("the daemon speaks protocol version {0}, this client {PROTOCOL_VERSION}: upgrade both together")]
+    Version(u32),
+}
+
+impl ClientError {
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Daemon(e) => Some(e.kind),
+            _ => None,
+        }
+    }
+}
+
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                ClientError::NotRunning(path.into())
+            }
+            std::io::ErrorKind::PermissionDenied => ClientError::SocketPermission(path.into()),
+            _ => ClientError::Connect(path.into(), e),
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(120))).ok();
+        Ok(Self { stream })
+    }
+
+    pub fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
+        write_frame(&mut self.stream, &RequestEnvelope { version: PROTOCOL_VERSION, request })?;
+        let reply: ReplyEnvelope = read_frame(&mut self.stream, MAX_REPLY_BYTES)?;
+        if reply.version != PROTOCOL_VERSION {
+            return Err(ClientError::Version(reply.version));
+        }
+        match reply.body {
+            ReplyBody::Ok(reply) => Ok(reply),
+            ReplyBody::Error(e) => Err(ClientError::Daemon(e)),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The daemon: kernel events in, live models out, queries answered.
+//!
+//! One task owns everything mutable (tracker, probes): events, snapshot
+//! results, socket requests and timers are multiplexed with `select!`, so
+//! the models need no locks and see events in ring-buffer order.
+
+mod verify;
+
+use std::{collections::HashSet, future::Future, path::PathBuf, time::Duration};
+
+use thiserror::Error;
+use tokio::{
+    sync::mpsc,
+    time::{MissedTickBehavior, interval},
+};
+
+use crate::{
+    bpf::{BpfError, EventStream, LoadOptions, Probes},
+    protocol::{ErrorKind, Reply, ReplyEnvelope, Request},
+    seed,
+    server::{self, Incoming, ServerError},
+    tracker::{
+        ProcResolver, SeedReason, Tracker,
+        seeder::{SeedResult, Seeder},
+    },
+};
+
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub ringbuf_size: u64,
+    pub history_len: usize,
+    /// How often a sample of models is compared with /proc (0 disables).
+    pub verify_interval: Duration,
+    /// Processes compared per verification round.
+    pub verify_batch: usize,
+    pub max_snapshots_per_sec: u32,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            socket: crate::client::DEFAULT_SOCKET.into(),
+            ringbuf_size: crate::bpf::DEFAULT_RINGBUF_SIZE,
+            history_len: crate::tracker::DEFAULT_HISTORY_LEN,
+            verify_interval: Duration::from_secs(30),
+            verify_batch: 16,
+            max_snapshots_per_sec: crate::tracker::seeder::DEFAULT_MAX_SNAPSHOTS_PER_SEC,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Drift found by periodic verification, for metrics.
+#[derive(Clone, Debug, Default)]
+pub struct DriftStats {
+    pub rounds: u64,
+    pub processes_checked: u64,
+    /// Differences found in the last round.
+    pub last_round_regions: u64,
+    pub total_regions: u64,
+}
+
+const BATCH: usize = 4096;
+
+pub struct Daemon {
+    config: DaemonConfig,
+    probes: Probes,
+    stream: EventStream,
+    pub tracker: Tracker,
+    seeder: Seeder,
+    seed_results: mpsc::UnboundedReceiver<SeedResult>,
+    requests: mpsc::Receiver<Incoming>,
+    resolver: ProcResolver,
+    pub drift: DriftStats,
+    verify_cursor: u32,
+    batch: Vec<crate::events::Event>,
+}
+
+impl Daemon {
+    /// Loads the programs, binds the socket and queues the initial scan.
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
+        let mut probes = Probes::load(&LoadOptions { ringbuf_size: config.ringbuf_size })?;
+        let stream = probes.event_stream()?;
+        let listener = server::bind(&config.socket)?;
+        let (req_tx, requests) = mpsc::channel(64);
+        tokio::spawn(server::serve(listener, req_tx));
+        let (results_tx, seed_results) = mpsc::unbounded_channel();
+        let seeder = Seeder::spawn(results_tx, config.max_snapshots_per_sec)?;
+        let mut tracker = Tracker::new(config.history_len);
+        // Programs are attached before the scan, so nothing falls between.
+        for pid in seed::list_pids().map_err(|e| std::io::Error::other(e.to_string()))? {
+            tracker.request_seed(pid as u32, SeedReason::Unknown);
+        }
+        let mut daemon = Self {
+            config,
+            probes,
+            stream,
+            tracker,
+            seeder,
+            seed_results,
+            requests,
+            resolver: ProcResolver,
+            drift: DriftStats::default(),
+            verify_cursor: 0,
+            batch: Vec::with_capacity(BATCH),
+        };
+        daemon.pump_seed_requests();
+        Ok(daemon)
+    }
+
+    pub fn lost_events(&self) -> u64 {
+        self.probes.lost_events()
+    }
+
+    /// Serves until `shutdown` resolves. `on_ready` runs once the initial
+    /// scan has landed (every process has a model).
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        on_ready: impl FnOnce(&Tracker),
+    ) -> Result<(), DaemonError> {
+        tokio::pin!(shutdown);
+        let mut on_ready = Some(on_ready);
+        let mut housekeeping = interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let verify_every = if self.config.verify_interval.is_zero() {
+            Duration::from_secs(86400 * 365)
+        } else {
+            self.config.verify_interval
+        };
+        let mut verify_tick = interval(verify_every);
+        verify_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        verify_tick.tick().await; // the first tick is immediate; skip it
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                read = self.stream.next_batch(&mut self.batch, BATCH) => {
+                    read?;
+                    self.apply_batch();
+                }
+                Some(result) = self.seed_results.recv() => {
+                    self.install(result);
+                    if self.tracker.seeding_count() == 0 && let Some(ready) = on_ready.take() {
+                        ready(&self.tracker);
+                    }
+                }
+                Some(incoming) = self.requests.recv() => {
+                    let reply = self.handle(incoming.request, incoming.uid).await;
+                    let _ = incoming.reply.send(reply);
+                }
+                _ = housekeeping.tick() => {
+                    ticks += 1;
+                    self.housekeeping(ticks);
+                }
+                _ = verify_tick.tick() => self.verify_round(),
+            }
+            self.pump_seed_requests();
+        }
+        let _ = std::fs::remove_file(&self.config.socket);
+        Ok(())
+    }
+
+    fn apply_batch(&mut self) {
+        for event in self.batch.drain(..) {
+            self.tracker.apply(event, &self.resolver);
+        }
+    }
+
+    /// Applies everything queued now, including finished snapshots.
+    fn catch_up(&mut self) {
+        while self.stream.drain_ready(&mut self.batch, BATCH) > 0 {
+            self.apply_batch();
+        }
+        while let Ok(result) = self.seed_results.try_recv() {
+            self.install(result);
+        }
+        self.pump_seed_requests();
+    }
+
+    fn install(&mut self, SeedResult { request, result }: SeedResult) {
+        match result {
+            Ok(snapshot) => self.tracker.install_snapshot(snapshot, &self.resolver),
+            Err(err) => {
+                log::debug!("snapshot of pid {} failed: {err}", request.pid);
+                self.tracker.snapshot_failed(request.pid, err.is_no_such_pid());
+            }
+        }
+    }
+
+    fn pump_seed_requests(&mut self) {
+        for request in self.tracker.take_requests() {
+            self.seeder.request(request);
+        }
+    }
+
+    fn housekeeping(&mut self, ticks: u64) {
+        match self.probes.take_lost_pids() {
+            Ok(pids) => {
+                for pid in pids {
+                    self.tracker.request_seed(pid, SeedReason::Lost);
+                }
+            }
+            Err(err) => log::warn!("reading the lost-pid map: {err}"),
+        }
+        // Exit events can be lost too: drop models of processes now gone.
+        if ticks % 10 == 0
+            && let Ok(pids) = seed::list_pids()
+        {
+            let alive: HashSet<u32> = pids.into_iter().map(|p| p as u32).collect();
+            self.tracker.retain_alive(&alive);
+        }
+    }
+
+    async fn handle(&mut self, request: Request, uid: u32) -> ReplyEnvelope {
+        match request {
+            Request::Ping => ReplyEnvelope::ok(Reply::Pong {
+                daemon_pid: std::process::id(),
+                tracked_processes: self.tracker.len(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            }),
+            Request::Verify { pid } => {
+                if let Err(denied) = self.authorize(uid, pid) {
+                    return denied;
+                }
+                match self.verify(pid).await {
+                    Ok(report) => ReplyEnvelope::ok(Reply::Verify(report)),
+                    Err((kind, message)) => ReplyEnvelope::error(kind, message),
+                }
+            }
+        }
+    }
+
+    /// Root sees everything; other users only processes with their real uid.
+    fn authorize(&self, peer_uid: u32, pid: u32) -> Result<(), ReplyEnvelope> {
+        if peer_uid == 0 {
+            return Ok(());
+        }
+        let owner = self.tracker.process(pid).and_then(|p| p.uid).or_else(|| real_uid_of(pid));
+        match owner {
+            None => Err(ReplyEnvelope::error(ErrorKind::NoSuchPid, format!("no such process: pid {pid}"))),
+            Some(owner) if owner == peer_uid => Ok(()),
+            Some(_) => Err(ReplyEnvelope::error(
+                ErrorKind::PermissionDenied,
+                format!("pid {pid} belongs to another user; only root may inspect it"),
+            )),
+        }
+    }
+}
+
+/// The real uid of a live process, from /proc/PID/status.
+fn real_uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+}

@@ -1,0 +1,191 @@
+//! The query socket's protocol: versioned, length-delimited JSON.
+//!
+//! Each message is a 4-byte big-endian length followed by that many bytes
+//! of JSON. Requests are small and capped at [`MAX_REQUEST_BYTES`]; a
+//! longer or malformed one gets an error reply, never a crash.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use thiserror::Error;
+
+use crate::model::compare::Difference;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const MAX_REQUEST_BYTES: u32 = 64 * 1024;
+/// Replies carry whole layouts: 10,000 regions fit comfortably.
+pub const MAX_REPLY_BYTES: u32 = 256 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub version: u32,
+    pub request: Request,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    /// Compare one process's model with /proc/PID/maps now.
+    Verify { pid: u32 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReplyEnvelope {
+    pub version: u32,
+    #[serde(flatten)]
+    pub body: ReplyBody,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyBody {
+    Ok(Reply),
+    Error(ErrorReply),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Pong { daemon_pid: u32, tracked_processes: usize, version: String },
+    Verify(VerifyReport),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub pid: u32,
+    pub comm: String,
+    pub agree: bool,
+    pub model_regions: usize,
+    pub kernel_regions: usize,
+    pub differences: Vec<Difference>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    BadRequest,
+    VersionMismatch,
+    TooLarge,
+    NoSuchPid,
+    PermissionDenied,
+    NotReady,
+    Internal,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ReplyEnvelope {
+    pub fn ok(reply: Reply) -> Self {
+        Self { version: PROTOCOL_VERSION, body: ReplyBody::Ok(reply) }
+    }
+
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { version: PROTOCOL_VERSION, body: ReplyBody::Error(ErrorReply { kind, message: message.into() }) }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: u32, max: u32 },
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Encodes `value` as one frame.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(value)?;
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge { len: u32::MAX, max: MAX_REPLY_BYTES })?;
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Parses a request body, checking the version before the content so that
+/// a client from another release gets a version error, not a parse error.
+pub fn decode_request(body: &[u8]) -> Result<Request, ReplyEnvelope> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ReplyEnvelope::error(ErrorKind::BadRequest, format!("request is not JSON: {e}")))?;
+    match value.get("version").and_then(|v| v.as_u64()) {
+        Some(v) if v == PROTOCOL_VERSION as u64 => {}
+        Some(v) => {
+            return Err(ReplyEnvelope::error(
+                ErrorKind::VersionMismatch,
+                format!("client speaks protocol version {v}, this daemon speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+        None => return Err(ReplyEnvelope::error(ErrorKind::BadRequest, "request has no numeric `version`")),
+    }
+    serde_json::from_value::<RequestEnvelope>(value)
+        .map(|e| e.request)
+        .map_err(|e| ReplyEnvelope::error(ErrorKind::BadRequest, format!("bad request: {e}")))
+}
+
+/// Blocking read of one frame (used by the CLI client).
+pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R, max: u32) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len as usize];
+    reader.read_exact(&mut body)?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+pub fn write_frame<W: Write, T: Serialize>(writer: &mut W, value: &T) -> Result<(), FrameError> {
+    writer.write_all(&encode(value)?)?;
+    writer.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let env = RequestEnvelope { version: PROTOCOL_VERSION, request: Request::Verify { pid: 42 } };
+        let frame = encode(&env).unwrap();
+        assert_eq!(u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize, frame.len() - 4);
+        assert_eq!(decode_request(&frame[4..]).unwrap(), Request::Verify { pid: 42 });
+        let back: RequestEnvelope = read_frame(&mut &frame[..], MAX_REQUEST_BYTES).unwrap();
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn garbage_and_versions_get_typed_errors() {
+        let kind = |body: &[u8]| match decode_request(body) {
+            Err(ReplyEnvelope { body: ReplyBody::Error(e), .. }) => e.kind,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(kind(b"\xff\x00garbage"), ErrorKind::BadRequest);
+        assert_eq!(kind(br#"{"request":{"type":"ping"}}"#), ErrorKind::BadRequest);
+        assert_eq!(kind(br#"{"version":99,"request":{"type":"ping"}}"#), ErrorKind::VersionMismatch);
+        assert_eq!(kind(br#"{"version":1,"request":{"type":"launch_missiles"}}"#), ErrorKind::BadRequest);
+        assert_eq!(kind(br#"{"version":1,"request":{"type":"verify","pid":-1}}"#), ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_allocation() {
+        let frame = [0xff, 0xff, 0xff, 0xff];
+        let got: Result<RequestEnvelope, _> = read_frame(&mut &frame[..], MAX_REQUEST_BYTES);
+        assert!(matches!(got, Err(FrameError::TooLarge { .. })));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_request_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = decode_request(&body);
+        }
+    }
+}
