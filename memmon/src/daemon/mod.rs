@@ -176,6 +176,7 @@ impl Daemon {
         for event in self.batch.drain(..) {
             self.tracker.apply(event, &self.resolver);
         }
+        self.tracker.finish_batch(&self.resolver);
     }
 
     /// Applies everything queued now, including finished snapshots.

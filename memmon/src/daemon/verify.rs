@@ -40,6 +40,9 @@ impl Daemon {
         let before = state.applied_events;
         let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => no_such(),
+            std::io::ErrorKind::PermissionDenied => {
+                (ErrorKind::PermissionDenied, format!("the daemon may not read /proc/{pid}/maps: {e}"))
+            }
             _ => (ErrorKind::Internal, format!("reading /proc/{pid}/maps: {e}")),
         })?;
         let kernel = parse_maps(&text).map_err(|e| (ErrorKind::Internal, format!("pid {pid}: {e}")))?;

@@ -13,7 +13,7 @@ const SHM_EXEC: u64 = 0o100000;
 /// Shown while a mapped file is unknown; a snapshot replaces it.
 pub const UNRESOLVED_PATH: &str = "<unresolved>";
 
-fn unresolved_backing() -> Backing {
+pub(super) fn unresolved_backing() -> Backing {
     Backing::File { path: UNRESOLVED_PATH.into(), dev_major: 0, dev_minor: 0, inode: 0 }
 }
 
@@ -25,13 +25,13 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
     }
     let pid = event.meta.pid;
     match &event.body {
-        EventBody::Mmap { len, prot, flags, fd, offset, ret, .. } => {
+        EventBody::Mmap { len, prot, flags, offset, ret, .. } => {
             let addr = *ret as u64;
             let (backing, unresolved) = if flags & MAP_ANONYMOUS != 0 {
                 (Backing::anonymous(), false)
             } else {
                 let end = addr.saturating_add(crate::model::page_align_up(*len));
-                match resolver.file_backing(pid, addr, end, *fd) {
+                match resolver.file_backing(pid, addr, end) {
                     Some(backing) => (backing, false),
                     None => (unresolved_backing(), true),
                 }

@@ -81,6 +81,9 @@ pub struct TrackerStats {
 
 pub struct Tracker {
     processes: HashMap<u32, ProcessState>,
+    /// Processes with file mappings not yet identified, and how many
+    /// batches they have waited.
+    unresolved: HashMap<u32, u8>,
     /// Pids whose snapshot has been requested and not yet installed.
     seeding: HashSet<u32>,
     requests: VecDeque<SeedRequest>,
@@ -92,6 +95,7 @@ impl Tracker {
     pub fn new(history_len: usize) -> Self {
         Self {
             processes: HashMap::new(),
+            unresolved: HashMap::new(),
             seeding: HashSet::new(),
             requests: VecDeque::new(),
             history_len,
@@ -196,6 +200,32 @@ impl Tracker {
             return;
         }
         if state.apply_event(&event, resolver) {
+            self.unresolved.entry(pid).or_insert(0);
+        }
+    }
+
+    /// Call after each batch: identifies the files of mappings whose exact
+    /// range had already changed when their event was applied (the loader
+    /// maps a library whole, then overlays its segments). Processes still
+    /// unresolved after a second batch are resynced from /proc.
+    pub fn finish_batch(&mut self, resolver: &dyn Resolver) {
+        if self.unresolved.is_empty() {
+            return;
+        }
+        let mut resync = Vec::new();
+        self.unresolved.retain(|pid, waited| {
+            let Some(state) = self.processes.get_mut(pid) else { return false };
+            if state.buffering || state.resolve_files(resolver) {
+                return false;
+            }
+            *waited += 1;
+            if *waited >= 2 {
+                resync.push(*pid);
+                return false;
+            }
+            true
+        });
+        for pid in resync {
             self.request_seed(pid, SeedReason::Unresolved);
         }
     }
@@ -245,6 +275,7 @@ impl Tracker {
         for event in &pending {
             unresolved |= state.apply_event(event, resolver);
         }
+        let unresolved = unresolved && !state.resolve_files(resolver);
         if let Some(reason) = state.reseed_after_install.take() {
             self.request_seed(pid, reason);
         } else if unresolved {

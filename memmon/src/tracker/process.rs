@@ -4,8 +4,16 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use super::{SeedReason, convert::to_mem_op, resolve::Resolver};
-use crate::{events::Event, model::AddressSpace, seed::Snapshot};
+use super::{
+    SeedReason,
+    convert::{UNRESOLVED_PATH, to_mem_op},
+    resolve::Resolver,
+};
+use crate::{
+    events::Event,
+    model::{AddressSpace, Backing, Region},
+    seed::Snapshot,
+};
 
 /// One event in a process's history, as shown by `memmon query --events`.
 #[derive(Clone, Debug, Serialize)]
@@ -79,6 +87,29 @@ impl ProcessState {
             self.applied_events += 1;
         }
         unresolved
+    }
+
+    /// Retries the files of regions still unresolved, now with the model's
+    /// own bounds (after an overlay the original range no longer exists);
+    /// false when some remain unknown.
+    pub(super) fn resolve_files(&mut self, resolver: &dyn Resolver) -> bool {
+        let unresolved: Vec<Region> = self
+            .space
+            .regions()
+            .filter(|r| matches!(&r.backing, Backing::File { path, .. } if path == UNRESOLVED_PATH))
+            .cloned()
+            .collect();
+        let mut all = true;
+        for mut region in unresolved {
+            match resolver.file_backing(self.pid, region.start, region.end) {
+                Some(backing) => {
+                    region.backing = backing;
+                    self.space.map_region(region);
+                }
+                None => all = false,
+            }
+        }
+        all
     }
 
     pub(super) fn install(&mut self, snapshot: Snapshot) {

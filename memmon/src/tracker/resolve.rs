@@ -7,14 +7,18 @@ use std::{fs, os::unix::fs::MetadataExt as _};
 use crate::model::{Backing, page_align_up};
 
 pub trait Resolver {
-    /// The file mapped at exactly `[start, end)` by `pid` through `fd`.
-    fn file_backing(&self, pid: u32, start: u64, end: u64, fd: i64) -> Option<Backing>;
+    /// The file mapped at exactly `[start, end)` (one whole VMA) by `pid`.
+    fn file_backing(&self, pid: u32, start: u64, end: u64) -> Option<Backing>;
     /// The SysV segment `shmid` attached at `addr`, with its size.
     fn shm_segment(&self, pid: u32, shmid: i32, addr: u64) -> Option<(Backing, u64)>;
 }
 
-/// Resolves through /proc/PID/map_files (the mapping itself, immune to fd
-/// reuse), falling back to /proc/PID/fd/FD while the fd is still open.
+/// Resolves through /proc/PID/map_files/START-END: the mapping itself, so
+/// the answer cannot come from a different file. (Looking up the fd is no
+/// substitute: by the time the event is read the loader has usually closed
+/// it and the number may name a socket.) The range must be one whole VMA;
+/// when the mapping was overlaid meanwhile, the tracker retries with the
+/// model's region bounds after the batch.
 pub struct ProcResolver;
 
 fn backing_of(link: &str) -> Option<Backing> {
@@ -30,9 +34,8 @@ fn backing_of(link: &str) -> Option<Backing> {
 }
 
 impl Resolver for ProcResolver {
-    fn file_backing(&self, pid: u32, start: u64, end: u64, fd: i64) -> Option<Backing> {
+    fn file_backing(&self, pid: u32, start: u64, end: u64) -> Option<Backing> {
         backing_of(&format!("/proc/{pid}/map_files/{start:x}-{end:x}"))
-            .or_else(|| (fd >= 0).then(|| backing_of(&format!("/proc/{pid}/fd/{fd}"))).flatten())
     }
 
     fn shm_segment(&self, pid: u32, shmid: i32, addr: u64) -> Option<(Backing, u64)> {
@@ -82,13 +85,13 @@ mod tests {
         let range = line.split_whitespace().next().unwrap();
         let (lo, hi) = range.split_once('-').unwrap();
         let (lo, hi) = (u64::from_str_radix(lo, 16).unwrap(), u64::from_str_radix(hi, 16).unwrap());
-        match ProcResolver.file_backing(std::process::id(), lo, hi, -1) {
+        match ProcResolver.file_backing(std::process::id(), lo, hi) {
             Some(Backing::File { path, inode, .. }) => {
                 assert_eq!(path, exe.to_str().unwrap());
                 assert_eq!(inode, fs::metadata(&exe).unwrap().ino());
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(ProcResolver.file_backing(std::process::id(), 0x1000, 0x2000, -1), None);
+        assert_eq!(ProcResolver.file_backing(std::process::id(), 0x1000, 0x2000), None);
     }
 }
