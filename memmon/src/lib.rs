@@ -13,6 +13,7 @@ pub mod events;
 pub mod model;
 pub mod procmaps;
 pub mod protocol;
+pub mod report;
 pub mod rules;
 pub mod seed;
 pub mod server;

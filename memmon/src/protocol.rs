@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
-use crate::model::compare::Difference;
+use crate::{model::compare::Difference, report::Layout};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_REQUEST_BYTES: u32 = 64 * 1024;
@@ -28,6 +28,12 @@ pub enum Request {
     Ping,
     /// Compare one process's model with /proc/PID/maps now.
     Verify { pid: u32 },
+    /// One process's classified layout, with its last `events` events.
+    Query {
+        pid: u32,
+        #[serde(default)]
+        events: usize,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,6 +55,7 @@ pub enum ReplyBody {
 pub enum Reply {
     Pong { daemon_pid: u32, tracked_processes: usize, version: String },
     Verify(VerifyReport),
+    Layout(Box<Layout>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use crate::model::{AddressSpace, Backing};
 /// `personality(2)` flag set by `setarch -R` (and by gdb by default).
 pub const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AslrStatus {
     Full,
@@ -17,7 +17,7 @@ pub enum AslrStatus {
     Off,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AslrVerdict {
     pub status: AslrStatus,
     pub reasons: Vec<String>,
@@ -113,7 +113,7 @@ pub fn read_personality(pid: u32) -> Result<u32, ReadError> {
     u32::from_str_radix(&s, 16).map_err(|_| ReadError::Parse { path, content: s })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WxReason {
     /// Writable and executable at once: injected code runs directly.

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod daemon;
+mod query;
 mod trace;
 mod verify;
 
@@ -23,6 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Daemon(daemon::DaemonArgs),
+    Query(query::QueryArgs),
     Trace(trace::TraceArgs),
     Verify(verify::VerifyArgs),
 }
@@ -34,6 +36,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
+        Command::Query(args) => query::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Verify(args) => verify::run(args),
     };

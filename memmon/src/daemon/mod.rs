@@ -83,6 +83,7 @@ pub struct Daemon {
     resolver: ProcResolver,
     pub drift: DriftStats,
     verify_cursor: u32,
+    elf_cache: crate::report::ElfCache,
     batch: Vec<crate::events::Event>,
 }
 
@@ -113,6 +114,7 @@ impl Daemon {
             resolver: ProcResolver,
             drift: DriftStats::default(),
             verify_cursor: 0,
+            elf_cache: crate::report::ElfCache::default(),
             batch: Vec::with_capacity(BATCH),
         };
         daemon.pump_seed_requests();
@@ -240,6 +242,15 @@ impl Daemon {
                     Err((kind, message)) => ReplyEnvelope::error(kind, message),
                 }
             }
+            Request::Query { pid, events } => {
+                if let Err(denied) = self.authorize(uid, pid) {
+                    return denied;
+                }
+                match self.layout(pid, events).await {
+                    Ok(layout) => ReplyEnvelope::ok(Reply::Layout(Box::new(layout))),
+                    Err((kind, message)) => ReplyEnvelope::error(kind, message),
+                }
+            }
         }
     }
 
@@ -257,6 +268,29 @@ impl Daemon {
                 format!("pid {pid} belongs to another user; only root may inspect it"),
             )),
         }
+    }
+}
+
+impl Daemon {
+    /// The layout of `pid`, once its model is seeded and current.
+    async fn layout(&mut self, pid: u32, events: usize) -> Result<crate::report::Layout, (ErrorKind, String)> {
+        for _ in 0..100 {
+            self.catch_up();
+            match self.tracker.process(pid) {
+                Some(state) if !state.buffering => {
+                    let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
+                    return Ok(crate::report::build_layout(state, &mut self.elf_cache, rva, events));
+                }
+                Some(_) => {}
+                None if std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                    self.tracker.request_seed(pid, SeedReason::Unknown);
+                    self.pump_seed_requests();
+                }
+                None => return Err((ErrorKind::NoSuchPid, format!("no such process: pid {pid}"))),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err((ErrorKind::NotReady, format!("pid {pid} has no model yet (its /proc snapshot is pending); try again")))
     }
 }
 

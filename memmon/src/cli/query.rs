@@ -1,0 +1,80 @@
+//! `memmon query <pid>`: a process's layout, readable or as JSON.
+
+use std::{
+    io::IsTerminal as _,
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::{
+    client::{Client, DEFAULT_SOCKET},
+    protocol::{Reply, Request},
+    report::{Layout, render::render_text},
+};
+
+/// Show a process's memory layout: every region with its size, permissions
+/// and what it is (text, data, bss, heap, mmap'd chunk, arena, thread stack,
+/// guard page, ...), the gaps between them, the ELF view, the ASLR verdict
+/// and W^X findings. Asks the running daemon.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    pid: u32,
+    /// One JSON object (schema in the README).
+    #[arg(long)]
+    json: bool,
+    /// Also show the last N memory events (default 20 when given without N).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
+    events: Option<usize>,
+    /// Redraw whenever the layout changes (Ctrl-C to stop).
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
+    /// The daemon's socket.
+    #[arg(long, value_name = "PATH", env = "MEMMON_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+}
+
+fn fetch(client: &mut Client, pid: u32, events: usize) -> anyhow::Result<Layout> {
+    match client.request(Request::Query { pid, events })? {
+        Reply::Layout(layout) => Ok(*layout),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::connect(&args.socket)?;
+    let events = args.events.unwrap_or(0);
+    let color = std::io::stdout().is_terminal();
+    if args.json {
+        let layout = fetch(&mut client, args.pid, events)?;
+        println!("{}", serde_json::to_string_pretty(&layout)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.watch {
+        print!("{}", render_text(&fetch(&mut client, args.pid, events)?, color));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut shown = String::new();
+    loop {
+        let text = match fetch(&mut client, args.pid, events) {
+            Ok(layout) => render_text(&layout, color),
+            // The process exited: say so and stop, like `watch -e`.
+            Err(err) if !shown.is_empty() => {
+                println!("memmon: {err}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(err) => return Err(err),
+        };
+        if text != shown {
+            if color {
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{text}");
+            shown = text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

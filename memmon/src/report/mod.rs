@@ -1,0 +1,124 @@
+//! A process's layout as users see it: every region named in the seed
+//! documents' words, the gaps, the ELF view, the ASLR verdict and W^X
+//! findings. Built in the daemon from its model, sent over the socket,
+//! rendered by the CLI (JSON or table). Addresses are `"0x…"` strings.
+
+mod build;
+mod elf_cache;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use build::build_layout;
+pub use elf_cache::ElfCache;
+
+use crate::{classify::RegionKind, rules::{AslrVerdict, WxReason}};
+
+pub fn hex(value: u64) -> String {
+    format!("{value:#x}")
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Layout {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub uid: Option<u32>,
+    pub elf: Option<ElfView>,
+    pub aslr: AslrVerdict,
+    pub wx: Vec<WxView>,
+    pub heap: Option<HeapView>,
+    pub regions: Vec<RegionView>,
+    pub gaps: Vec<GapView>,
+    /// Bytes mapped per region kind.
+    pub totals: BTreeMap<RegionKind, u64>,
+    pub mapped_bytes: u64,
+    /// Recent memory events, oldest first (only when asked for).
+    #[serde(default)]
+    pub events: Vec<EventView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionView {
+    pub start: String,
+    pub end: String,
+    pub size: u64,
+    /// `r-xp` etc., as in /proc/PID/maps.
+    pub perms: String,
+    pub offset: u64,
+    /// The pathname field exactly as /proc prints it.
+    pub path: String,
+    pub kind: RegionKind,
+    /// The executable or library this region belongs to.
+    pub object: Option<String>,
+    /// readelf's segment number of the PT_LOAD behind it.
+    pub segment: Option<usize>,
+    pub sections: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapView {
+    pub start: String,
+    pub end: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ElfView {
+    pub path: String,
+    /// `EXEC` or `DYN`.
+    pub elf_type: String,
+    pub pie: bool,
+    pub entry: String,
+    pub interpreter: Option<String>,
+    /// Where the image was loaded relative to its link-time addresses.
+    pub load_bias: Option<String>,
+    /// Entry point in the live address space (entry + load bias).
+    pub live_entry: Option<String>,
+    pub stack_executable: Option<bool>,
+    pub segments: Vec<SegmentView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SegmentView {
+    pub index: usize,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub offset: String,
+    pub vaddr: String,
+    pub filesz: u64,
+    pub memsz: u64,
+    /// `R E`, `RW ` as readelf prints them.
+    pub flags: String,
+    pub align: u64,
+    pub sections: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeapView {
+    pub start: String,
+    pub end: String,
+    pub size: u64,
+    pub program_break: String,
+    /// Bytes brk asked for (break - start).
+    pub requested: u64,
+    /// Mapped above the break.
+    pub top_pad: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WxView {
+    pub start: String,
+    pub end: String,
+    pub perms: String,
+    pub path: String,
+    pub reason: WxReason,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventView {
+    pub ts_ns: u64,
+    pub line: String,
+}
