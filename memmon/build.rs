@@ -34,9 +34,12 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { env::set_var("RUSTC_BOOTSTRAP", "1") };
     let toolchain = env::var("RUSTUP_TOOLCHAIN").unwrap_or_else(|_| "1.95.0".to_owned());
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?);
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?);
     let ebpf_dir = manifest_dir.join("../memmon-ebpf");
-    let ebpf_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?;
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?;
     println!("cargo:rerun-if-changed=../memmon-common/src");
     aya_build::build_ebpf(
         [Package { name: "memmon-ebpf", root_dir: ebpf_dir, ..Default::default() }],
@@ -44,7 +47,10 @@ fn main() -> anyhow::Result<()> {
     )
     .context("building the eBPF programs (run `cargo xtask build`, which installs bpf-linker and sets RUSTC_BOOTSTRAP=1)")?;
     if !object.exists() {
-        return Err(anyhow!("aya-build produced no object at {}", object.display()));
+        return Err(anyhow!(
+            "aya-build produced no object at {}",
+            object.display()
+        ));
     }
     Ok(())
 }

@@ -276,8 +276,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let data_loc: u32 = unsafe { ctx.read_at(layout.exec_filename as usize) }.map_err(|e| e as i64)?;
-    let old_tid: i32 = unsafe { ctx.read_at(layout.exec_old_pid as usize) }.map_err(|e| e as i64)?;
+    let data_loc: u32 =
+        unsafe { ctx.read_at(layout.exec_filename as usize) }.map_err(|e| e as i64)?;
+    let old_tid: i32 =
+        unsafe { ctx.read_at(layout.exec_old_pid as usize) }.map_err(|e| e as i64)?;
     // __data_loc: low 16 bits are the offset from the record start.
     let filename = (ctx.as_ptr() as usize + (data_loc & 0xffff) as usize) as *const u8;
     let header = header(EventKind::Exec);
@@ -304,7 +306,8 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let child_tid: i32 = unsafe { ctx.read_at(layout.fork_child_pid as usize) }.map_err(|e| e as i64)?;
+    let child_tid: i32 =
+        unsafe { ctx.read_at(layout.fork_child_pid as usize) }.map_err(|e| e as i64)?;
     let header = header(EventKind::Fork);
     // The fork tracepoint fires inside the parent's clone: its pending entry
     // says whether the child joins the parent's thread group.
@@ -317,14 +320,24 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
         } else if pending.nr == layout.nr_clone3 {
             // clone3 passes `struct clone_args *`; flags is its first u64.
             // SAFETY: the helper faults safely on a bad user pointer.
-            clone_flags = unsafe { bpf_probe_read_user(pending.args[0] as *const u64) }.unwrap_or(0);
+            clone_flags =
+                unsafe { bpf_probe_read_user(pending.args[0] as *const u64) }.unwrap_or(0);
         }
     }
-    let child_tgid = if clone_flags & CLONE_THREAD != 0 { header.tgid } else { child_tid as u32 };
+    let child_tgid = if clone_flags & CLONE_THREAD != 0 {
+        header.tgid
+    } else {
+        child_tid as u32
+    };
     emit::<ForkEvent>(header.tgid, |event| {
         // SAFETY: `event` points at a reserved record of the right size.
         unsafe {
-            event.write(ForkEvent { header, child_tgid, child_tid: child_tid as u32, clone_flags })
+            event.write(ForkEvent {
+                header,
+                child_tgid,
+                child_tid: child_tid as u32,
+                clone_flags,
+            })
         }
     });
     Ok(())
@@ -344,12 +357,19 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // Older kernels: the best available guess is the leader's exit.
         (header.tid == header.tgid) as u8
     } else {
-        let dead: u8 = unsafe { ctx.read_at(layout.exit_group_dead as usize) }.map_err(|e| e as i64)?;
+        let dead: u8 =
+            unsafe { ctx.read_at(layout.exit_group_dead as usize) }.map_err(|e| e as i64)?;
         (dead != 0) as u8
     };
     emit::<ExitEvent>(header.tgid, |event| {
         // SAFETY: `event` points at a reserved record of the right size.
-        unsafe { event.write(ExitEvent { header, group_dead, _pad0: [0; 7] }) }
+        unsafe {
+            event.write(ExitEvent {
+                header,
+                group_dead,
+                _pad0: [0; 7],
+            })
+        }
     });
     Ok(())
 }

@@ -15,7 +15,9 @@ use crate::model::{AddressSpace, Backing, Region};
 
 pub use threads::{parse_syscall_sp, thread_stack_pointers};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegionKind {
     Text,

@@ -17,7 +17,9 @@ pub const DEFAULT_SOCKET: &str = "/run/memmon/memmon.sock";
 
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("the memmon daemon is not running (no socket at {0}); start it with `systemctl start memmon` or `memmon daemon`")]
+    #[error(
+        "the memmon daemon is not running (no socket at {0}); start it with `systemctl start memmon` or `memmon daemon`"
+    )]
     NotRunning(PathBuf),
     #[error("permission denied on {0}: ask an administrator to add you to the socket's group")]
     SocketPermission(PathBuf),
@@ -27,7 +29,9 @@ pub enum ClientError {
     Frame(#[from] FrameError),
     #[error("{}", .0.message)]
     Daemon(ErrorReply),
-    #[error("the daemon speaks protocol version {0}, this client {PROTOCOL_VERSION}: upgrade both together")]
+    #[error(
+        "the daemon speaks protocol version {0}, this client {PROTOCOL_VERSION}: upgrade both together"
+    )]
     Version(u32),
 }
 
@@ -58,7 +62,13 @@ impl Client {
     }
 
     pub fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
-        write_frame(&mut self.stream, &RequestEnvelope { version: PROTOCOL_VERSION, request })?;
+        write_frame(
+            &mut self.stream,
+            &RequestEnvelope {
+                version: PROTOCOL_VERSION,
+                request,
+            },
+        )?;
         let reply: ReplyEnvelope = read_frame(&mut self.stream, MAX_REPLY_BYTES)?;
         if reply.version != PROTOCOL_VERSION {
             return Err(ClientError::Version(reply.version));

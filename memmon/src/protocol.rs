@@ -27,7 +27,9 @@ pub struct RequestEnvelope {
 pub enum Request {
     Ping,
     /// Compare one process's model with /proc/PID/maps now.
-    Verify { pid: u32 },
+    Verify {
+        pid: u32,
+    },
     /// One process's classified layout, with its last `events` events.
     Query {
         pid: u32,
@@ -53,7 +55,11 @@ pub enum ReplyBody {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
-    Pong { daemon_pid: u32, tracked_processes: usize, version: String },
+    Pong {
+        daemon_pid: u32,
+        tracked_processes: usize,
+        version: String,
+    },
     Verify(VerifyReport),
     Layout(Box<Layout>),
 }
@@ -88,11 +94,20 @@ pub struct ErrorReply {
 
 impl ReplyEnvelope {
     pub fn ok(reply: Reply) -> Self {
-        Self { version: PROTOCOL_VERSION, body: ReplyBody::Ok(reply) }
+        Self {
+            version: PROTOCOL_VERSION,
+            body: ReplyBody::Ok(reply),
+        }
     }
 
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { version: PROTOCOL_VERSION, body: ReplyBody::Error(ErrorReply { kind, message: message.into() }) }
+        Self {
+            version: PROTOCOL_VERSION,
+            body: ReplyBody::Error(ErrorReply {
+                kind,
+                message: message.into(),
+            }),
+        }
     }
 }
 
@@ -109,7 +124,10 @@ pub enum FrameError {
 /// Encodes `value` as one frame.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
     let body = serde_json::to_vec(value)?;
-    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge { len: u32::MAX, max: MAX_REPLY_BYTES })?;
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+        len: u32::MAX,
+        max: MAX_REPLY_BYTES,
+    })?;
     let mut frame = Vec::with_capacity(body.len() + 4);
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(&body);
@@ -119,17 +137,25 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
 /// Parses a request body, checking the version before the content so that
 /// a client from another release gets a version error, not a parse error.
 pub fn decode_request(body: &[u8]) -> Result<Request, ReplyEnvelope> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ReplyEnvelope::error(ErrorKind::BadRequest, format!("request is not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ReplyEnvelope::error(ErrorKind::BadRequest, format!("request is not JSON: {e}"))
+    })?;
     match value.get("version").and_then(|v| v.as_u64()) {
         Some(v) if v == PROTOCOL_VERSION as u64 => {}
         Some(v) => {
             return Err(ReplyEnvelope::error(
                 ErrorKind::VersionMismatch,
-                format!("client speaks protocol version {v}, this daemon speaks {PROTOCOL_VERSION}"),
+                format!(
+                    "client speaks protocol version {v}, this daemon speaks {PROTOCOL_VERSION}"
+                ),
             ));
         }
-        None => return Err(ReplyEnvelope::error(ErrorKind::BadRequest, "request has no numeric `version`")),
+        None => {
+            return Err(ReplyEnvelope::error(
+                ErrorKind::BadRequest,
+                "request has no numeric `version`",
+            ));
+        }
     }
     serde_json::from_value::<RequestEnvelope>(value)
         .map(|e| e.request)
@@ -161,10 +187,19 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let env = RequestEnvelope { version: PROTOCOL_VERSION, request: Request::Verify { pid: 42 } };
+        let env = RequestEnvelope {
+            version: PROTOCOL_VERSION,
+            request: Request::Verify { pid: 42 },
+        };
         let frame = encode(&env).unwrap();
-        assert_eq!(u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize, frame.len() - 4);
-        assert_eq!(decode_request(&frame[4..]).unwrap(), Request::Verify { pid: 42 });
+        assert_eq!(
+            u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize,
+            frame.len() - 4
+        );
+        assert_eq!(
+            decode_request(&frame[4..]).unwrap(),
+            Request::Verify { pid: 42 }
+        );
         let back: RequestEnvelope = read_frame(&mut &frame[..], MAX_REQUEST_BYTES).unwrap();
         assert_eq!(back, env);
     }
@@ -172,14 +207,29 @@ mod tests {
     #[test]
     fn garbage_and_versions_get_typed_errors() {
         let kind = |body: &[u8]| match decode_request(body) {
-            Err(ReplyEnvelope { body: ReplyBody::Error(e), .. }) => e.kind,
+            Err(ReplyEnvelope {
+                body: ReplyBody::Error(e),
+                ..
+            }) => e.kind,
             other => panic!("expected an error, got {other:?}"),
         };
         assert_eq!(kind(b"\xff\x00garbage"), ErrorKind::BadRequest);
-        assert_eq!(kind(br#"{"request":{"type":"ping"}}"#), ErrorKind::BadRequest);
-        assert_eq!(kind(br#"{"version":99,"request":{"type":"ping"}}"#), ErrorKind::VersionMismatch);
-        assert_eq!(kind(br#"{"version":1,"request":{"type":"launch_missiles"}}"#), ErrorKind::BadRequest);
-        assert_eq!(kind(br#"{"version":1,"request":{"type":"verify","pid":-1}}"#), ErrorKind::BadRequest);
+        assert_eq!(
+            kind(br#"{"request":{"type":"ping"}}"#),
+            ErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(br#"{"version":99,"request":{"type":"ping"}}"#),
+            ErrorKind::VersionMismatch
+        );
+        assert_eq!(
+            kind(br#"{"version":1,"request":{"type":"launch_missiles"}}"#),
+            ErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(br#"{"version":1,"request":{"type":"verify","pid":-1}}"#),
+            ErrorKind::BadRequest
+        );
     }
 
     #[test]

@@ -26,18 +26,26 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
         let line = line.trim();
         let decl = line.strip_prefix("field:")?.split(';').next()?;
         // The declaration ends with the field name, possibly followed by `[N]`.
-        let name = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next()?;
+        let name = decl
+            .rsplit(|c: char| c.is_whitespace() || c == '*')
+            .next()?;
         let name = name.split('[').next()?;
         if name != field {
             return None;
         }
-        let offset = line.split(';').find_map(|p| p.trim().strip_prefix("offset:"))?;
+        let offset = line
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("offset:"))?;
         offset.trim().parse().ok()
     })
 }
 
 fn read_format(tp: TracepointId) -> Result<String, BpfError> {
-    let path = Path::new(TRACEFS).join("events").join(tp.category).join(tp.name).join("format");
+    let path = Path::new(TRACEFS)
+        .join("events")
+        .join(tp.category)
+        .join(tp.name)
+        .join("format");
     fs::read_to_string(&path)
         .map_err(|_| BpfError::MissingTracepoint(tp.to_string(), path.display().to_string()))
 }
@@ -52,11 +60,26 @@ fn required(format: &str, tp: TracepointId, field: &str) -> Result<u32, BpfError
 
 /// Reads every layout the kernel programs depend on.
 pub fn read_layout() -> Result<TracepointLayout, BpfError> {
-    let enter = TracepointId { category: "syscalls", name: "sys_enter_mmap" };
-    let exit = TracepointId { category: "syscalls", name: "sys_exit_mmap" };
-    let fork = TracepointId { category: "sched", name: "sched_process_fork" };
-    let exec = TracepointId { category: "sched", name: "sched_process_exec" };
-    let exit_tp = TracepointId { category: "sched", name: "sched_process_exit" };
+    let enter = TracepointId {
+        category: "syscalls",
+        name: "sys_enter_mmap",
+    };
+    let exit = TracepointId {
+        category: "syscalls",
+        name: "sys_exit_mmap",
+    };
+    let fork = TracepointId {
+        category: "sched",
+        name: "sched_process_fork",
+    };
+    let exec = TracepointId {
+        category: "sched",
+        name: "sched_process_exec",
+    };
+    let exit_tp = TracepointId {
+        category: "sched",
+        name: "sched_process_exit",
+    };
     let enter_fmt = read_format(enter)?;
     let exit_fmt = read_format(exit)?;
     let exit_tp_fmt = read_format(exit_tp)?;
@@ -68,7 +91,8 @@ pub fn read_layout() -> Result<TracepointLayout, BpfError> {
         fork_child_pid: required(&read_format(fork)?, fork, "child_pid")?,
         exec_filename: required(&exec_fmt, exec, "filename")?,
         exec_old_pid: required(&exec_fmt, exec, "old_pid")?,
-        exit_group_dead: field_offset(&exit_tp_fmt, "group_dead").unwrap_or(TracepointLayout::ABSENT),
+        exit_group_dead: field_offset(&exit_tp_fmt, "group_dead")
+            .unwrap_or(TracepointLayout::ABSENT),
         nr_clone: libc::SYS_clone as u32,
         nr_clone3: libc::SYS_clone3 as u32,
         nr_prctl: libc::SYS_prctl as u32,
@@ -85,8 +109,15 @@ pub fn check_syscall_args(tp: TracepointId, layout: &TracepointLayout) -> Result
         .filter_map(|l| l.split(';').find_map(|p| p.trim().strip_prefix("offset:")))
         .filter_map(|o| o.trim().parse().ok())
         .collect();
-    let expected_first = if tp.name.starts_with("sys_exit") { layout.syscall_ret } else { layout.syscall_args };
-    let consecutive = offsets.iter().enumerate().all(|(i, off)| *off == expected_first + 8 * i as u32);
+    let expected_first = if tp.name.starts_with("sys_exit") {
+        layout.syscall_ret
+    } else {
+        layout.syscall_args
+    };
+    let consecutive = offsets
+        .iter()
+        .enumerate()
+        .all(|(i, off)| *off == expected_first + 8 * i as u32);
     if consecutive {
         Ok(())
     } else {

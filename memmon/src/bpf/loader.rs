@@ -28,7 +28,9 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { ringbuf_size: DEFAULT_RINGBUF_SIZE }
+        Self {
+            ringbuf_size: DEFAULT_RINGBUF_SIZE,
+        }
     }
 }
 
@@ -41,7 +43,10 @@ pub struct Probes {
 }
 
 fn syscall_tp(name: &'static str) -> TracepointId {
-    TracepointId { category: "syscalls", name }
+    TracepointId {
+        category: "syscalls",
+        name,
+    }
 }
 
 /// `(program, tracepoints)`: which program serves which tracepoints.
@@ -72,10 +77,19 @@ fn attachments() -> Vec<(&'static str, Vec<TracepointId>)> {
             Syscall::Shmdt => "sys_exit_shmdt",
         })
         .collect();
-    let sched = |name| TracepointId { category: "sched", name };
+    let sched = |name| TracepointId {
+        category: "sched",
+        name,
+    };
     vec![
-        ("sys_enter_memory", enter.iter().map(|n| syscall_tp(n)).collect()),
-        ("sys_exit_memory", exit.into_iter().map(syscall_tp).collect()),
+        (
+            "sys_enter_memory",
+            enter.iter().map(|n| syscall_tp(n)).collect(),
+        ),
+        (
+            "sys_exit_memory",
+            exit.into_iter().map(syscall_tp).collect(),
+        ),
         ("sys_enter_prctl", vec![syscall_tp("sys_enter_prctl")]),
         ("sys_exit_prctl", vec![syscall_tp("sys_exit_prctl")]),
         ("sched_process_exec", vec![sched("sched_process_exec")]),
@@ -122,37 +136,60 @@ impl Probes {
                     source: aya::programs::ProgramError::UnexpectedProgramType,
                 })?
                 .try_into()
-                .map_err(|source| BpfError::Program { what: format!("program {program_name}"), source })?;
-            program
-                .load()
-                .map_err(|source| BpfError::Program { what: format!("loading {program_name}"), source })?;
-            for tp in tracepoints {
-                program.attach(tp.category, tp.name).map_err(|source| BpfError::Program {
-                    what: format!("attaching {program_name} to tracepoint {tp}"),
+                .map_err(|source| BpfError::Program {
+                    what: format!("program {program_name}"),
                     source,
                 })?;
+            program.load().map_err(|source| BpfError::Program {
+                what: format!("loading {program_name}"),
+                source,
+            })?;
+            for tp in tracepoints {
+                program
+                    .attach(tp.category, tp.name)
+                    .map_err(|source| BpfError::Program {
+                        what: format!("attaching {program_name} to tracepoint {tp}"),
+                        source,
+                    })?;
                 attached.push(tp.to_string());
             }
         }
         let counters = PerCpuArray::try_from(
-            ebpf.take_map(names::COUNTERS).expect("COUNTERS is defined by the object"),
+            ebpf.take_map(names::COUNTERS)
+                .expect("COUNTERS is defined by the object"),
         )
-        .map_err(|source| BpfError::Map { what: names::COUNTERS, source })?;
-        Ok(Self { ebpf, counters, layout, attached })
+        .map_err(|source| BpfError::Map {
+            what: names::COUNTERS,
+            source,
+        })?;
+        Ok(Self {
+            ebpf,
+            counters,
+            layout,
+            attached,
+        })
     }
 
     /// Takes the ring buffer for reading; call once.
     pub fn event_stream(&mut self) -> Result<EventStream, BpfError> {
-        let map = self
-            .ebpf
-            .take_map(names::EVENTS)
-            .ok_or(BpfError::Map { what: names::EVENTS, source: aya::maps::MapError::InvalidName { name: names::EVENTS.into() } })?;
-        let ring = RingBuf::try_from(map).map_err(|source| BpfError::Map { what: names::EVENTS, source })?;
+        let map = self.ebpf.take_map(names::EVENTS).ok_or(BpfError::Map {
+            what: names::EVENTS,
+            source: aya::maps::MapError::InvalidName {
+                name: names::EVENTS.into(),
+            },
+        })?;
+        let ring = RingBuf::try_from(map).map_err(|source| BpfError::Map {
+            what: names::EVENTS,
+            source,
+        })?;
         EventStream::new(ring)
     }
 
     fn counter(&self, index: u32) -> u64 {
-        self.counters.get(&index, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+        self.counters
+            .get(&index, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
     }
 
     /// Records the kernel could not queue because the ring buffer was full.
@@ -168,12 +205,17 @@ impl Probes {
     /// Takes and clears the set of processes that lost records: their
     /// models must be resynced from /proc.
     pub fn take_lost_pids(&mut self) -> Result<Vec<u32>, BpfError> {
-        let map = self
-            .ebpf
-            .map_mut(names::LOST_PIDS)
-            .ok_or(BpfError::Map { what: names::LOST_PIDS, source: aya::maps::MapError::InvalidName { name: names::LOST_PIDS.into() } })?;
+        let map = self.ebpf.map_mut(names::LOST_PIDS).ok_or(BpfError::Map {
+            what: names::LOST_PIDS,
+            source: aya::maps::MapError::InvalidName {
+                name: names::LOST_PIDS.into(),
+            },
+        })?;
         let mut lost: HashMap<&mut MapData, u32, u64> =
-            HashMap::try_from(map).map_err(|source| BpfError::Map { what: names::LOST_PIDS, source })?;
+            HashMap::try_from(map).map_err(|source| BpfError::Map {
+                what: names::LOST_PIDS,
+                source,
+            })?;
         let pids: Vec<u32> = lost.keys().filter_map(Result::ok).collect();
         for pid in &pids {
             let _ = lost.remove(pid);

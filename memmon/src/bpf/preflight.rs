@@ -43,7 +43,11 @@ pub fn check_privileges() -> Result<(), BpfError> {
 }
 
 pub fn check_btf() -> Result<(), BpfError> {
-    if Path::new("/sys/kernel/btf/vmlinux").exists() { Ok(()) } else { Err(BpfError::NoBtf) }
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Ok(())
+    } else {
+        Err(BpfError::NoBtf)
+    }
 }
 
 /// Tracepoint attach goes through tracefs, which this machine does not
@@ -56,7 +60,13 @@ pub fn ensure_tracefs() -> Result<(), BpfError> {
     let target = CString::new(TRACEFS).expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), source.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            source.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(BpfError::Tracefs(io::Error::last_os_error()));
@@ -64,6 +74,8 @@ pub fn ensure_tracefs() -> Result<(), BpfError> {
     if Path::new(TRACEFS).join("events").is_dir() {
         Ok(())
     } else {
-        Err(BpfError::Tracefs(io::Error::other("mounted, but it has no events/ directory")))
+        Err(BpfError::Tracefs(io::Error::other(
+            "mounted, but it has no events/ directory",
+        )))
     }
 }

@@ -26,15 +26,24 @@ impl EventStream {
     pub(super) fn new(ring: RingBuf<MapData>) -> Result<Self, BpfError> {
         // SAFETY: the RingBuf owns its map fd and keeps it open (and never
         // replaces it) for as long as the AsyncFd owns the RingBuf.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| BpfError::Io(e.into()))?;
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| BpfError::Io(e.into()))?;
         let mut timer = interval(POLL_INTERVAL);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Ok(Self { ring, timer, decode_errors: 0 })
+        Ok(Self {
+            ring,
+            timer,
+            decode_errors: 0,
+        })
     }
 
     /// Waits for records and appends up to `max` decoded events to `batch`.
     /// Returns the number of records read (0 after an idle timer tick).
-    pub async fn next_batch(&mut self, batch: &mut Vec<Event>, max: usize) -> Result<usize, BpfError> {
+    pub async fn next_batch(
+        &mut self,
+        batch: &mut Vec<Event>,
+        max: usize,
+    ) -> Result<usize, BpfError> {
         tokio::select! {
             guard = self.ring.readable_mut() => {
                 let mut guard = guard?;
@@ -55,7 +64,12 @@ impl EventStream {
         Self::drain(self.ring.get_mut(), batch, max, &mut self.decode_errors)
     }
 
-    fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<Event>, max: usize, errors: &mut u64) -> usize {
+    fn drain(
+        ring: &mut RingBuf<MapData>,
+        batch: &mut Vec<Event>,
+        max: usize,
+        errors: &mut u64,
+    ) -> usize {
         let mut n = 0;
         while n < max {
             let Some(item) = ring.next() else { break };

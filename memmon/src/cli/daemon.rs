@@ -56,7 +56,10 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let socket = args.socket.display().to_string();
     rt.block_on(daemon.run(super::shutdown_signal(), |tracker| {
         // Tests and scripts wait for this line.
-        eprintln!("memmon: daemon ready: {} processes tracked, serving {socket}", tracker.len());
+        eprintln!(
+            "memmon: daemon ready: {} processes tracked, serving {socket}",
+            tracker.len()
+        );
     }))?;
     eprintln!("memmon: daemon stopped");
     Ok(ExitCode::SUCCESS)

@@ -64,7 +64,9 @@ fn one_line(err: &anyhow::Error) -> String {
 /// A runtime for the event loop: the ring buffer, socket and timers share
 /// one thread, which keeps event order trivially intact.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,11 +1,6 @@
 //! `memmon query <pid>`: a process's layout, readable or as JSON.
 
-use std::{
-    io::IsTerminal as _,
-    path::PathBuf,
-    process::ExitCode,
-    time::Duration,
-};
+use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::bail;
 use clap::Args;
@@ -54,7 +49,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !args.watch {
-        print!("{}", render_text(&fetch(&mut client, args.pid, events)?, color));
+        print!(
+            "{}",
+            render_text(&fetch(&mut client, args.pid, events)?, color)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let mut shown = String::new();

@@ -33,13 +33,18 @@ pub struct TraceArgs {
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
-    let mut probes = Probes::load(&LoadOptions { ringbuf_size: args.ringbuf_size })?;
+    let mut probes = Probes::load(&LoadOptions {
+        ringbuf_size: args.ringbuf_size,
+    })?;
     let rt = super::runtime()?;
     // The ring buffer registers with the runtime's reactor.
     let _entered = rt.enter();
     let mut stream = probes.event_stream()?;
     // Tests and scripts wait for this line before starting their workload.
-    eprintln!("memmon: tracing ({} tracepoints attached); Ctrl-C to stop", probes.attached.len());
+    eprintln!(
+        "memmon: tracing ({} tracepoints attached); Ctrl-C to stop",
+        probes.attached.len()
+    );
     let comm = args.comm.as_deref().map(|c| &c[..c.len().min(15)]);
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut seen: u64 = 0;
@@ -78,7 +83,9 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     });
     // A closed pipe (`memmon trace | head`) is a normal way to stop.
     if let Err(err) = &outcome
-        && err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        && err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     {
         return Ok(ExitCode::SUCCESS);
     }

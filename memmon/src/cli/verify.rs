@@ -51,7 +51,12 @@ fn print(report: &VerifyReport, json: bool) -> anyhow::Result<()> {
             report.pid, report.comm, report.pid, report.model_regions, report.kernel_regions
         );
     } else {
-        println!("pid {} ({}): {} differences", report.pid, report.comm, report.differences.len());
+        println!(
+            "pid {} ({}): {} differences",
+            report.pid,
+            report.comm,
+            report.differences.len()
+        );
         for diff in &report.differences {
             println!("  {diff}");
         }
@@ -66,7 +71,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let report = verify_one(&mut client, pid)?;
     print(&report, args.json)?;
-    Ok(if report.agree { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.agree {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn verify_all(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
@@ -84,12 +93,21 @@ fn verify_all(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
                 }
             }
             // Gone meanwhile, someone else's, or too busy to hold still.
-            Err(e) if matches!(e.kind(), Some(ErrorKind::NoSuchPid | ErrorKind::PermissionDenied | ErrorKind::NotReady)) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    Some(ErrorKind::NoSuchPid | ErrorKind::PermissionDenied | ErrorKind::NotReady)
+                ) =>
+            {
                 skipped += 1
             }
             Err(e) => bail!(e),
         }
     }
     eprintln!("{agree} agree, {differ} differ, {skipped} skipped (exited, not yours, or busy)");
-    Ok(if differ == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if differ == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -91,7 +91,9 @@ impl Daemon {
     /// Loads the programs, binds the socket and queues the initial scan.
     /// Must be called inside a tokio runtime.
     pub fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
-        let mut probes = Probes::load(&LoadOptions { ringbuf_size: config.ringbuf_size })?;
+        let mut probes = Probes::load(&LoadOptions {
+            ringbuf_size: config.ringbuf_size,
+        })?;
         let stream = probes.event_stream()?;
         let listener = server::bind(&config.socket)?;
         let (req_tx, requests) = mpsc::channel(64);
@@ -197,7 +199,8 @@ impl Daemon {
             Ok(snapshot) => self.tracker.install_snapshot(snapshot, &self.resolver),
             Err(err) => {
                 log::debug!("snapshot of pid {} failed: {err}", request.pid);
-                self.tracker.snapshot_failed(request.pid, err.is_no_such_pid());
+                self.tracker
+                    .snapshot_failed(request.pid, err.is_no_such_pid());
             }
         }
     }
@@ -218,7 +221,7 @@ impl Daemon {
             Err(err) => log::warn!("reading the lost-pid map: {err}"),
         }
         // Exit events can be lost too: drop models of processes now gone.
-        if ticks % 10 == 0
+        if ticks.is_multiple_of(10)
             && let Ok(pids) = seed::list_pids()
         {
             let alive: HashSet<u32> = pids.into_iter().map(|p| p as u32).collect();
@@ -259,9 +262,16 @@ impl Daemon {
         if peer_uid == 0 {
             return Ok(());
         }
-        let owner = self.tracker.process(pid).and_then(|p| p.uid).or_else(|| real_uid_of(pid));
+        let owner = self
+            .tracker
+            .process(pid)
+            .and_then(|p| p.uid)
+            .or_else(|| real_uid_of(pid));
         match owner {
-            None => Err(ReplyEnvelope::error(ErrorKind::NoSuchPid, format!("no such process: pid {pid}"))),
+            None => Err(ReplyEnvelope::error(
+                ErrorKind::NoSuchPid,
+                format!("no such process: pid {pid}"),
+            )),
             Some(owner) if owner == peer_uid => Ok(()),
             Some(_) => Err(ReplyEnvelope::error(
                 ErrorKind::PermissionDenied,
@@ -273,13 +283,22 @@ impl Daemon {
 
 impl Daemon {
     /// The layout of `pid`, once its model is seeded and current.
-    async fn layout(&mut self, pid: u32, events: usize) -> Result<crate::report::Layout, (ErrorKind, String)> {
+    async fn layout(
+        &mut self,
+        pid: u32,
+        events: usize,
+    ) -> Result<crate::report::Layout, (ErrorKind, String)> {
         for _ in 0..100 {
             self.catch_up();
             match self.tracker.process(pid) {
                 Some(state) if !state.buffering => {
                     let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
-                    return Ok(crate::report::build_layout(state, &mut self.elf_cache, rva, events));
+                    return Ok(crate::report::build_layout(
+                        state,
+                        &mut self.elf_cache,
+                        rva,
+                        events,
+                    ));
                 }
                 Some(_) => {}
                 None if std::path::Path::new(&format!("/proc/{pid}")).exists() => {
@@ -290,12 +309,21 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err((ErrorKind::NotReady, format!("pid {pid} has no model yet (its /proc snapshot is pending); try again")))
+        Err((
+            ErrorKind::NotReady,
+            format!("pid {pid} has no model yet (its /proc snapshot is pending); try again"),
+        ))
     }
 }
 
 /// The real uid of a live process, from /proc/PID/status.
 fn real_uid_of(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

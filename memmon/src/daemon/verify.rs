@@ -38,16 +38,24 @@ impl Daemon {
             return Ok(Outcome::Waiting);
         }
         let before = state.applied_events;
-        let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => no_such(),
-            std::io::ErrorKind::PermissionDenied => {
-                (ErrorKind::PermissionDenied, format!("the daemon may not read /proc/{pid}/maps: {e}"))
-            }
-            _ => (ErrorKind::Internal, format!("reading /proc/{pid}/maps: {e}")),
-        })?;
-        let kernel = parse_maps(&text).map_err(|e| (ErrorKind::Internal, format!("pid {pid}: {e}")))?;
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => no_such(),
+                std::io::ErrorKind::PermissionDenied => (
+                    ErrorKind::PermissionDenied,
+                    format!("the daemon may not read /proc/{pid}/maps: {e}"),
+                ),
+                _ => (
+                    ErrorKind::Internal,
+                    format!("reading /proc/{pid}/maps: {e}"),
+                ),
+            })?;
+        let kernel =
+            parse_maps(&text).map_err(|e| (ErrorKind::Internal, format!("pid {pid}: {e}")))?;
         self.catch_up();
-        let Some(state) = self.tracker.process(pid) else { return Err(no_such()) };
+        let Some(state) = self.tracker.process(pid) else {
+            return Err(no_such());
+        };
         if state.applied_events != before || state.buffering {
             return Ok(Outcome::Raced);
         }
@@ -66,22 +74,35 @@ impl Daemon {
         for _ in 0..ATTEMPTS {
             match self.try_verify(pid)? {
                 Outcome::Report(report) => return Ok(report),
-                Outcome::Raced | Outcome::Waiting => tokio::time::sleep(Duration::from_millis(20)).await,
+                Outcome::Raced | Outcome::Waiting => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
             }
         }
         Err((
             ErrorKind::NotReady,
-            format!("pid {pid} kept changing (or awaiting its /proc snapshot) for 2 s; try again, or stop it first"),
+            format!(
+                "pid {pid} kept changing (or awaiting its /proc snapshot) for 2 s; try again, or stop it first"
+            ),
         ))
     }
 
     /// Compares a rotating sample of models with /proc and resyncs drifted ones.
     pub(super) fn verify_round(&mut self) {
-        let mut pids: Vec<u32> = self.tracker.processes().filter(|p| !p.buffering).map(|p| p.pid).collect();
+        let mut pids: Vec<u32> = self
+            .tracker
+            .processes()
+            .filter(|p| !p.buffering)
+            .map(|p| p.pid)
+            .collect();
         pids.sort_unstable();
         let start = pids.partition_point(|&p| p <= self.verify_cursor);
-        let sample: Vec<u32> =
-            pids[start..].iter().chain(pids[..start].iter()).take(self.config.verify_batch).copied().collect();
+        let sample: Vec<u32> = pids[start..]
+            .iter()
+            .chain(pids[..start].iter())
+            .take(self.config.verify_batch)
+            .copied()
+            .collect();
         let mut drifted_regions = 0u64;
         for pid in &sample {
             self.verify_cursor = *pid;
@@ -90,7 +111,11 @@ impl Daemon {
                 && !report.agree
             {
                 drifted_regions += report.differences.len() as u64;
-                log::info!("pid {pid} ({}) drifted by {} regions; resyncing", report.comm, report.differences.len());
+                log::info!(
+                    "pid {pid} ({}) drifted by {} regions; resyncing",
+                    report.comm,
+                    report.differences.len()
+                );
                 self.tracker.request_seed(*pid, SeedReason::Drift);
             }
         }

@@ -3,8 +3,7 @@
 use std::mem::size_of;
 
 use memmon_common::{
-    EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SyscallEvent,
-    VmaNameEvent,
+    EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SyscallEvent, VmaNameEvent,
 };
 use thiserror::Error;
 
@@ -13,7 +12,11 @@ use super::{Event, EventBody, Meta, Syscall};
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {got} bytes is shorter than the {need} bytes of a {what}")]
-    Truncated { what: &'static str, need: usize, got: usize },
+    Truncated {
+        what: &'static str,
+        need: usize,
+        got: usize,
+    },
     #[error("unknown record kind {0}")]
     UnknownKind(u32),
     #[error("syscall record with unknown syscall number {0}")]
@@ -23,7 +26,11 @@ pub enum DecodeError {
 /// Copies a `#[repr(C)]` record out of possibly unaligned bytes.
 fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     if bytes.len() < size_of::<T>() {
-        return Err(DecodeError::Truncated { what, need: size_of::<T>(), got: bytes.len() });
+        return Err(DecodeError::Truncated {
+            what,
+            need: size_of::<T>(),
+            got: bytes.len(),
+        });
     }
     // SAFETY: length checked above; T is a plain-old-data record from
     // memmon-common (integers and byte arrays only), valid for any bits.
@@ -37,7 +44,12 @@ fn c_string(bytes: &[u8]) -> String {
 }
 
 fn meta(header: &EventHeader) -> Meta {
-    Meta { pid: header.tgid, tid: header.tid, ts_ns: header.ts_ns, comm: c_string(&header.comm) }
+    Meta {
+        pid: header.tgid,
+        tid: header.tid,
+        ts_ns: header.ts_ns,
+        comm: c_string(&header.comm),
+    }
 }
 
 /// Decodes one ring-buffer record.
@@ -52,7 +64,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Exec => {
             let raw: ExecEvent = read(bytes, "exec record")?;
-            (EventBody::Exec { filename: c_string(&raw.filename), old_tid: raw.old_tid }, 0)
+            (
+                EventBody::Exec {
+                    filename: c_string(&raw.filename),
+                    old_tid: raw.old_tid,
+                },
+                0,
+            )
         }
         EventKind::Fork => {
             let raw: ForkEvent = read(bytes, "fork record")?;
@@ -65,15 +83,32 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Exit => {
             let raw: ExitEvent = read(bytes, "exit record")?;
-            (EventBody::Exit { group_dead: raw.group_dead != 0 }, 0)
+            (
+                EventBody::Exit {
+                    group_dead: raw.group_dead != 0,
+                },
+                0,
+            )
         }
         EventKind::VmaName => {
             let raw: VmaNameEvent = read(bytes, "vma-name record")?;
             let name = (raw.name[0] != 0).then(|| c_string(&raw.name));
-            (EventBody::VmaName { addr: raw.addr, len: raw.len, name, ret: raw.ret }, 0)
+            (
+                EventBody::VmaName {
+                    addr: raw.addr,
+                    len: raw.len,
+                    name,
+                    ret: raw.ret,
+                },
+                0,
+            )
         }
     };
-    Ok(Event { meta, body, duration_ns })
+    Ok(Event {
+        meta,
+        body,
+        duration_ns,
+    })
 }
 
 fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
@@ -91,9 +126,19 @@ fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
             offset: a[5],
             ret,
         },
-        Syscall::Munmap => EventBody::Munmap { addr: a[0], len: a[1], ret },
+        Syscall::Munmap => EventBody::Munmap {
+            addr: a[0],
+            len: a[1],
+            ret,
+        },
         Syscall::Brk => EventBody::Brk { addr: a[0], ret },
-        Syscall::Mprotect => EventBody::Mprotect { addr: a[0], len: a[1], prot: a[2], pkey: None, ret },
+        Syscall::Mprotect => EventBody::Mprotect {
+            addr: a[0],
+            len: a[1],
+            prot: a[2],
+            pkey: None,
+            ret,
+        },
         Syscall::PkeyMprotect => EventBody::Mprotect {
             addr: a[0],
             len: a[1],
@@ -109,7 +154,12 @@ fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
             new_addr: a[4],
             ret,
         },
-        Syscall::Shmat => EventBody::Shmat { shmid: a[0] as i32, addr: a[1], flags: a[2], ret },
+        Syscall::Shmat => EventBody::Shmat {
+            shmid: a[0] as i32,
+            addr: a[1],
+            flags: a[2],
+            ret,
+        },
         Syscall::Shmdt => EventBody::Shmdt { addr: a[0], ret },
     })
 }
@@ -123,7 +173,14 @@ mod tests {
     fn header(kind: EventKind) -> EventHeader {
         let mut comm = [0u8; COMM_LEN];
         comm[..7].copy_from_slice(b"fixture");
-        EventHeader { kind: kind as u32, tgid: 1234, tid: 1235, _pad0: 0, ts_ns: 42, comm }
+        EventHeader {
+            kind: kind as u32,
+            tgid: 1234,
+            tid: 1235,
+            _pad0: 0,
+            ts_ns: 42,
+            comm,
+        }
     }
 
     fn bytes_of<T>(value: &T) -> Vec<u8> {
@@ -145,12 +202,32 @@ mod tests {
 
     #[test]
     fn decodes_mmap_with_negative_fd() {
-        let raw = syscall(libc::SYS_mmap as u32, [0, 8192, 3, 0x22, u64::MAX, 0], 0x7f15_a082_3000);
+        let raw = syscall(
+            libc::SYS_mmap as u32,
+            [0, 8192, 3, 0x22, u64::MAX, 0],
+            0x7f15_a082_3000,
+        );
         let event = decode(&raw).unwrap();
-        assert_eq!(event.meta, Meta { pid: 1234, tid: 1235, ts_ns: 42, comm: "fixture".into() });
+        assert_eq!(
+            event.meta,
+            Meta {
+                pid: 1234,
+                tid: 1235,
+                ts_ns: 42,
+                comm: "fixture".into()
+            }
+        );
         assert_eq!(
             event.body,
-            EventBody::Mmap { addr: 0, len: 8192, prot: 3, flags: 0x22, fd: -1, offset: 0, ret: 0x7f15_a082_3000 }
+            EventBody::Mmap {
+                addr: 0,
+                len: 8192,
+                prot: 3,
+                flags: 0x22,
+                fd: -1,
+                offset: 0,
+                ret: 0x7f15_a082_3000
+            }
         );
         assert_eq!(event.duration_ns, 900);
         assert_eq!(event.kind(), "mmap");
@@ -171,10 +248,18 @@ mod tests {
     fn decodes_exec_fork_exit_and_names() {
         let mut filename = [0u8; FILENAME_LEN];
         filename[..9].copy_from_slice(b"/bin/true");
-        let exec = ExecEvent { header: header(EventKind::Exec), old_tid: 1235, _pad0: 0, filename };
+        let exec = ExecEvent {
+            header: header(EventKind::Exec),
+            old_tid: 1235,
+            _pad0: 0,
+            filename,
+        };
         assert_eq!(
             decode(&bytes_of(&exec)).unwrap().body,
-            EventBody::Exec { filename: "/bin/true".into(), old_tid: 1235 }
+            EventBody::Exec {
+                filename: "/bin/true".into(),
+                old_tid: 1235
+            }
         );
 
         let thread = ForkEvent {
@@ -185,31 +270,62 @@ mod tests {
         };
         assert_eq!(
             decode(&bytes_of(&thread)).unwrap().body,
-            EventBody::Fork { child_pid: 1234, child_tid: 1300, clone_flags: CLONE_THREAD | 0x100 }
+            EventBody::Fork {
+                child_pid: 1234,
+                child_tid: 1300,
+                clone_flags: CLONE_THREAD | 0x100
+            }
         );
 
-        let exit = ExitEvent { header: header(EventKind::Exit), group_dead: 1, _pad0: [0; 7] };
-        assert_eq!(decode(&bytes_of(&exit)).unwrap().body, EventBody::Exit { group_dead: true });
+        let exit = ExitEvent {
+            header: header(EventKind::Exit),
+            group_dead: 1,
+            _pad0: [0; 7],
+        };
+        assert_eq!(
+            decode(&bytes_of(&exit)).unwrap().body,
+            EventBody::Exit { group_dead: true }
+        );
 
         let mut name = [0u8; VMA_NAME_LEN];
         name[..5].copy_from_slice(b"arena");
-        let named = VmaNameEvent { header: header(EventKind::VmaName), addr: 0x1000, len: 0x2000, ret: 0, name };
+        let named = VmaNameEvent {
+            header: header(EventKind::VmaName),
+            addr: 0x1000,
+            len: 0x2000,
+            ret: 0,
+            name,
+        };
         assert_eq!(
             decode(&bytes_of(&named)).unwrap().body,
-            EventBody::VmaName { addr: 0x1000, len: 0x2000, name: Some("arena".into()), ret: 0 }
+            EventBody::VmaName {
+                addr: 0x1000,
+                len: 0x2000,
+                name: Some("arena".into()),
+                ret: 0
+            }
         );
     }
 
     #[test]
     fn rejects_truncated_and_unknown_records() {
         let raw = syscall(libc::SYS_munmap as u32, [0; 6], 0);
-        assert!(matches!(decode(&raw[..raw.len() - 1]), Err(DecodeError::Truncated { .. })));
-        assert!(matches!(decode(&raw[..10]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            decode(&raw[..raw.len() - 1]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&raw[..10]),
+            Err(DecodeError::Truncated { .. })
+        ));
         assert!(matches!(decode(&[]), Err(DecodeError::Truncated { .. })));
         let mut bad = raw.clone();
         bad[0] = 99;
         assert_eq!(decode(&bad), Err(DecodeError::UnknownKind(99)));
-        assert_eq!(decode(&syscall(9999, [0; 6], 0)), Err(DecodeError::UnknownSyscall(9999)));
+        assert_eq!(
+            decode(&syscall(9999, [0; 6], 0)),
+            Err(DecodeError::UnknownSyscall(9999))
+        );
     }
 
     proptest::proptest! {

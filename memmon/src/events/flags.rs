@@ -4,8 +4,10 @@ const PROT_NAMES: [(u64, char); 3] = [(0x1, 'R'), (0x2, 'W'), (0x4, 'X')];
 
 /// `RW-` style; unknown bits are appended in hex.
 pub fn prot_string(prot: u64) -> String {
-    let mut out: String =
-        PROT_NAMES.iter().map(|&(bit, ch)| if prot & bit != 0 { ch } else { '-' }).collect();
+    let mut out: String = PROT_NAMES
+        .iter()
+        .map(|&(bit, ch)| if prot & bit != 0 { ch } else { '-' })
+        .collect();
     let known = PROT_NAMES.iter().fold(0, |acc, (bit, _)| acc | bit);
     if prot & !known != 0 {
         out.push_str(&format!("|{:#x}", prot & !known));
@@ -51,7 +53,11 @@ fn flag_string(value: u64, table: &[(u64, &str)]) -> String {
     if rest != 0 {
         parts.push(format!("{rest:#x}"));
     }
-    if parts.is_empty() { "0".to_owned() } else { parts.join("|") }
+    if parts.is_empty() {
+        "0".to_owned()
+    } else {
+        parts.join("|")
+    }
 }
 
 pub fn mmap_flags_string(flags: u64) -> String {

@@ -28,7 +28,15 @@ impl Event {
     pub fn to_line(&self) -> String {
         let m = &self.meta;
         let args = match &self.body {
-            EventBody::Mmap { addr, len, prot, flags, fd, offset, ret } => format!(
+            EventBody::Mmap {
+                addr,
+                len,
+                prot,
+                flags,
+                fd,
+                offset,
+                ret,
+            } => format!(
                 "addr={} len={len} prot={} flags={} fd={fd} off={offset} -> {}",
                 hex(*addr),
                 prot_string(*prot),
@@ -36,26 +44,48 @@ impl Event {
                 result_text(*ret, true)
             ),
             EventBody::Munmap { addr, len, ret } => {
-                format!("addr={} len={len} -> {}", hex(*addr), result_text(*ret, false))
+                format!(
+                    "addr={} len={len} -> {}",
+                    hex(*addr),
+                    result_text(*ret, false)
+                )
             }
             EventBody::Brk { addr, ret } => {
                 format!("addr={} -> {}", hex(*addr), result_text(*ret, true))
             }
-            EventBody::Mprotect { addr, len, prot, pkey, ret } => format!(
+            EventBody::Mprotect {
+                addr,
+                len,
+                prot,
+                pkey,
+                ret,
+            } => format!(
                 "addr={} len={len} prot={}{} -> {}",
                 hex(*addr),
                 prot_string(*prot),
                 pkey.map(|k| format!(" pkey={k}")).unwrap_or_default(),
                 result_text(*ret, false)
             ),
-            EventBody::Mremap { old_addr, old_len, new_len, flags, new_addr, ret } => format!(
+            EventBody::Mremap {
+                old_addr,
+                old_len,
+                new_len,
+                flags,
+                new_addr,
+                ret,
+            } => format!(
                 "old_addr={} old_len={old_len} new_len={new_len} flags={} new_addr={} -> {}",
                 hex(*old_addr),
                 mremap_flags_string(*flags),
                 hex(*new_addr),
                 result_text(*ret, true)
             ),
-            EventBody::Shmat { shmid, addr, flags, ret } => format!(
+            EventBody::Shmat {
+                shmid,
+                addr,
+                flags,
+                ret,
+            } => format!(
                 "shmid={shmid} addr={} flags={flags:#x} -> {}",
                 hex(*addr),
                 result_text(*ret, true)
@@ -63,14 +93,27 @@ impl Event {
             EventBody::Shmdt { addr, ret } => {
                 format!("addr={} -> {}", hex(*addr), result_text(*ret, false))
             }
-            EventBody::VmaName { addr, len, name, ret } => format!(
+            EventBody::VmaName {
+                addr,
+                len,
+                name,
+                ret,
+            } => format!(
                 "addr={} len={len} name={} -> {}",
                 hex(*addr),
-                name.as_deref().map(|n| format!("{n:?}")).unwrap_or_else(|| "NULL".into()),
+                name.as_deref()
+                    .map(|n| format!("{n:?}"))
+                    .unwrap_or_else(|| "NULL".into()),
                 result_text(*ret, false)
             ),
-            EventBody::Exec { filename, old_tid } => format!("filename={filename:?} old_tid={old_tid}"),
-            EventBody::Fork { child_pid, child_tid, clone_flags } => format!(
+            EventBody::Exec { filename, old_tid } => {
+                format!("filename={filename:?} old_tid={old_tid}")
+            }
+            EventBody::Fork {
+                child_pid,
+                child_tid,
+                clone_flags,
+            } => format!(
                 "child_pid={child_pid} child_tid={child_tid} {}",
                 if *child_pid == m.pid && *child_tid != *child_pid {
                     format!("thread clone_flags={clone_flags:#x}")
@@ -79,10 +122,20 @@ impl Event {
                 }
             ),
             EventBody::Exit { group_dead } => {
-                if *group_dead { "group_dead=true".into() } else { "group_dead=false".into() }
+                if *group_dead {
+                    "group_dead=true".into()
+                } else {
+                    "group_dead=false".into()
+                }
             }
         };
-        format!("{:<5} pid={} tid={} comm={} {args}", self.kind(), m.pid, m.tid, m.comm)
+        format!(
+            "{:<5} pid={} tid={} comm={} {args}",
+            self.kind(),
+            m.pid,
+            m.tid,
+            m.comm
+        )
     }
 
     /// One JSON object: `kind`, `pid`, `tid`, `comm`, `ts_ns`, then the
@@ -99,10 +152,22 @@ impl Event {
             obj.insert(key.into(), value);
         };
         let ret_value = |ret: i64, address: bool| {
-            if ret >= 0 && address { json!(hex(ret as u64)) } else { json!(ret) }
+            if ret >= 0 && address {
+                json!(hex(ret as u64))
+            } else {
+                json!(ret)
+            }
         };
         match &self.body {
-            EventBody::Mmap { addr, len, prot, flags, fd, offset, ret } => {
+            EventBody::Mmap {
+                addr,
+                len,
+                prot,
+                flags,
+                fd,
+                offset,
+                ret,
+            } => {
                 put("addr", json!(hex(*addr)));
                 put("len", json!(len));
                 put("prot", json!(prot));
@@ -122,7 +187,13 @@ impl Event {
                 put("addr", json!(hex(*addr)));
                 put("ret", ret_value(*ret, true));
             }
-            EventBody::Mprotect { addr, len, prot, pkey, ret } => {
+            EventBody::Mprotect {
+                addr,
+                len,
+                prot,
+                pkey,
+                ret,
+            } => {
                 put("addr", json!(hex(*addr)));
                 put("len", json!(len));
                 put("prot", json!(prot));
@@ -132,7 +203,14 @@ impl Event {
                 }
                 put("ret", ret_value(*ret, false));
             }
-            EventBody::Mremap { old_addr, old_len, new_len, flags, new_addr, ret } => {
+            EventBody::Mremap {
+                old_addr,
+                old_len,
+                new_len,
+                flags,
+                new_addr,
+                ret,
+            } => {
                 put("old_addr", json!(hex(*old_addr)));
                 put("old_len", json!(old_len));
                 put("new_len", json!(new_len));
@@ -141,7 +219,12 @@ impl Event {
                 put("new_addr", json!(hex(*new_addr)));
                 put("ret", ret_value(*ret, true));
             }
-            EventBody::Shmat { shmid, addr, flags, ret } => {
+            EventBody::Shmat {
+                shmid,
+                addr,
+                flags,
+                ret,
+            } => {
                 put("shmid", json!(shmid));
                 put("addr", json!(hex(*addr)));
                 put("flags", json!(flags));
@@ -151,7 +234,12 @@ impl Event {
                 put("addr", json!(hex(*addr)));
                 put("ret", ret_value(*ret, false));
             }
-            EventBody::VmaName { addr, len, name, ret } => {
+            EventBody::VmaName {
+                addr,
+                len,
+                name,
+                ret,
+            } => {
                 put("addr", json!(hex(*addr)));
                 put("len", json!(len));
                 put("name", json!(name));
@@ -161,18 +249,25 @@ impl Event {
                 put("filename", json!(filename));
                 put("old_tid", json!(old_tid));
             }
-            EventBody::Fork { child_pid, child_tid, clone_flags } => {
+            EventBody::Fork {
+                child_pid,
+                child_tid,
+                clone_flags,
+            } => {
                 put("child_pid", json!(child_pid));
                 put("child_tid", json!(child_tid));
                 put("clone_flags", json!(clone_flags));
-                put("thread", json!(*child_pid == m.pid && child_tid != child_pid));
+                put(
+                    "thread",
+                    json!(*child_pid == m.pid && child_tid != child_pid),
+                );
             }
             EventBody::Exit { group_dead } => put("group_dead", json!(group_dead)),
         }
-        if let Some(ret) = self.result().filter(|r| *r < 0) {
-            if let Some(name) = errno_name(-ret) {
-                put("errno", json!(name));
-            }
+        if let Some(ret) = self.result().filter(|r| *r < 0)
+            && let Some(name) = errno_name(-ret)
+        {
+            put("errno", json!(name));
         }
         if self.syscall().is_some() {
             put("duration_ns", json!(self.duration_ns));
@@ -187,7 +282,16 @@ mod tests {
     use super::*;
 
     fn event(body: EventBody) -> Event {
-        Event { meta: Meta { pid: 1234, tid: 1234, ts_ns: 7, comm: "foo".into() }, body, duration_ns: 5 }
+        Event {
+            meta: Meta {
+                pid: 1234,
+                tid: 1234,
+                ts_ns: 7,
+                comm: "foo".into(),
+            },
+            body,
+            duration_ns: 5,
+        }
     }
 
     #[test]
@@ -215,20 +319,40 @@ mod tests {
 
     #[test]
     fn errors_print_errno_names() {
-        let e = event(EventBody::Munmap { addr: 0x1000, len: 1, ret: -22 });
+        let e = event(EventBody::Munmap {
+            addr: 0x1000,
+            len: 1,
+            ret: -22,
+        });
         assert!(e.to_line().ends_with("-> -22 (EINVAL)"), "{}", e.to_line());
         assert_eq!(e.to_json()["ret"], -22);
         assert_eq!(e.to_json()["errno"], "EINVAL");
-        let failed_mmap = event(EventBody::Mmap { addr: 0, len: 1 << 50, prot: 3, flags: 0x22, fd: -1, offset: 0, ret: -12 });
+        let failed_mmap = event(EventBody::Mmap {
+            addr: 0,
+            len: 1 << 50,
+            prot: 3,
+            flags: 0x22,
+            fd: -1,
+            offset: 0,
+            ret: -12,
+        });
         assert_eq!(failed_mmap.to_json()["ret"], -12);
     }
 
     #[test]
     fn fork_says_thread_or_process() {
-        let thread = event(EventBody::Fork { child_pid: 1234, child_tid: 1240, clone_flags: 0x10000 });
+        let thread = event(EventBody::Fork {
+            child_pid: 1234,
+            child_tid: 1240,
+            clone_flags: 0x10000,
+        });
         assert!(thread.to_line().contains("thread"));
         assert_eq!(thread.to_json()["thread"], true);
-        let process = event(EventBody::Fork { child_pid: 1300, child_tid: 1300, clone_flags: 0 });
+        let process = event(EventBody::Fork {
+            child_pid: 1300,
+            child_tid: 1300,
+            clone_flags: 0,
+        });
         assert_eq!(process.to_json()["child_pid"], 1300);
         assert_eq!(process.to_json()["thread"], false);
     }

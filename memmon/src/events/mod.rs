@@ -69,7 +69,10 @@ impl Syscall {
 
     /// Whether a non-negative result is an address (printed in hex).
     pub const fn returns_address(self) -> bool {
-        matches!(self, Syscall::Mmap | Syscall::Brk | Syscall::Mremap | Syscall::Shmat)
+        matches!(
+            self,
+            Syscall::Mmap | Syscall::Brk | Syscall::Mremap | Syscall::Shmat
+        )
     }
 }
 
@@ -87,22 +90,72 @@ pub struct Meta {
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventBody {
-    Mmap { addr: u64, len: u64, prot: u64, flags: u64, fd: i64, offset: u64, ret: i64 },
-    Munmap { addr: u64, len: u64, ret: i64 },
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: i64,
+        offset: u64,
+        ret: i64,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+        ret: i64,
+    },
     /// `addr` is the requested break (0 queries it); `ret` the new break.
-    Brk { addr: u64, ret: i64 },
+    Brk {
+        addr: u64,
+        ret: i64,
+    },
     /// mprotect, or pkey_mprotect when `pkey` is set.
-    Mprotect { addr: u64, len: u64, prot: u64, pkey: Option<i32>, ret: i64 },
-    Mremap { old_addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64, ret: i64 },
-    Shmat { shmid: i32, addr: u64, flags: u64, ret: i64 },
-    Shmdt { addr: u64, ret: i64 },
+    Mprotect {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        pkey: Option<i32>,
+        ret: i64,
+    },
+    Mremap {
+        old_addr: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+        ret: i64,
+    },
+    Shmat {
+        shmid: i32,
+        addr: u64,
+        flags: u64,
+        ret: i64,
+    },
+    Shmdt {
+        addr: u64,
+        ret: i64,
+    },
     /// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name).
-    VmaName { addr: u64, len: u64, name: Option<String>, ret: i64 },
-    Exec { filename: String, old_tid: u32 },
+    VmaName {
+        addr: u64,
+        len: u64,
+        name: Option<String>,
+        ret: i64,
+    },
+    Exec {
+        filename: String,
+        old_tid: u32,
+    },
     /// `meta` is the parent's.
-    Fork { child_pid: u32, child_tid: u32, clone_flags: u64 },
+    Fork {
+        child_pid: u32,
+        child_tid: u32,
+        clone_flags: u64,
+    },
     /// One thread exited; `group_dead` when it was the last of its process.
-    Exit { group_dead: bool },
+    Exit {
+        group_dead: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -69,7 +69,9 @@ pub fn build_layout(
     let mut elfs: HashMap<String, ElfInfo> = HashMap::new();
     let mut exe_elf: Option<Arc<ElfInfo>> = None;
     for region in space.regions() {
-        let Backing::File { path, inode, .. } = &region.backing else { continue };
+        let Backing::File { path, inode, .. } = &region.backing else {
+            continue;
+        };
         if elfs.contains_key(path) || path.starts_with("/memfd:") || path.starts_with("/SYSV") {
             continue;
         }
@@ -120,11 +122,21 @@ pub fn build_layout(
         comm: state.comm.clone(),
         exe: state.exe.clone(),
         uid: state.uid,
-        aslr: aslr_verdict(randomize_va_space, state.personality.unwrap_or(0), exe_elf.as_deref()),
+        aslr: aslr_verdict(
+            randomize_va_space,
+            state.personality.unwrap_or(0),
+            exe_elf.as_deref(),
+        ),
         elf,
         wx: wx_findings(space)
             .into_iter()
-            .map(|w| WxView { start: hex(w.start), end: hex(w.end), perms: w.perms, path: w.path, reason: w.reason })
+            .map(|w| WxView {
+                start: hex(w.start),
+                end: hex(w.end),
+                perms: w.perms,
+                path: w.path,
+                reason: w.reason,
+            })
             .collect(),
         heap: classification.heap.map(|h| HeapView {
             start: hex(h.start),
@@ -138,13 +150,24 @@ pub fn build_layout(
         mapped_bytes: space.mapped_bytes(),
         // The stretch between user space and [vsyscall] is the kernel's half,
         // not a gap in this process's layout.
-        gaps: gaps(space).into_iter().filter(|g| g.end <= USER_SPACE_END).map(|g| GapView { start: hex(g.start), end: hex(g.end), size: g.size }).collect(),
+        gaps: gaps(space)
+            .into_iter()
+            .filter(|g| g.end <= USER_SPACE_END)
+            .map(|g| GapView {
+                start: hex(g.start),
+                end: hex(g.end),
+                size: g.size,
+            })
+            .collect(),
         regions,
         events: state
             .history
             .iter()
             .skip(state.history.len().saturating_sub(events))
-            .map(|h| EventView { ts_ns: h.ts_ns, line: h.line.clone() })
+            .map(|h| EventView {
+                ts_ns: h.ts_ns,
+                line: h.line.clone(),
+            })
             .collect(),
     }
 }

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 pub use build::build_layout;
 pub use elf_cache::ElfCache;
 
-use crate::{classify::RegionKind, rules::{AslrVerdict, WxReason}};
+use crate::{
+    classify::RegionKind,
+    rules::{AslrVerdict, WxReason},
+};
 
 pub fn hex(value: u64) -> String {
     format!("{value:#x}")

@@ -40,9 +40,18 @@ fn header(layout: &Layout) -> String {
             out,
             "ELF {}{}  entry {}{}  load bias {}  interpreter {}",
             elf.elf_type,
-            if elf.pie { " (PIE)" } else if elf.elf_type == "EXEC" { " (not PIE)" } else { "" },
+            if elf.pie {
+                " (PIE)"
+            } else if elf.elf_type == "EXEC" {
+                " (not PIE)"
+            } else {
+                ""
+            },
             elf.entry,
-            elf.live_entry.as_deref().map(|e| format!(" (live {e})")).unwrap_or_default(),
+            elf.live_entry
+                .as_deref()
+                .map(|e| format!(" (live {e})"))
+                .unwrap_or_default(),
             elf.load_bias.as_deref().unwrap_or("?"),
             elf.interpreter.as_deref().unwrap_or("none (static)")
         );
@@ -50,15 +59,28 @@ fn header(layout: &Layout) -> String {
     let _ = writeln!(
         out,
         "ASLR {}: {}",
-        serde_json::to_value(layout.aslr.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        serde_json::to_value(layout.aslr.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         layout.aslr.reasons.join("; ")
     );
     if layout.wx.is_empty() {
-        let _ = writeln!(out, "W^X  no writable+executable or executable anonymous memory");
+        let _ = writeln!(
+            out,
+            "W^X  no writable+executable or executable anonymous memory"
+        );
     } else {
         for w in &layout.wx {
-            let reason = serde_json::to_value(w.reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let _ = writeln!(out, "W^X  {}-{} {} {} {:?}", w.start, w.end, w.perms, reason, w.path);
+            let reason = serde_json::to_value(w.reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "W^X  {}-{} {} {} {:?}",
+                w.start, w.end, w.perms, reason, w.path
+            );
         }
     }
     match &layout.heap {
@@ -84,20 +106,34 @@ fn header(layout: &Layout) -> String {
 /// The full text: header, one row per region and gap, totals.
 pub fn render_text(layout: &Layout, color: bool) -> String {
     let mut table = Table::new();
-    table.load_preset(NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    table
+        .load_preset(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
     if !color {
         table.force_no_tty();
     } else {
         table.enforce_styling();
     }
-    let bold = |s: &str| if color { Cell::new(s).add_attribute(Attribute::Bold) } else { Cell::new(s) };
+    let bold = |s: &str| {
+        if color {
+            Cell::new(s).add_attribute(Attribute::Bold)
+        } else {
+            Cell::new(s)
+        }
+    };
     table.set_header(["START", "END", "SIZE", "PERMS", "KIND", "OBJECT", "PATH"].map(bold));
     let mut gaps = layout.gaps.iter().peekable();
     for region in &layout.regions {
         while let Some(gap) = gaps.next_if(|g| g.end == region.start) {
             let size = human_size(gap.size);
             let text = format!("-- gap {size} --");
-            table.add_row(vec![Cell::new(&gap.start), Cell::new(&gap.end), Cell::new(size), Cell::new(""), Cell::new(text)]);
+            table.add_row(vec![
+                Cell::new(&gap.start),
+                Cell::new(&gap.end),
+                Cell::new(size),
+                Cell::new(""),
+                Cell::new(text),
+            ]);
         }
         let object = match (&region.object, region.segment) {
             (Some(o), Some(seg)) => format!("{}[{seg}]", o.rsplit('/').next().unwrap_or(o)),
@@ -105,7 +141,11 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
             _ => String::new(),
         };
         let kind = Cell::new(region.kind.as_str());
-        let kind = if color { kind.fg(kind_color(region.kind)) } else { kind };
+        let kind = if color {
+            kind.fg(kind_color(region.kind))
+        } else {
+            kind
+        };
         table.add_row(vec![
             Cell::new(&region.start),
             Cell::new(&region.end),
@@ -120,9 +160,18 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
     out.push('\n');
     out.push_str(&table.to_string());
     out.push_str("\n\n");
-    let totals: Vec<String> =
-        layout.totals.iter().map(|(kind, bytes)| format!("{kind} {}", human_size(*bytes))).collect();
-    let _ = writeln!(out, "total {} in {} regions: {}", human_size(layout.mapped_bytes), layout.regions.len(), totals.join(", "));
+    let totals: Vec<String> = layout
+        .totals
+        .iter()
+        .map(|(kind, bytes)| format!("{kind} {}", human_size(*bytes)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "total {} in {} regions: {}",
+        human_size(layout.mapped_bytes),
+        layout.regions.len(),
+        totals.join(", ")
+    );
     if !layout.events.is_empty() {
         let _ = writeln!(out, "\nrecent events (oldest first):");
         for e in &layout.events {

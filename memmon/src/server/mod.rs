@@ -64,7 +64,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
 
 pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
             if let Err(err) = handle(stream, to_daemon).await {
@@ -102,17 +104,31 @@ async fn handle(mut stream: UnixStream, to_daemon: mpsc::Sender<Incoming>) -> st
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 let msg = "request truncated: the rest of the message never arrived";
-                return send(&mut stream, &ReplyEnvelope::error(ErrorKind::BadRequest, msg)).await;
+                return send(
+                    &mut stream,
+                    &ReplyEnvelope::error(ErrorKind::BadRequest, msg),
+                )
+                .await;
             }
         }
         let reply = match decode_request(&body) {
             Err(error_reply) => error_reply,
             Ok(request) => {
                 let (tx, rx) = oneshot::channel();
-                if to_daemon.send(Incoming { request, uid, reply: tx }).await.is_err() {
+                if to_daemon
+                    .send(Incoming {
+                        request,
+                        uid,
+                        reply: tx,
+                    })
+                    .await
+                    .is_err()
+                {
                     return Ok(()); // shutting down
                 }
-                rx.await.unwrap_or_else(|_| ReplyEnvelope::error(ErrorKind::Internal, "the daemon dropped the request"))
+                rx.await.unwrap_or_else(|_| {
+                    ReplyEnvelope::error(ErrorKind::Internal, "the daemon dropped the request")
+                })
             }
         };
         send(&mut stream, &reply).await?;

@@ -3,7 +3,10 @@
 use super::resolve::Resolver;
 use crate::{
     events::{Event, EventBody},
-    model::{Backing, ops::{MAP_ANONYMOUS, MAP_SHARED, MemOp}},
+    model::{
+        Backing,
+        ops::{MAP_ANONYMOUS, MAP_SHARED, MemOp},
+    },
 };
 
 /// shmat flags (include/uapi/linux/shm.h).
@@ -14,7 +17,12 @@ const SHM_EXEC: u64 = 0o100000;
 pub const UNRESOLVED_PATH: &str = "<unresolved>";
 
 pub(super) fn unresolved_backing() -> Backing {
-    Backing::File { path: UNRESOLVED_PATH.into(), dev_major: 0, dev_minor: 0, inode: 0 }
+    Backing::File {
+        path: UNRESOLVED_PATH.into(),
+        dev_major: 0,
+        dev_minor: 0,
+        inode: 0,
+    }
 }
 
 /// The model operation for a syscall event (None for failures and events
@@ -25,7 +33,14 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
     }
     let pid = event.meta.pid;
     match &event.body {
-        EventBody::Mmap { len, prot, flags, offset, ret, .. } => {
+        EventBody::Mmap {
+            len,
+            prot,
+            flags,
+            offset,
+            ret,
+            ..
+        } => {
             let addr = *ret as u64;
             let (backing, unresolved) = if flags & MAP_ANONYMOUS != 0 {
                 (Backing::anonymous(), false)
@@ -36,14 +51,41 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
                     None => (unresolved_backing(), true),
                 }
             };
-            let op = MemOp::Mmap { addr, len: *len, prot: *prot, flags: *flags, backing, offset: *offset };
+            let op = MemOp::Mmap {
+                addr,
+                len: *len,
+                prot: *prot,
+                flags: *flags,
+                backing,
+                offset: *offset,
+            };
             (Some(op), unresolved)
         }
-        EventBody::Munmap { addr, len, .. } => (Some(MemOp::Munmap { addr: *addr, len: *len }), false),
-        EventBody::Mprotect { addr, len, prot, .. } => {
-            (Some(MemOp::Mprotect { addr: *addr, len: *len, prot: *prot }), false)
-        }
-        EventBody::Mremap { old_addr, old_len, new_len, flags, ret, .. } => (
+        EventBody::Munmap { addr, len, .. } => (
+            Some(MemOp::Munmap {
+                addr: *addr,
+                len: *len,
+            }),
+            false,
+        ),
+        EventBody::Mprotect {
+            addr, len, prot, ..
+        } => (
+            Some(MemOp::Mprotect {
+                addr: *addr,
+                len: *len,
+                prot: *prot,
+            }),
+            false,
+        ),
+        EventBody::Mremap {
+            old_addr,
+            old_len,
+            new_len,
+            flags,
+            ret,
+            ..
+        } => (
             Some(MemOp::Mremap {
                 old_addr: *old_addr,
                 old_len: *old_len,
@@ -54,7 +96,9 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             false,
         ),
         EventBody::Brk { ret, .. } => (Some(MemOp::Brk { brk: *ret as u64 }), false),
-        EventBody::Shmat { shmid, flags, ret, .. } => {
+        EventBody::Shmat {
+            shmid, flags, ret, ..
+        } => {
             let addr = *ret as u64;
             let mut prot = if flags & SHM_RDONLY != 0 { 0x1 } else { 0x3 };
             if flags & SHM_EXEC != 0 {
@@ -62,16 +106,30 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             }
             match resolver.shm_segment(pid, *shmid, addr) {
                 Some((backing, size)) => (
-                    Some(MemOp::Mmap { addr, len: size, prot, flags: MAP_SHARED, backing, offset: 0 }),
+                    Some(MemOp::Mmap {
+                        addr,
+                        len: size,
+                        prot,
+                        flags: MAP_SHARED,
+                        backing,
+                        offset: 0,
+                    }),
                     false,
                 ),
                 None => (None, true),
             }
         }
         EventBody::Shmdt { addr, .. } => (Some(MemOp::ShmDetach { addr: *addr }), false),
-        EventBody::VmaName { addr, len, name, .. } => {
-            (Some(MemOp::SetAnonName { addr: *addr, len: *len, name: name.clone() }), false)
-        }
+        EventBody::VmaName {
+            addr, len, name, ..
+        } => (
+            Some(MemOp::SetAnonName {
+                addr: *addr,
+                len: *len,
+                name: name.clone(),
+            }),
+            false,
+        ),
         EventBody::Exec { .. } | EventBody::Fork { .. } | EventBody::Exit { .. } => (None, false),
     }
 }

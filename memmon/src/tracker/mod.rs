@@ -20,7 +20,10 @@ pub use convert::to_mem_op;
 pub use process::{HistoryEntry, ProcessState};
 pub use resolve::{ProcResolver, Resolver};
 
-use crate::{events::{Event, EventBody}, seed::Snapshot};
+use crate::{
+    events::{Event, EventBody},
+    seed::Snapshot,
+};
 
 /// Default number of recent events kept per process.
 pub const DEFAULT_HISTORY_LEN: usize = 256;
@@ -136,10 +139,17 @@ impl Tracker {
 
     /// Asks for a (re)seed of `pid`; events keep being buffered until it lands.
     pub fn request_seed(&mut self, pid: u32, reason: SeedReason) {
-        let state = self.processes.entry(pid).or_insert_with(|| ProcessState::new(pid));
+        let state = self
+            .processes
+            .entry(pid)
+            .or_insert_with(|| ProcessState::new(pid));
         state.buffering = true;
         if self.seeding.insert(pid) {
-            *self.stats.resyncs.entry(reason.label().to_owned()).or_default() += 1;
+            *self
+                .stats
+                .resyncs
+                .entry(reason.label().to_owned())
+                .or_default() += 1;
             self.requests.push_back(SeedRequest { pid, reason });
         } else {
             // A snapshot already in flight may predate what made this
@@ -214,7 +224,9 @@ impl Tracker {
         }
         let mut resync = Vec::new();
         self.unresolved.retain(|pid, waited| {
-            let Some(state) = self.processes.get_mut(pid) else { return false };
+            let Some(state) = self.processes.get_mut(pid) else {
+                return false;
+            };
             if state.buffering || state.resolve_files(resolver) {
                 return false;
             }
@@ -239,7 +251,11 @@ impl Tracker {
 
     fn fork(&mut self, parent: u32, child: u32, event: &Event) {
         self.record(parent, event);
-        let copy = self.processes.get(&parent).filter(|p| !p.buffering).map(|p| p.space.clone());
+        let copy = self
+            .processes
+            .get(&parent)
+            .filter(|p| !p.buffering)
+            .map(|p| p.space.clone());
         let parent_state = self.processes.get(&parent);
         let mut state = ProcessState::new(child);
         state.comm = event.meta.comm.clone();

@@ -113,7 +113,10 @@ impl ProcessState {
     }
 
     pub(super) fn install(&mut self, snapshot: Snapshot) {
-        if self.start_time_ticks.is_some_and(|t| t != snapshot.start_time_ticks) {
+        if self
+            .start_time_ticks
+            .is_some_and(|t| t != snapshot.start_time_ticks)
+        {
             // The pid was reused: nothing of the old process carries over.
             self.history.clear();
         }

@@ -81,10 +81,16 @@ mod tests {
     fn resolves_own_mapped_executable() {
         let maps = fs::read_to_string("/proc/self/maps").unwrap();
         let exe = fs::read_link("/proc/self/exe").unwrap();
-        let line = maps.lines().find(|l| l.ends_with(exe.to_str().unwrap())).unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.ends_with(exe.to_str().unwrap()))
+            .unwrap();
         let range = line.split_whitespace().next().unwrap();
         let (lo, hi) = range.split_once('-').unwrap();
-        let (lo, hi) = (u64::from_str_radix(lo, 16).unwrap(), u64::from_str_radix(hi, 16).unwrap());
+        let (lo, hi) = (
+            u64::from_str_radix(lo, 16).unwrap(),
+            u64::from_str_radix(hi, 16).unwrap(),
+        );
         match ProcResolver.file_backing(std::process::id(), lo, hi) {
             Some(Backing::File { path, inode, .. }) => {
                 assert_eq!(path, exe.to_str().unwrap());
@@ -92,6 +98,9 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(ProcResolver.file_backing(std::process::id(), 0x1000, 0x2000), None);
+        assert_eq!(
+            ProcResolver.file_backing(std::process::id(), 0x1000, 0x2000),
+            None
+        );
     }
 }

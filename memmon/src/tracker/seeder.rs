@@ -29,20 +29,22 @@ impl Seeder {
     pub fn spawn(results: UnboundedSender<SeedResult>, max_per_sec: u32) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<SeedRequest>();
         let spacing = Duration::from_secs(1) / max_per_sec.max(1);
-        thread::Builder::new().name("memmon-seeder".into()).spawn(move || {
-            let mut next = Instant::now();
-            for request in rx {
-                let now = Instant::now();
-                if next > now {
-                    thread::sleep(next - now);
+        thread::Builder::new()
+            .name("memmon-seeder".into())
+            .spawn(move || {
+                let mut next = Instant::now();
+                for request in rx {
+                    let now = Instant::now();
+                    if next > now {
+                        thread::sleep(next - now);
+                    }
+                    next = Instant::now().max(next) + spacing;
+                    let result = snapshot(request.pid as i32);
+                    if results.send(SeedResult { request, result }).is_err() {
+                        break; // the daemon is shutting down
+                    }
                 }
-                next = Instant::now().max(next) + spacing;
-                let result = snapshot(request.pid as i32);
-                if results.send(SeedResult { request, result }).is_err() {
-                    break; // the daemon is shutting down
-                }
-            }
-        })?;
+            })?;
         Ok(Self { requests: tx })
     }
 

@@ -7,7 +7,9 @@ use crate::elf::read_elf;
 
 /// This process's layout, through the real seeding code.
 fn own_space() -> AddressSpace {
-    crate::seed::snapshot(std::process::id() as i32).expect("own snapshot").space
+    crate::seed::snapshot(std::process::id() as i32)
+        .expect("own snapshot")
+        .space
 }
 
 #[test]
