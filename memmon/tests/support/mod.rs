@@ -311,7 +311,12 @@ pub struct Trace {
 impl Trace {
     /// `memmon trace <args>`; with `capture` false stdout goes to /dev/null.
     pub fn start(args: &[&str], capture: bool) -> Self {
-        let mut cmd = Command::new(MEMMON);
+        Self::start_with(Path::new(MEMMON), args, capture)
+    }
+
+    /// As [`Trace::start`], with another build of memmon.
+    pub fn start_with(memmon: &Path, args: &[&str], capture: bool) -> Self {
+        let mut cmd = Command::new(memmon);
         cmd.arg("trace")
             .args(args)
             .stdin(Stdio::null())
@@ -417,6 +422,37 @@ impl Drop for Trace {
 fn parse_event(line: &str) -> Value {
     serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("memmon trace --json printed a non-JSON line ({e}): {line:?}"))
+}
+
+/// The optimized build of memmon, for the throughput tests: under
+/// `cargo test` the binary under test is the unoptimized one, whose JSON
+/// output is several times too slow for a million mmap+munmap pairs, so a
+/// debug test run builds (or reuses) `cargo build --release -p memmon`.
+/// A release test run uses its own binary.
+pub fn release_memmon() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return PathBuf::from(MEMMON);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("note: building the release memmon for a throughput test (cargo build --release -p memmon)");
+        let output = Command::new(cargo)
+            .args(["build", "--release", "-p", "memmon", "--bin", "memmon", "--message-format=json-render-diagnostics"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build --release");
+        assert!(output.status.success(), "cargo build --release -p memmon failed: {}", output.status);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "memmon")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no memmon executable")
+    })
+    .clone()
 }
 
 /// Runs a program to completion, stdout captured, with a timeout.
