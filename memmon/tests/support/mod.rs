@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     fs,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write as _},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -54,7 +54,8 @@ pub fn require_bpf() -> bool {
         Ok(()) => true,
         Err(reason) if is_ci() => panic!("CI=true, and the eBPF tests cannot run: {reason}"),
         Err(reason) => {
-            eprintln!("SKIPPED: {reason}");
+            // Straight to stderr: the test harness captures eprintln!.
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
             false
         }
     }
