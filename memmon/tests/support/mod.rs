@@ -556,8 +556,12 @@ impl Daemon {
                 })
                 .expect("spawn keeper thread");
             rx.recv().expect("keeper thread").map(|mut daemon| {
-                // The keeper thread's death, not a drop, ends it.
+                // The keeper thread's death, not a drop, ends it; and its
+                // temp dir goes at exit (the harness exits with exit(3)).
                 daemon.child = None;
+                let _ = SHARED_DIR.set(daemon._dir.path().to_owned());
+                // SAFETY: registers a plain extern "C" fn.
+                unsafe { libc::atexit(remove_shared_dir) };
                 daemon
             })
         });
@@ -638,6 +642,14 @@ impl Drop for Daemon {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+static SHARED_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_shared_dir() {
+    if let Some(dir) = SHARED_DIR.get() {
+        let _ = fs::remove_dir_all(dir);
     }
 }
 
