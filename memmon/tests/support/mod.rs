@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     fs,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write as _},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -54,7 +54,8 @@ pub fn require_bpf() -> bool {
         Ok(()) => true,
         Err(reason) if is_ci() => panic!("CI=true, and the eBPF tests cannot run: {reason}"),
         Err(reason) => {
-            eprintln!("SKIPPED: {reason}");
+            // Straight to stderr: the test harness captures eprintln!.
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
             false
         }
     }
@@ -311,7 +312,12 @@ pub struct Trace {
 impl Trace {
     /// `memmon trace <args>`; with `capture` false stdout goes to /dev/null.
     pub fn start(args: &[&str], capture: bool) -> Self {
-        let mut cmd = Command::new(MEMMON);
+        Self::start_with(Path::new(MEMMON), args, capture)
+    }
+
+    /// As [`Trace::start`], with another build of memmon.
+    pub fn start_with(memmon: &Path, args: &[&str], capture: bool) -> Self {
+        let mut cmd = Command::new(memmon);
         cmd.arg("trace")
             .args(args)
             .stdin(Stdio::null())
@@ -419,6 +425,37 @@ fn parse_event(line: &str) -> Value {
         .unwrap_or_else(|e| panic!("memmon trace --json printed a non-JSON line ({e}): {line:?}"))
 }
 
+/// The optimized build of memmon, for the throughput tests: under
+/// `cargo test` the binary under test is the unoptimized one, whose JSON
+/// output is several times too slow for a million mmap+munmap pairs, so a
+/// debug test run builds (or reuses) `cargo build --release -p memmon`.
+/// A release test run uses its own binary.
+pub fn release_memmon() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return PathBuf::from(MEMMON);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("note: building the release memmon for a throughput test (cargo build --release -p memmon)");
+        let output = Command::new(cargo)
+            .args(["build", "--release", "-p", "memmon", "--bin", "memmon", "--message-format=json-render-diagnostics"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build --release");
+        assert!(output.status.success(), "cargo build --release -p memmon failed: {}", output.status);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "memmon")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no memmon executable")
+    })
+    .clone()
+}
+
 /// Runs a program to completion, stdout captured, with a timeout.
 pub fn run_to_end(
     program: &Path,
@@ -519,8 +556,12 @@ impl Daemon {
                 })
                 .expect("spawn keeper thread");
             rx.recv().expect("keeper thread").map(|mut daemon| {
-                // The keeper thread's death, not a drop, ends it.
+                // The keeper thread's death, not a drop, ends it; and its
+                // temp dir goes at exit (the harness exits with exit(3)).
                 daemon.child = None;
+                let _ = SHARED_DIR.set(daemon._dir.path().to_owned());
+                // SAFETY: registers a plain extern "C" fn.
+                unsafe { libc::atexit(remove_shared_dir) };
                 daemon
             })
         });
@@ -601,6 +642,14 @@ impl Drop for Daemon {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+static SHARED_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_shared_dir() {
+    if let Some(dir) = SHARED_DIR.get() {
+        let _ = fs::remove_dir_all(dir);
     }
 }
 
