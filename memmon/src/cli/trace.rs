@@ -53,9 +53,14 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
         let shutdown = super::shutdown_signal();
         tokio::pin!(shutdown);
         let mut batch = Vec::with_capacity(4096);
-        loop {
+        let mut stopping = false;
+        while !stopping {
             tokio::select! {
-                _ = &mut shutdown => break,
+                // Print what the kernel queued before the signal, then stop.
+                _ = &mut shutdown => {
+                    stopping = true;
+                    stream.drain_ready(&mut batch, 1 << 20);
+                }
                 read = stream.next_batch(&mut batch, 4096) => {
                     read?;
                 }

@@ -425,37 +425,6 @@ fn parse_event(line: &str) -> Value {
         .unwrap_or_else(|e| panic!("memmon trace --json printed a non-JSON line ({e}): {line:?}"))
 }
 
-/// The optimized build of memmon, for the throughput tests: under
-/// `cargo test` the binary under test is the unoptimized one, whose JSON
-/// output is several times too slow for a million mmap+munmap pairs, so a
-/// debug test run builds (or reuses) `cargo build --release -p memmon`.
-/// A release test run uses its own binary.
-pub fn release_memmon() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if !cfg!(debug_assertions) {
-            return PathBuf::from(MEMMON);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("note: building the release memmon for a throughput test (cargo build --release -p memmon)");
-        let output = Command::new(cargo)
-            .args(["build", "--release", "-p", "memmon", "--bin", "memmon", "--message-format=json-render-diagnostics"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build --release");
-        assert!(output.status.success(), "cargo build --release -p memmon failed: {}", output.status);
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "memmon")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no memmon executable")
-    })
-    .clone()
-}
-
 /// Runs a program to completion, stdout captured, with a timeout.
 pub fn run_to_end(
     program: &Path,
