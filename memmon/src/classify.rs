@@ -132,7 +132,8 @@ pub struct Gap {
 /// Classifies every region of the space, in address order.
 pub fn classify(input: &ClassifyInput) -> Classification {
     let space = input.space;
-    let regions: Vec<&Region> = space.regions().collect();
+    let vmas: Vec<std::borrow::Cow<'_, Region>> = space.vmas().collect();
+    let regions: Vec<&Region> = vmas.iter().map(|r| r.as_ref()).collect();
     let paths: Vec<String> = regions.iter().map(|r| space.display_path(r)).collect();
     let objects = object::layouts(&regions, &paths, input.elfs);
     let by_path: HashMap<&str, &object::Layout> =

@@ -55,11 +55,11 @@ impl Segment {
 
 /// Differences between the model and the kernel's maps, in address order.
 pub fn compare(model: &AddressSpace, kernel: &[MapsEntry]) -> Vec<Difference> {
-    let model_segs = normalise(model.regions().map(|r| Segment {
+    let model_segs = normalise(model.vmas().map(|r| Segment {
         start: r.start,
         end: r.end,
         perms: r.perms,
-        path: model.display_path(r),
+        path: model.display_path(&r),
         offset: matches!(r.backing, Backing::File { .. }).then_some(r.offset),
     }));
     let mut kernel_sorted: Vec<&MapsEntry> = kernel.iter().filter(|e| e.start < e.end).collect();

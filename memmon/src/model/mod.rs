@@ -53,6 +53,29 @@ impl AddressSpace {
         self.regions.values()
     }
 
+    /// Regions as the kernel's VMAs bound them, for naming and display:
+    /// the model merges equal neighbours, but the kernel never merges the
+    /// brk heap with the anonymous bss below it (adjacent when the heap is
+    /// not randomized, e.g. under `setarch -R`), and /proc names only the
+    /// upper one `[heap]`.
+    pub fn vmas(&self) -> impl Iterator<Item = std::borrow::Cow<'_, Region>> {
+        let split = self.brk.map(|b| b.start_brk);
+        self.regions.values().flat_map(move |r| {
+            let mut parts = vec![std::borrow::Cow::Borrowed(r)];
+            if let Some(at) = split
+                && r.start < at
+                && at < r.end
+                && matches!(r.backing, Backing::Anonymous { .. })
+            {
+                parts = vec![
+                    std::borrow::Cow::Owned(r.slice(r.start, at)),
+                    std::borrow::Cow::Owned(r.slice(at, r.end)),
+                ];
+            }
+            parts
+        })
+    }
+
     pub fn region_count(&self) -> usize {
         self.regions.len()
     }
@@ -79,9 +102,11 @@ impl AddressSpace {
             Backing::File { path, .. } => path.clone(),
             Backing::Special { name } => name.clone(),
             Backing::Anonymous { name } => {
+                // vma_is_initial_heap(): strict, so that the bss right
+                // below an unrandomized heap (setarch -R) is not [heap].
                 if let Some(brk) = self.brk
-                    && region.start <= brk.brk
-                    && region.end >= brk.start_brk
+                    && region.start < brk.brk
+                    && region.end > brk.start_brk
                 {
                     return "[heap]".into();
                 }

@@ -98,7 +98,7 @@ pub fn build_layout(
         probe: Some(&probe),
     });
     let regions: Vec<RegionView> = space
-        .regions()
+        .vmas()
         .zip(&classification.regions)
         .map(|(r, c)| RegionView {
             start: hex(r.start),
@@ -106,7 +106,7 @@ pub fn build_layout(
             size: r.len(),
             perms: r.perms.to_string(),
             offset: if r.backing.is_file() { r.offset } else { 0 },
-            path: space.display_path(r),
+            path: space.display_path(&r),
             kind: c.kind,
             object: c.object.clone(),
             segment: c.segment,

@@ -230,3 +230,37 @@ fn anon_names() {
         ]
     );
 }
+
+/// Under `setarch -R` the heap starts right where the anonymous bss ends:
+/// the model merges the two, but /proc shows two VMAs and names only the
+/// upper one `[heap]` (vma_is_initial_heap() is strict).
+#[test]
+fn bss_right_below_an_unrandomized_heap_is_not_heap() {
+    let mut space = AddressSpace::new();
+    space.brk = Some(BrkState {
+        start_brk: 0x10000,
+        brk: 0x10000,
+        exact: true,
+    });
+    use crate::model::ops::{MAP_ANONYMOUS, MAP_PRIVATE};
+    space.mmap(
+        0x8000,
+        0x8000,
+        3,
+        MAP_PRIVATE | MAP_ANONYMOUS | 0x10,
+        Backing::anonymous(),
+        0,
+    );
+    space.set_brk(0x12000);
+    let vmas: Vec<(u64, u64, String)> = space
+        .vmas()
+        .map(|r| (r.start, r.end, space.display_path(&r)))
+        .collect();
+    assert_eq!(
+        vmas,
+        vec![
+            (0x8000, 0x10000, String::new()),
+            (0x10000, 0x12000, "[heap]".to_owned())
+        ]
+    );
+}
