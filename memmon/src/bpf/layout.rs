@@ -14,6 +14,22 @@ pub struct TracepointId {
     pub name: &'static str,
 }
 
+impl TracepointId {
+    pub const fn syscall(name: &'static str) -> Self {
+        Self {
+            category: "syscalls",
+            name,
+        }
+    }
+
+    pub const fn sched(name: &'static str) -> Self {
+        Self {
+            category: "sched",
+            name,
+        }
+    }
+}
+
 impl std::fmt::Display for TracepointId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.category, self.name)
@@ -60,26 +76,11 @@ fn required(format: &str, tp: TracepointId, field: &str) -> Result<u32, BpfError
 
 /// Reads every layout the kernel programs depend on.
 pub fn read_layout() -> Result<TracepointLayout, BpfError> {
-    let enter = TracepointId {
-        category: "syscalls",
-        name: "sys_enter_mmap",
-    };
-    let exit = TracepointId {
-        category: "syscalls",
-        name: "sys_exit_mmap",
-    };
-    let fork = TracepointId {
-        category: "sched",
-        name: "sched_process_fork",
-    };
-    let exec = TracepointId {
-        category: "sched",
-        name: "sched_process_exec",
-    };
-    let exit_tp = TracepointId {
-        category: "sched",
-        name: "sched_process_exit",
-    };
+    let enter = TracepointId::syscall("sys_enter_mmap");
+    let exit = TracepointId::syscall("sys_exit_mmap");
+    let fork = TracepointId::sched("sched_process_fork");
+    let exec = TracepointId::sched("sched_process_exec");
+    let exit_tp = TracepointId::sched("sched_process_exit");
     let enter_fmt = read_format(enter)?;
     let exit_fmt = read_format(exit)?;
     let exit_tp_fmt = read_format(exit_tp)?;

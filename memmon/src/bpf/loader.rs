@@ -42,13 +42,6 @@ pub struct Probes {
     pub attached: Vec<String>,
 }
 
-fn syscall_tp(name: &'static str) -> TracepointId {
-    TracepointId {
-        category: "syscalls",
-        name,
-    }
-}
-
 /// `(program, tracepoints)`: which program serves which tracepoints.
 fn attachments() -> Vec<(&'static str, Vec<TracepointId>)> {
     let enter: &[&'static str] = &[
@@ -77,24 +70,35 @@ fn attachments() -> Vec<(&'static str, Vec<TracepointId>)> {
             Syscall::Shmdt => "sys_exit_shmdt",
         })
         .collect();
-    let sched = |name| TracepointId {
-        category: "sched",
-        name,
-    };
     vec![
         (
             "sys_enter_memory",
-            enter.iter().map(|n| syscall_tp(n)).collect(),
+            enter.iter().map(|n| TracepointId::syscall(n)).collect(),
         ),
         (
             "sys_exit_memory",
-            exit.into_iter().map(syscall_tp).collect(),
+            exit.into_iter().map(TracepointId::syscall).collect(),
         ),
-        ("sys_enter_prctl", vec![syscall_tp("sys_enter_prctl")]),
-        ("sys_exit_prctl", vec![syscall_tp("sys_exit_prctl")]),
-        ("sched_process_exec", vec![sched("sched_process_exec")]),
-        ("sched_process_fork", vec![sched("sched_process_fork")]),
-        ("sched_process_exit", vec![sched("sched_process_exit")]),
+        (
+            "sys_enter_prctl",
+            vec![TracepointId::syscall("sys_enter_prctl")],
+        ),
+        (
+            "sys_exit_prctl",
+            vec![TracepointId::syscall("sys_exit_prctl")],
+        ),
+        (
+            "sched_process_exec",
+            vec![TracepointId::sched("sched_process_exec")],
+        ),
+        (
+            "sched_process_fork",
+            vec![TracepointId::sched("sched_process_fork")],
+        ),
+        (
+            "sched_process_exit",
+            vec![TracepointId::sched("sched_process_exit")],
+        ),
     ]
 }
 
