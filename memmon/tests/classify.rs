@@ -131,6 +131,30 @@ fn every_region_of_the_fixture_gets_its_seed_document_name() {
         }
         assert_eq!(layout["elf"]["elf_type"], "DYN");
         assert_eq!(layout["elf"]["pie"], true);
+        // Every mapped ELF object has its view: libc is a DYN but no PIE,
+        // and its R E segment holds .text at a live load bias.
+        let objects = layout["objects"].as_array().unwrap();
+        let libc_view = objects
+            .iter()
+            .find(|o| o["path"].as_str() == Some(libc.as_str()))
+            .unwrap_or_else(|| panic!("no ELF view of {libc}"));
+        assert_eq!(libc_view["elf_type"], "DYN");
+        assert_eq!(libc_view["pie"], false);
+        assert!(libc_view["load_bias"].is_string(), "{libc_view}");
+        assert!(
+            libc_view["segments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["type"] == "LOAD"
+                    && s["flags"] == "R E"
+                    && s["sections"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|n| n == ".text")),
+            "{libc_view}"
+        );
         assert!(
             layout["wx"].as_array().unwrap().is_empty(),
             "{}",

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::{
     classify::{ClassifyInput, classify, gaps, thread_stack_pointers, totals_by_kind},
-    elf::{ElfInfo, ElfType},
+    elf::{ElfInfo, ElfType, load_bias},
     model::Backing,
     rules::{aslr_verdict, wx_findings},
     tracker::ProcessState,
@@ -113,6 +113,21 @@ pub fn build_layout(
             sections: c.sections.clone(),
         })
         .collect();
+    let mut objects: Vec<(u64, ElfView)> = elfs
+        .iter()
+        .map(|(path, info)| {
+            let mappings: Vec<(u64, u64)> = space
+                .regions()
+                .filter(|r| matches!(&r.backing, Backing::File { path: p, .. } if p == path))
+                .map(|r| (r.start, r.offset))
+                .collect();
+            let first = mappings.first().map_or(0, |m| m.0);
+            (first, elf_view(path, info, load_bias(info, &mappings)))
+        })
+        .collect();
+    // In address order, as readers of /proc expect.
+    objects.sort_by_key(|(first, _)| *first);
+    let objects: Vec<ElfView> = objects.into_iter().map(|(_, view)| view).collect();
     let elf = match (&state.exe, &exe_elf) {
         (Some(path), Some(info)) => Some(elf_view(path, info, classification.exe_load_bias)),
         _ => None,
@@ -128,6 +143,7 @@ pub fn build_layout(
             exe_elf.as_deref(),
         ),
         elf,
+        objects,
         wx: wx_findings(space)
             .into_iter()
             .map(|w| WxView {

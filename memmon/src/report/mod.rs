@@ -30,6 +30,9 @@ pub struct Layout {
     pub exe: Option<String>,
     pub uid: Option<u32>,
     pub elf: Option<ElfView>,
+    /// Every mapped ELF object (the executable, the loader, libraries).
+    #[serde(default)]
+    pub objects: Vec<ElfView>,
     pub aslr: AslrVerdict,
     pub wx: Vec<WxView>,
     pub heap: Option<HeapView>,
