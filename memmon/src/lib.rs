@@ -21,3 +21,4 @@ pub mod server;
 #[cfg(test)]
 mod testutil;
 pub mod tracker;
+pub mod users;

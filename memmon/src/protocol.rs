@@ -9,7 +9,10 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
-use crate::{model::compare::Difference, report::Layout};
+use crate::{
+    model::compare::Difference,
+    report::{Layout, ProcessSummary},
+};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_REQUEST_BYTES: u32 = 64 * 1024;
@@ -30,6 +33,8 @@ pub enum Request {
     Verify {
         pid: u32,
     },
+    /// A summary of every tracked process the peer may see.
+    List,
     /// One process's classified layout, with its last `events` events.
     Query {
         pid: u32,
@@ -62,6 +67,9 @@ pub enum Reply {
     },
     Verify(VerifyReport),
     Layout(Box<Layout>),
+    Processes {
+        processes: Vec<ProcessSummary>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

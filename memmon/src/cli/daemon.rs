@@ -25,6 +25,10 @@ pub struct DaemonArgs {
     /// Unix socket for queries.
     #[arg(long, value_name = "PATH", env = "MEMMON_SOCKET", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Group whose members may connect to the socket (it is mode 0660);
+    /// each of them sees only their own processes.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Address of the Prometheus /metrics endpoint (loopback by default).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     metrics_addr: SocketAddr,
@@ -44,8 +48,16 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         log::warn!("--config is not read yet by this version; using flags and defaults");
     }
     let _ = args.metrics_addr;
+    let socket_group = match &args.socket_group {
+        Some(name) => Some(
+            crate::users::group_id(name)
+                .ok_or_else(|| anyhow::anyhow!("--socket-group {name}: no such group"))?,
+        ),
+        None => None,
+    };
     let config = DaemonConfig {
         socket: args.socket.clone(),
+        socket_group,
         ringbuf_size: args.ringbuf_size,
         history_len: args.history,
         verify_interval: Duration::from_secs(args.verify_interval),

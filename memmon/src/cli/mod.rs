@@ -1,9 +1,12 @@
 //! Command-line interface: one file per subcommand.
 
+mod aslr;
 mod daemon;
+mod ps;
 mod query;
 mod trace;
 mod verify;
+mod wx;
 
 use std::process::ExitCode;
 
@@ -25,6 +28,9 @@ pub struct Cli {
 enum Command {
     Daemon(daemon::DaemonArgs),
     Query(query::QueryArgs),
+    Ps(ps::PsArgs),
+    Aslr(aslr::AslrArgs),
+    Wx(wx::WxArgs),
     Trace(trace::TraceArgs),
     Verify(verify::VerifyArgs),
 }
@@ -37,6 +43,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
         Command::Query(args) => query::run(args),
+        Command::Ps(args) => ps::run(args),
+        Command::Aslr(args) => aslr::run(args),
+        Command::Wx(args) => wx::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Verify(args) => verify::run(args),
     };

@@ -28,6 +28,8 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
     pub socket: PathBuf,
+    /// Group allowed to connect to the socket (besides root).
+    pub socket_group: Option<u32>,
     pub ringbuf_size: u64,
     pub history_len: usize,
     /// How often a sample of models is compared with /proc (0 disables).
@@ -41,6 +43,7 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             socket: crate::client::DEFAULT_SOCKET.into(),
+            socket_group: None,
             ringbuf_size: crate::bpf::DEFAULT_RINGBUF_SIZE,
             history_len: crate::tracker::DEFAULT_HISTORY_LEN,
             verify_interval: Duration::from_secs(30),
@@ -95,7 +98,7 @@ impl Daemon {
             ringbuf_size: config.ringbuf_size,
         })?;
         let stream = probes.event_stream()?;
-        let listener = server::bind(&config.socket)?;
+        let listener = server::bind(&config.socket, config.socket_group)?;
         let (req_tx, requests) = mpsc::channel(64);
         tokio::spawn(server::serve(listener, req_tx));
         let (results_tx, seed_results) = mpsc::unbounded_channel();
@@ -244,6 +247,18 @@ impl Daemon {
                     Ok(report) => ReplyEnvelope::ok(Reply::Verify(report)),
                     Err((kind, message)) => ReplyEnvelope::error(kind, message),
                 }
+            }
+            Request::List => {
+                self.catch_up();
+                let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
+                let mut processes: Vec<_> = self
+                    .tracker
+                    .processes()
+                    .filter(|p| !p.buffering && (uid == 0 || p.uid == Some(uid)))
+                    .map(|p| crate::report::summarize(p, &mut self.elf_cache, rva))
+                    .collect();
+                processes.sort_by_key(|p| p.pid);
+                ReplyEnvelope::ok(Reply::Processes { processes })
             }
             Request::Query { pid, events } => {
                 if let Err(denied) = self.authorize(uid, pid) {

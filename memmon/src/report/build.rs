@@ -55,20 +55,15 @@ fn elf_view(path: &str, info: &ElfInfo, load_bias: Option<u64>) -> ElfView {
     }
 }
 
-/// Builds the layout of one tracked process. Reads the mapped ELF files
-/// (cached), the threads' stack pointers and 16 bytes at candidate malloc
-/// chunks; everything else comes from the model.
-pub fn build_layout(
+/// The parsed ELF objects a process maps (by path), and its executable's.
+pub(super) fn mapped_elfs(
     state: &ProcessState,
     elf_cache: &mut ElfCache,
-    randomize_va_space: u8,
-    events: usize,
-) -> Layout {
+) -> (HashMap<String, ElfInfo>, Option<Arc<ElfInfo>>) {
     let pid = state.pid;
-    let space = &state.space;
     let mut elfs: HashMap<String, ElfInfo> = HashMap::new();
     let mut exe_elf: Option<Arc<ElfInfo>> = None;
-    for region in space.regions() {
+    for region in state.space.regions() {
         let Backing::File { path, inode, .. } = &region.backing else {
             continue;
         };
@@ -83,6 +78,21 @@ pub fn build_layout(
             elfs.insert(path.clone(), (*info).clone());
         }
     }
+    (elfs, exe_elf)
+}
+
+/// Builds the layout of one tracked process. Reads the mapped ELF files
+/// (cached), the threads' stack pointers and 16 bytes at candidate malloc
+/// chunks; everything else comes from the model.
+pub fn build_layout(
+    state: &ProcessState,
+    elf_cache: &mut ElfCache,
+    randomize_va_space: u8,
+    events: usize,
+) -> Layout {
+    let pid = state.pid;
+    let space = &state.space;
+    let (elfs, exe_elf) = mapped_elfs(state, elf_cache);
     let stack_pointers = thread_stack_pointers(pid);
     let mem = File::open(format!("/proc/{pid}/mem")).ok();
     let probe = |addr: u64| -> Option<[u8; 16]> {

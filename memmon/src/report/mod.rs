@@ -6,6 +6,7 @@
 mod build;
 mod elf_cache;
 pub mod render;
+mod summary;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::build_layout;
 pub use elf_cache::ElfCache;
+pub use summary::{ProcessSummary, summarize};
 
 use crate::{
     classify::RegionKind,

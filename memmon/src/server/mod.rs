@@ -44,8 +44,9 @@ pub enum ServerError {
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds the socket (mode 0660) and serves it until the returned task is aborted.
-pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+/// Binds the socket, mode 0660, owned by `group` when given so that its
+/// members may connect (each still sees only their own processes).
+pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| ServerError::Dir(dir.into(), e))?;
     }
@@ -59,6 +60,10 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     let listener = UnixListener::bind(path).map_err(|e| ServerError::Bind(path.into(), e))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o660))
         .map_err(|e| ServerError::Bind(path.into(), e))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| ServerError::Bind(path.into(), e))?;
+    }
     Ok(listener)
 }
 

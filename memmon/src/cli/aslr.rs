@@ -1,0 +1,28 @@
+//! `memmon aslr`: processes whose address space layout is not (fully)
+//! randomized, and why.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::ps::{ListArgs, aslr_status, fetch, print};
+use crate::rules::AslrStatus;
+
+/// List processes whose ASLR is off (randomize_va_space=0, setarch -R,
+/// gdb) or partial (non-PIE executable, randomize_va_space=1), with reasons.
+#[derive(Debug, Args)]
+pub struct AslrArgs {
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+pub fn run(args: AslrArgs) -> anyhow::Result<ExitCode> {
+    let mut processes = fetch(&args.list)?;
+    processes.retain(|p| p.aslr.status != AslrStatus::Full);
+    // Worst first.
+    processes.sort_by(|a, b| b.aslr.status.cmp(&a.aslr.status).then(a.pid.cmp(&b.pid)));
+    print(&processes, args.list.json, &["ASLR", "REASONS"], |p| {
+        vec![aslr_status(p), p.aslr.reasons.join("; ")]
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

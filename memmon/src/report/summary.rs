@@ -1,0 +1,60 @@
+//! One line per process for `memmon ps`, `memmon aslr` and `memmon wx`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ElfCache, build::mapped_elfs};
+use crate::{
+    classify::{ClassifyInput, RegionKind, classify, totals_by_kind},
+    rules::{AslrVerdict, aslr_verdict, wx_findings},
+    tracker::ProcessState,
+};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessSummary {
+    pub pid: u32,
+    pub comm: String,
+    pub uid: Option<u32>,
+    /// The user's name, filled in by the client (the daemon may run in
+    /// another user namespace view).
+    #[serde(default)]
+    pub user: Option<String>,
+    pub vmas: usize,
+    pub mapped_bytes: u64,
+    pub by_kind: BTreeMap<RegionKind, u64>,
+    pub aslr: AslrVerdict,
+    pub wx_count: usize,
+}
+
+/// A cheap summary: classification without reading the target's memory
+/// or its threads' stack pointers (MAP_STACK still finds thread stacks).
+pub fn summarize(
+    state: &ProcessState,
+    elf_cache: &mut ElfCache,
+    randomize_va_space: u8,
+) -> ProcessSummary {
+    let (elfs, exe_elf) = mapped_elfs(state, elf_cache);
+    let classification = classify(&ClassifyInput {
+        space: &state.space,
+        exe: state.exe.as_deref(),
+        elfs: &elfs,
+        thread_stack_pointers: &[],
+        probe: None,
+    });
+    ProcessSummary {
+        pid: state.pid,
+        comm: state.comm.clone(),
+        uid: state.uid,
+        user: None,
+        vmas: state.space.region_count(),
+        mapped_bytes: state.space.mapped_bytes(),
+        by_kind: totals_by_kind(&classification.regions),
+        aslr: aslr_verdict(
+            randomize_va_space,
+            state.personality.unwrap_or(0),
+            exe_elf.as_deref(),
+        ),
+        wx_count: wx_findings(&state.space).len(),
+    }
+}
