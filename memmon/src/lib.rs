@@ -7,6 +7,7 @@ pub mod bpf;
 pub mod classify;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod daemon;
 pub mod elf;
 pub mod events;
