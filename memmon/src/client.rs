@@ -69,10 +69,19 @@ impl Client {
                 request,
             },
         )?;
-        let reply: ReplyEnvelope = read_frame(&mut self.stream, MAX_REPLY_BYTES)?;
-        if reply.version != PROTOCOL_VERSION {
-            return Err(ClientError::Version(reply.version));
+        // Check the version before the shape: a newer daemon's replies may
+        // not parse here, and "upgrade both" is the useful message.
+        let reply: serde_json::Value = read_frame(&mut self.stream, MAX_REPLY_BYTES)?;
+        match reply.get("version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == PROTOCOL_VERSION as u64 => {}
+            Some(v) => return Err(ClientError::Version(v as u32)),
+            None => {
+                return Err(ClientError::Frame(FrameError::Io(std::io::Error::other(
+                    "reply without a version",
+                ))));
+            }
         }
+        let reply: ReplyEnvelope = serde_json::from_value(reply).map_err(FrameError::Json)?;
         match reply.body {
             ReplyBody::Ok(reply) => Ok(reply),
             ReplyBody::Error(e) => Err(ClientError::Daemon(e)),

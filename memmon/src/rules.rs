@@ -21,6 +21,11 @@ pub enum AslrStatus {
 pub struct AslrVerdict {
     pub status: AslrStatus,
     pub reasons: Vec<String>,
+    /// Short machine-readable codes of what weakens ASLR (metric labels):
+    /// `randomize_va_space_0`, `randomize_va_space_1`,
+    /// `addr_no_randomize`, `non_pie`.
+    #[serde(default)]
+    pub codes: Vec<String>,
 }
 
 /// Combines the system setting, the process's personality and its
@@ -32,10 +37,23 @@ pub fn aslr_verdict(
 ) -> AslrVerdict {
     let mut status = AslrStatus::Full;
     let mut reasons = Vec::new();
+    let mut codes = Vec::new();
     let mut note = |s: AslrStatus, reason: String| {
         status = status.max(s);
         reasons.push(reason);
     };
+    let weakened_by = |code: &str, codes: &mut Vec<String>| codes.push(code.to_owned());
+    match randomize_va_space {
+        0 => weakened_by("randomize_va_space_0", &mut codes),
+        1 => weakened_by("randomize_va_space_1", &mut codes),
+        _ => {}
+    }
+    if personality & ADDR_NO_RANDOMIZE != 0 {
+        weakened_by("addr_no_randomize", &mut codes);
+    }
+    if exe.is_some_and(|info| info.elf_type == ElfType::Exec) {
+        weakened_by("non_pie", &mut codes);
+    }
     match randomize_va_space {
         0 => note(
             AslrStatus::Off,
@@ -73,7 +91,11 @@ pub fn aslr_verdict(
         Some(_) => {}
         None => reasons.push("executable unknown: its randomization not checked".into()),
     }
-    AslrVerdict { status, reasons }
+    AslrVerdict {
+        status,
+        reasons,
+        codes,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,8 @@ pub struct Snapshot {
     /// Real uid.
     pub uid: u32,
     pub personality: u32,
+    /// The cgroup v2 path, when the system has one.
+    pub cgroup: Option<String>,
     pub space: AddressSpace,
     /// When the maps were read (just before).
     pub taken_at: Instant,
@@ -97,6 +99,9 @@ pub fn snapshot(pid: i32) -> Result<Snapshot, SeedError> {
         .map_err(|e| SeedError::from_proc(pid, format!("{dir}/status"), e))?;
     let personality = read_personality(pid, &dir)?;
     let exe = process.exe().ok().map(|p| p.to_string_lossy().into_owned());
+    let cgroup = std::fs::read_to_string(format!("{dir}/cgroup"))
+        .ok()
+        .and_then(|text| unified_cgroup(&text));
 
     let taken_at = Instant::now();
     let maps_path = format!("{dir}/maps");
@@ -129,9 +134,17 @@ pub fn snapshot(pid: i32) -> Result<Snapshot, SeedError> {
         exe,
         uid: status.ruid,
         personality,
+        cgroup,
         space,
         taken_at,
     })
+}
+
+/// The cgroup v2 path (`0::/system.slice/ssh.service`) from /proc/PID/cgroup.
+pub fn unified_cgroup(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
 }
 
 /// /proc/PID/personality: one hex number.

@@ -254,7 +254,7 @@ impl Daemon {
                 let mut processes: Vec<_> = self
                     .tracker
                     .processes()
-                    .filter(|p| !p.buffering && (uid == 0 || p.uid == Some(uid)))
+                    .filter(|p| !p.buffering && (uid == 0 || owned_by(p.pid, uid) == Some(true)))
                     .map(|p| crate::report::summarize(p, &mut self.elf_cache, rva))
                     .collect();
                 processes.sort_by_key(|p| p.pid);
@@ -272,23 +272,21 @@ impl Daemon {
         }
     }
 
-    /// Root sees everything; other users only processes with their real uid.
+    /// Root sees everything; other users only processes that are wholly
+    /// theirs: real, effective, saved and filesystem uid all equal to the
+    /// peer's, read from /proc now (a setuid-root program started by the
+    /// user, or a process that changed uid since its snapshot, is not).
     fn authorize(&self, peer_uid: u32, pid: u32) -> Result<(), ReplyEnvelope> {
         if peer_uid == 0 {
             return Ok(());
         }
-        let owner = self
-            .tracker
-            .process(pid)
-            .and_then(|p| p.uid)
-            .or_else(|| real_uid_of(pid));
-        match owner {
+        match owned_by(pid, peer_uid) {
             None => Err(ReplyEnvelope::error(
                 ErrorKind::NoSuchPid,
                 format!("no such process: pid {pid}"),
             )),
-            Some(owner) if owner == peer_uid => Ok(()),
-            Some(_) => Err(ReplyEnvelope::error(
+            Some(true) => Ok(()),
+            Some(false) => Err(ReplyEnvelope::error(
                 ErrorKind::PermissionDenied,
                 format!("pid {pid} belongs to another user; only root may inspect it"),
             )),
@@ -331,14 +329,11 @@ impl Daemon {
     }
 }
 
-/// The real uid of a live process, from /proc/PID/status.
-fn real_uid_of(pid: u32) -> Option<u32> {
+/// Whether every uid of `pid` (real, effective, saved, fs) is `uid`;
+/// None when the process is gone.
+fn owned_by(pid: u32, uid: u32) -> Option<bool> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let mut ids = uids.split_whitespace().map(|u| u.parse::<u32>().ok());
+    Some(ids.all(|id| id == Some(uid)))
 }

@@ -263,6 +263,7 @@ impl Tracker {
             state.exe = p.exe.clone();
             state.uid = p.uid;
             state.personality = p.personality;
+            state.cgroup = p.cgroup.clone();
         }
         self.seeding.remove(&child);
         match copy {

@@ -33,6 +33,7 @@ pub struct ProcessState {
     pub exe: Option<String>,
     pub uid: Option<u32>,
     pub personality: Option<u32>,
+    pub cgroup: Option<String>,
     pub space: AddressSpace,
     pub history: VecDeque<HistoryEntry>,
     /// Model-changing events applied (verification uses it to detect races).
@@ -54,6 +55,7 @@ impl ProcessState {
             exe: None,
             uid: None,
             personality: None,
+            cgroup: None,
             space: AddressSpace::new(),
             history: VecDeque::new(),
             applied_events: 0,
@@ -125,6 +127,7 @@ impl ProcessState {
         self.exe = snapshot.exe;
         self.uid = Some(snapshot.uid);
         self.personality = Some(snapshot.personality);
+        self.cgroup = snapshot.cgroup;
         self.space = snapshot.space;
         self.buffering = false;
         self.seed_error = false;
