@@ -50,7 +50,11 @@ impl Run {
     /// Asserts a failure reported as exactly one line on stderr, with
     /// nothing on stdout; returns that line.
     fn one_line_error(&self) -> String {
-        assert!(!self.success, "expected a failure, got stdout: {}", self.stdout);
+        assert!(
+            !self.success,
+            "expected a failure, got stdout: {}",
+            self.stdout
+        );
         assert!(
             self.stdout.trim().is_empty(),
             "a failure printed data on stdout: {}",
@@ -108,11 +112,14 @@ fn listing(user: Option<&TestUser>, socket: &Path, args: &[&str]) -> Vec<Value> 
 }
 
 fn entry_for(list: &[Value], pid: u32) -> Option<&Value> {
-    list.iter().find(|p| p["pid"].as_u64() == Some(u64::from(pid)))
+    list.iter()
+        .find(|p| p["pid"].as_u64() == Some(u64::from(pid)))
 }
 
 fn hex(v: &Value) -> u64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("not a hex string: {v}"));
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not a hex string: {v}"));
     u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("bad hex {s}"))
 }
 
@@ -346,7 +353,12 @@ fn query_of_a_missing_pid_is_one_line_and_says_so() {
     }
     let daemon = Daemon::shared();
     let pid = free_pid();
-    let err = memmon(None, daemon.socket(), &["query", &pid.to_string(), "--json"]).one_line_error();
+    let err = memmon(
+        None,
+        daemon.socket(),
+        &["query", &pid.to_string(), "--json"],
+    )
+    .one_line_error();
     assert!(
         err.contains("no such") && err.contains(&pid.to_string()),
         "{err}"
@@ -430,13 +442,19 @@ fn ps_sorts_filters_and_matches_query() {
 
     let by_comm = listing(None, socket, &["ps", "--json", "--comm", "query_me"]);
     assert!(entry_for(&by_comm, run.pid).is_some(), "{by_comm:?}");
-    assert!(by_comm.iter().all(|p| p["comm"] == "query_me"), "{by_comm:?}");
+    assert!(
+        by_comm.iter().all(|p| p["comm"] == "query_me"),
+        "{by_comm:?}"
+    );
 
     let by_root = listing(None, socket, &["ps", "--json", "--user", "root"]);
     assert!(by_root.iter().all(|p| p["uid"] == 0), "{by_root:?}");
 
     let by_vmas = listing(None, socket, &["ps", "--json", "--sort", "vmas"]);
-    let vmas: Vec<u64> = by_vmas.iter().map(|p| p["vmas"].as_u64().unwrap()).collect();
+    let vmas: Vec<u64> = by_vmas
+        .iter()
+        .map(|p| p["vmas"].as_u64().unwrap())
+        .collect();
     assert!(
         vmas.windows(2).all(|w| w[0] <= w[1]) || vmas.windows(2).all(|w| w[0] >= w[1]),
         "--sort vmas is not sorted: {vmas:?}"
@@ -445,7 +463,9 @@ fn ps_sorts_filters_and_matches_query() {
     let text = memmon(None, socket, &["ps", "--comm", "query_me"]);
     assert!(text.success, "{}", text.stderr);
     assert!(
-        text.stdout.lines().any(|l| l.contains(&run.pid.to_string())),
+        text.stdout
+            .lines()
+            .any(|l| l.contains(&run.pid.to_string())),
         "{}",
         text.stdout
     );
@@ -550,14 +570,28 @@ fn test_user() -> &'static TestUser {
     USER.get_or_init(|| {
         if !sh("getent", &["group", TEST_USER]).0 {
             let (ok, out) = sh("groupadd", &[TEST_USER]);
-            assert!(ok || sh("getent", &["group", TEST_USER]).0, "groupadd: {out}");
+            assert!(
+                ok || sh("getent", &["group", TEST_USER]).0,
+                "groupadd: {out}"
+            );
         }
         if !sh("getent", &["passwd", TEST_USER]).0 {
             let (ok, out) = sh(
                 "useradd",
-                &["-M", "-N", "-g", TEST_USER, "-s", "/usr/sbin/nologin", TEST_USER],
+                &[
+                    "-M",
+                    "-N",
+                    "-g",
+                    TEST_USER,
+                    "-s",
+                    "/usr/sbin/nologin",
+                    TEST_USER,
+                ],
             );
-            assert!(ok || sh("getent", &["passwd", TEST_USER]).0, "useradd: {out}");
+            assert!(
+                ok || sh("getent", &["passwd", TEST_USER]).0,
+                "useradd: {out}"
+            );
         }
         let (ok, uid) = sh("id", &["-u", TEST_USER]);
         assert!(ok, "id -u: {uid}");
@@ -630,7 +664,11 @@ fn an_unprivileged_user_sees_only_their_own_processes() {
     let (_dir, program) = fixture("unpriv");
     let mut mine = spawn_as_user(&program, &[]);
     let cp = mine.checkpoint("ready");
-    assert_eq!(cp.num("uid"), u64::from(user.uid), "the fixture runs as the user");
+    assert_eq!(
+        cp.num("uid"),
+        u64::from(user.uid),
+        "the fixture runs as the user"
+    );
     let mut roots = Stopped::spawn(&program, &[]);
     roots.checkpoint("ready");
     daemon.assert_verified(mine.pid, "user's query_me: ready");
@@ -718,7 +756,12 @@ fn a_setuid_root_process_started_by_the_user_stays_hidden_from_them() {
         !kernel.status.success() || kernel.stdout.is_empty(),
         "the kernel showed the maps of a setuid process to its invoker"
     );
-    let err = memmon(Some(user), socket, &["query", &run.pid.to_string(), "--json"]).one_line_error();
+    let err = memmon(
+        Some(user),
+        socket,
+        &["query", &run.pid.to_string(), "--json"],
+    )
+    .one_line_error();
     assert!(
         err.contains("permission") || err.contains("another user"),
         "{err}"
@@ -810,8 +853,11 @@ fn the_socket_survives_abuse_and_keeps_serving_others() {
     let mut s = connect(&socket);
     let reply = exchange(&mut s, &raw_frame(b"\xff\x00\x13garbage\x00")).expect("a reply");
     assert_eq!(error_kind(&reply), "bad_request", "{reply}");
-    let reply = exchange(&mut s, &frame(&json!({"version": 1, "request": {"type": "ping"}})))
-        .expect("a reply to ping after garbage");
+    let reply = exchange(
+        &mut s,
+        &frame(&json!({"version": 1, "request": {"type": "ping"}})),
+    )
+    .expect("a reply to ping after garbage");
     assert_eq!(reply["ok"]["type"], "pong", "{reply}");
     // Valid JSON, but not a request.
     let reply = exchange(&mut s, &raw_frame(b"[1,2,3]")).expect("a reply");
