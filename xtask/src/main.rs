@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, run and test memmon with its eBPF prerequisites in place.
 
 mod apt;
+mod bench;
 mod build;
 mod env;
 mod linker;
@@ -41,6 +42,8 @@ enum Cmd {
     },
     /// Check formatting and run clippy with warnings denied.
     Lint,
+    /// Time `query` at 10,000 regions and `ps` at 1,000 processes (release build, root).
+    BenchQuery,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Cmd::Run { release, args } => build::run(release, &args),
         Cmd::Test { args } => test::test(&args),
         Cmd::Lint => test::lint(),
+        Cmd::BenchQuery => bench::bench_query(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
