@@ -16,8 +16,7 @@ pub struct ProcessSummary {
     pub pid: u32,
     pub comm: String,
     pub uid: Option<u32>,
-    /// The user's name, filled in by the client (the daemon may run in
-    /// another user namespace view).
+    /// The user's name as the daemon's system knows it.
     #[serde(default)]
     pub user: Option<String>,
     pub vmas: usize,
@@ -46,7 +45,7 @@ pub fn summarize(
         pid: state.pid,
         comm: state.comm.clone(),
         uid: state.uid,
-        user: None,
+        user: state.uid.and_then(crate::users::user_name),
         vmas: state.space.region_count(),
         mapped_bytes: state.space.mapped_bytes(),
         by_kind: totals_by_kind(&classification.regions),
