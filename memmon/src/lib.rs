@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod elf;
 pub mod events;
+pub mod metrics;
 pub mod model;
 pub mod procmaps;
 pub mod protocol;
