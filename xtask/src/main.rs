@@ -3,6 +3,7 @@
 mod apt;
 mod build;
 mod env;
+mod install;
 mod linker;
 mod setup;
 mod test;
@@ -41,6 +42,18 @@ enum Cmd {
     },
     /// Check formatting and run clippy with warnings denied.
     Lint,
+    /// Build a release memmon and install it with its systemd unit and config.
+    Install {
+        /// The binary goes to PREFIX/bin (the unit's ExecStart follows).
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+        /// Stage everything under DIR instead of / (packaging, tests).
+        #[arg(long, value_name = "DIR")]
+        destdir: Option<std::path::PathBuf>,
+        /// Replace an existing /etc/memmon/memmon.toml.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +64,11 @@ fn main() -> ExitCode {
         Cmd::Run { release, args } => build::run(release, &args),
         Cmd::Test { args } => test::test(&args),
         Cmd::Lint => test::lint(),
+        Cmd::Install {
+            prefix,
+            destdir,
+            force,
+        } => install::install(&prefix, destdir.as_deref(), force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
