@@ -4,6 +4,7 @@ mod apt;
 mod bench;
 mod build;
 mod env;
+mod install;
 mod linker;
 mod setup;
 mod test;
@@ -44,6 +45,18 @@ enum Cmd {
     Lint,
     /// Time `query` at 10,000 regions and `ps` at 1,000 processes (release build, root).
     BenchQuery,
+    /// Build a release memmon and install it with its systemd unit and config.
+    Install {
+        /// The binary goes to PREFIX/bin (the unit's ExecStart follows).
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+        /// Stage everything under DIR instead of / (packaging, tests).
+        #[arg(long, value_name = "DIR")]
+        destdir: Option<std::path::PathBuf>,
+        /// Replace an existing /etc/memmon/memmon.toml.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +68,11 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test::test(&args),
         Cmd::Lint => test::lint(),
         Cmd::BenchQuery => bench::bench_query(),
+        Cmd::Install {
+            prefix,
+            destdir,
+            force,
+        } => install::install(&prefix, destdir.as_deref(), force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,12 +31,24 @@ mod tests {
     fn units_come_from_the_cgroup_else_the_comm() {
         let g = |cg| group_name(Grouping::Unit, "sshd", cg);
         assert_eq!(g(Some("/system.slice/ssh.service")), "ssh.service");
-        assert_eq!(g(Some("/user.slice/user-0.slice/session-3.scope")), "session-3.scope");
-        assert_eq!(g(Some("/system.slice/docker-1.scope/init.service")), "init.service");
+        assert_eq!(
+            g(Some("/user.slice/user-0.slice/session-3.scope")),
+            "session-3.scope"
+        );
+        assert_eq!(
+            g(Some("/system.slice/docker-1.scope/init.service")),
+            "init.service"
+        );
         assert_eq!(g(Some("/")), "sshd");
         assert_eq!(g(None), "sshd");
-        assert_eq!(group_name(Grouping::Comm, "bash", Some("/system.slice/x.service")), "bash");
-        assert_eq!(group_name(Grouping::Cgroup, "bash", Some("/system.slice/x.service")), "/system.slice/x.service");
+        assert_eq!(
+            group_name(Grouping::Comm, "bash", Some("/system.slice/x.service")),
+            "bash"
+        );
+        assert_eq!(
+            group_name(Grouping::Cgroup, "bash", Some("/system.slice/x.service")),
+            "/system.slice/x.service"
+        );
         assert_eq!(group_name(Grouping::Cgroup, "bash", None), "/");
         assert_eq!(group_name(Grouping::Unit, "", None), "unknown");
     }

@@ -32,11 +32,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 pub async fn serve(listener: TcpListener, to_daemon: mpsc::Sender<ScrapeRequest>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| respond(req, to_daemon.clone()));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -56,9 +60,19 @@ async fn respond(
     match req.uri().path() {
         "/metrics" => {}
         "/" => {
-            return Ok(reply(StatusCode::OK, "text/plain", "memmon: metrics are at /metrics\n".into()));
+            return Ok(reply(
+                StatusCode::OK,
+                "text/plain",
+                "memmon: metrics are at /metrics\n".into(),
+            ));
         }
-        _ => return Ok(reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics\n".into())),
+        _ => {
+            return Ok(reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: try /metrics\n".into(),
+            ));
+        }
     }
     let wants_openmetrics = req
         .headers()
@@ -67,10 +81,18 @@ async fn respond(
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     let (tx, rx) = oneshot::channel();
     if to_daemon.send(tx).await.is_err() {
-        return Ok(reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "memmon is shutting down\n".into()));
+        return Ok(reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "memmon is shutting down\n".into(),
+        ));
     }
     let Ok(text) = rx.await else {
-        return Ok(reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "memmon is shutting down\n".into()));
+        return Ok(reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "memmon is shutting down\n".into(),
+        ));
     };
     Ok(if wants_openmetrics {
         reply(StatusCode::OK, OPENMETRICS, text)

@@ -68,9 +68,16 @@ pub struct MetricsSnapshot {
 
 /// Keeps the `top` groups with the most mapped bytes by name and sums the
 /// rest into [`OTHER_GROUP`]; returns the names kept.
-pub fn cap_groups(groups: BTreeMap<String, GroupStats>, top: usize) -> (BTreeMap<String, GroupStats>, BTreeSet<String>) {
+pub fn cap_groups(
+    groups: BTreeMap<String, GroupStats>,
+    top: usize,
+) -> (BTreeMap<String, GroupStats>, BTreeSet<String>) {
     let mut by_size: Vec<(String, GroupStats)> = groups.into_iter().collect();
-    by_size.sort_by(|a, b| b.1.total_mapped().cmp(&a.1.total_mapped()).then_with(|| a.0.cmp(&b.0)));
+    by_size.sort_by(|a, b| {
+        b.1.total_mapped()
+            .cmp(&a.1.total_mapped())
+            .then_with(|| a.0.cmp(&b.0))
+    });
     let mut kept = BTreeMap::new();
     let mut other = GroupStats::default();
     for (i, (name, stats)) in by_size.into_iter().enumerate() {

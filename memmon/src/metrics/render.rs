@@ -22,41 +22,152 @@ pub struct MetricDoc {
     pub help: &'static str,
 }
 
-const fn doc(name: &'static str, kind: &'static str, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
-    MetricDoc { name, kind, labels, help }
+const fn doc(
+    name: &'static str,
+    kind: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricDoc {
+    MetricDoc {
+        name,
+        kind,
+        labels,
+        help,
+    }
 }
 
 /// Every metric memmon exports; registration reads its help text from here.
 pub const CATALOG: &[MetricDoc] = &[
-    doc("memmon_mapped_bytes", "gauge", &["group", "kind"], "Bytes mapped by the group's processes, by region kind (text, heap, arena, thread-stack, ...)."),
-    doc("memmon_regions", "gauge", &["group", "kind"], "Mapped regions (VMAs) of the group's processes, by region kind."),
-    doc("memmon_processes", "gauge", &["group"], "Tracked processes in the group."),
-    doc("memmon_brk_heap_bytes", "gauge", &["group"], "Bytes of brk heap ([heap]) of the group's processes."),
-    doc("memmon_wx_regions", "gauge", &["group"], "Regions that are writable and executable, or executable and anonymous."),
-    doc("memmon_aslr_processes", "gauge", &["status"], "Tracked processes by ASLR status: full, partial or off."),
-    doc("memmon_aslr_disabled_info", "gauge", &["group", "reason"], "1 for each group with a process whose ASLR is weakened, by reason (randomize_va_space_0, randomize_va_space_1, addr_no_randomize, non_pie)."),
-    doc("memmon_syscalls_total", "counter", &["syscall", "group"], "Memory syscalls seen, by syscall and group."),
-    doc("memmon_syscall_errors_total", "counter", &["syscall", "group"], "Memory syscalls that failed (returned -errno), by syscall and group."),
-    doc("memmon_events_total", "counter", &[], "Events read from the kernel's ring buffer."),
-    doc("memmon_events_lost_total", "counter", &[], "Events the kernel could not queue because the ring buffer was full."),
-    doc("memmon_resyncs_total", "counter", &["reason"], "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow)."),
-    doc("memmon_model_drift_regions", "gauge", &[], "Differences between models and /proc/PID/maps found by the last periodic verification round."),
-    doc("memmon_tracked_processes", "gauge", &[], "Processes with a live model."),
-    doc("memmon_build_info", "gauge", &["version"], "Always 1; the version label says which memmon runs."),
-    doc("memmon_process_mapped_bytes", "gauge", &["pid", "comm"], "Opt-in (per_pid_top_k): bytes mapped by each of the largest processes."),
-    doc("process_cpu_seconds_total", "counter", &[], "CPU time the memmon daemon itself used, in seconds."),
-    doc("process_resident_memory_bytes", "gauge", &[], "Resident memory of the memmon daemon itself, in bytes."),
+    doc(
+        "memmon_mapped_bytes",
+        "gauge",
+        &["group", "kind"],
+        "Bytes mapped by the group's processes, by region kind (text, heap, arena, thread-stack, ...).",
+    ),
+    doc(
+        "memmon_regions",
+        "gauge",
+        &["group", "kind"],
+        "Mapped regions (VMAs) of the group's processes, by region kind.",
+    ),
+    doc(
+        "memmon_processes",
+        "gauge",
+        &["group"],
+        "Tracked processes in the group.",
+    ),
+    doc(
+        "memmon_brk_heap_bytes",
+        "gauge",
+        &["group"],
+        "Bytes of brk heap ([heap]) of the group's processes.",
+    ),
+    doc(
+        "memmon_wx_regions",
+        "gauge",
+        &["group"],
+        "Regions that are writable and executable, or executable and anonymous.",
+    ),
+    doc(
+        "memmon_aslr_processes",
+        "gauge",
+        &["status"],
+        "Tracked processes by ASLR status: full, partial or off.",
+    ),
+    doc(
+        "memmon_aslr_disabled_info",
+        "gauge",
+        &["group", "reason"],
+        "1 for each group with a process whose ASLR is weakened, by reason (randomize_va_space_0, randomize_va_space_1, addr_no_randomize, non_pie).",
+    ),
+    doc(
+        "memmon_syscalls_total",
+        "counter",
+        &["syscall", "group"],
+        "Memory syscalls seen, by syscall and group.",
+    ),
+    doc(
+        "memmon_syscall_errors_total",
+        "counter",
+        &["syscall", "group"],
+        "Memory syscalls that failed (returned -errno), by syscall and group.",
+    ),
+    doc(
+        "memmon_events_total",
+        "counter",
+        &[],
+        "Events read from the kernel's ring buffer.",
+    ),
+    doc(
+        "memmon_events_lost_total",
+        "counter",
+        &[],
+        "Events the kernel could not queue because the ring buffer was full.",
+    ),
+    doc(
+        "memmon_resyncs_total",
+        "counter",
+        &["reason"],
+        "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow).",
+    ),
+    doc(
+        "memmon_model_drift_regions",
+        "gauge",
+        &[],
+        "Differences between models and /proc/PID/maps found by the last periodic verification round.",
+    ),
+    doc(
+        "memmon_tracked_processes",
+        "gauge",
+        &[],
+        "Processes with a live model.",
+    ),
+    doc(
+        "memmon_build_info",
+        "gauge",
+        &["version"],
+        "Always 1; the version label says which memmon runs.",
+    ),
+    doc(
+        "memmon_process_mapped_bytes",
+        "gauge",
+        &["pid", "comm"],
+        "Opt-in (per_pid_top_k): bytes mapped by each of the largest processes.",
+    ),
+    doc(
+        "process_cpu_seconds_total",
+        "counter",
+        &[],
+        "CPU time the memmon daemon itself used, in seconds.",
+    ),
+    doc(
+        "process_resident_memory_bytes",
+        "gauge",
+        &[],
+        "Resident memory of the memmon daemon itself, in bytes.",
+    ),
 ];
 
 fn help(name: &str) -> &'static str {
-    CATALOG.iter().find(|d| d.name == name).map(|d| d.help).expect("metric in CATALOG")
+    CATALOG
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| d.help)
+        .expect("metric in CATALOG")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
-fn gauges(registry: &mut Registry, name: &'static str, rows: impl IntoIterator<Item = (Labels, i64)>) {
+fn gauges(
+    registry: &mut Registry,
+    name: &'static str,
+    rows: impl IntoIterator<Item = (Labels, i64)>,
+) {
     let family = Family::<Labels, Gauge>::default();
     for (set, value) in rows {
         family.get_or_create(&set).set(value);
@@ -64,7 +175,11 @@ fn gauges(registry: &mut Registry, name: &'static str, rows: impl IntoIterator<I
     registry.register(name, help(name), family);
 }
 
-fn counters(registry: &mut Registry, name: &'static str, rows: impl IntoIterator<Item = (Labels, u64)>) {
+fn counters(
+    registry: &mut Registry,
+    name: &'static str,
+    rows: impl IntoIterator<Item = (Labels, u64)>,
+) {
     let family = Family::<Labels, Counter>::default();
     for (set, value) in rows {
         family.get_or_create(&set).inc_by(value);
@@ -80,62 +195,121 @@ fn clamp(v: u64) -> i64 {
 /// The OpenMetrics text exposition of `snap`.
 pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
     let mut r = Registry::default();
-    let per_kind = |pick: fn(&super::GroupStats) -> &std::collections::BTreeMap<crate::classify::RegionKind, u64>| {
+    let per_kind = |pick: fn(
+        &super::GroupStats,
+    )
+        -> &std::collections::BTreeMap<crate::classify::RegionKind, u64>| {
         snap.groups
             .iter()
-            .flat_map(move |(g, s)| pick(s).iter().map(move |(k, v)| (labels(&[("group", g), ("kind", k.as_str())]), clamp(*v))))
+            .flat_map(move |(g, s)| {
+                pick(s)
+                    .iter()
+                    .map(move |(k, v)| (labels(&[("group", g), ("kind", k.as_str())]), clamp(*v)))
+            })
             .collect::<Vec<_>>()
     };
     gauges(&mut r, "memmon_mapped_bytes", per_kind(|s| &s.mapped_bytes));
     gauges(&mut r, "memmon_regions", per_kind(|s| &s.regions));
     let per_group = |f: fn(&super::GroupStats) -> u64| {
-        snap.groups.iter().map(move |(g, s)| (labels(&[("group", g)]), clamp(f(s)))).collect::<Vec<_>>()
+        snap.groups
+            .iter()
+            .map(move |(g, s)| (labels(&[("group", g)]), clamp(f(s))))
+            .collect::<Vec<_>>()
     };
     gauges(&mut r, "memmon_processes", per_group(|s| s.processes));
-    gauges(&mut r, "memmon_brk_heap_bytes", per_group(|s| s.brk_heap_bytes));
+    gauges(
+        &mut r,
+        "memmon_brk_heap_bytes",
+        per_group(|s| s.brk_heap_bytes),
+    );
     gauges(&mut r, "memmon_wx_regions", per_group(|s| s.wx_regions));
     gauges(
         &mut r,
         "memmon_aslr_processes",
-        ["full", "partial", "off"]
-            .map(|s| (labels(&[("status", s)]), clamp(snap.aslr_processes.get(s).copied().unwrap_or(0)))),
+        ["full", "partial", "off"].map(|s| {
+            (
+                labels(&[("status", s)]),
+                clamp(snap.aslr_processes.get(s).copied().unwrap_or(0)),
+            )
+        }),
     );
     gauges(
         &mut r,
         "memmon_aslr_disabled_info",
-        snap.aslr_disabled.iter().map(|(g, reason)| (labels(&[("group", g), ("reason", reason)]), 1)),
+        snap.aslr_disabled
+            .iter()
+            .map(|(g, reason)| (labels(&[("group", g), ("reason", reason)]), 1)),
     );
     counters(
         &mut r,
         "memmon_syscalls_total",
-        snap.syscalls.iter().map(|((sc, g), (calls, _))| (labels(&[("syscall", sc), ("group", g)]), *calls)),
+        snap.syscalls
+            .iter()
+            .map(|((sc, g), (calls, _))| (labels(&[("syscall", sc), ("group", g)]), *calls)),
     );
     counters(
         &mut r,
         "memmon_syscall_errors_total",
-        snap.syscalls.iter().map(|((sc, g), (_, errors))| (labels(&[("syscall", sc), ("group", g)]), *errors)),
+        snap.syscalls
+            .iter()
+            .map(|((sc, g), (_, errors))| (labels(&[("syscall", sc), ("group", g)]), *errors)),
     );
-    counters(&mut r, "memmon_events_total", [(Labels::new(), snap.events_total)]);
-    counters(&mut r, "memmon_events_lost_total", [(Labels::new(), snap.events_lost_total)]);
+    counters(
+        &mut r,
+        "memmon_events_total",
+        [(Labels::new(), snap.events_total)],
+    );
+    counters(
+        &mut r,
+        "memmon_events_lost_total",
+        [(Labels::new(), snap.events_lost_total)],
+    );
     counters(
         &mut r,
         "memmon_resyncs_total",
-        snap.resyncs_total.iter().map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
+        snap.resyncs_total
+            .iter()
+            .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
-    gauges(&mut r, "memmon_model_drift_regions", [(Labels::new(), clamp(snap.model_drift_regions))]);
-    gauges(&mut r, "memmon_tracked_processes", [(Labels::new(), clamp(snap.tracked_processes))]);
-    gauges(&mut r, "memmon_build_info", [(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1)]);
+    gauges(
+        &mut r,
+        "memmon_model_drift_regions",
+        [(Labels::new(), clamp(snap.model_drift_regions))],
+    );
+    gauges(
+        &mut r,
+        "memmon_tracked_processes",
+        [(Labels::new(), clamp(snap.tracked_processes))],
+    );
+    gauges(
+        &mut r,
+        "memmon_build_info",
+        [(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1)],
+    );
     if !snap.per_pid.is_empty() {
         gauges(
             &mut r,
             "memmon_process_mapped_bytes",
-            snap.per_pid.iter().map(|(pid, comm, bytes)| (labels(&[("pid", &pid.to_string()), ("comm", comm)]), clamp(*bytes))),
+            snap.per_pid.iter().map(|(pid, comm, bytes)| {
+                (
+                    labels(&[("pid", &pid.to_string()), ("comm", comm)]),
+                    clamp(*bytes),
+                )
+            }),
         );
     }
     let cpu = Counter::<f64, AtomicU64>::default();
     cpu.inc_by(snap.cpu_seconds_total);
-    r.register("process_cpu_seconds", help("process_cpu_seconds_total"), cpu);
-    gauges(&mut r, "process_resident_memory_bytes", [(Labels::new(), clamp(snap.resident_memory_bytes))]);
+    r.register(
+        "process_cpu_seconds",
+        help("process_cpu_seconds_total"),
+        cpu,
+    );
+    gauges(
+        &mut r,
+        "process_resident_memory_bytes",
+        [(Labels::new(), clamp(snap.resident_memory_bytes))],
+    );
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out
@@ -161,7 +335,9 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
         let renamed = ["# TYPE ", "# HELP "].iter().find_map(|prefix| {
             let rest = line.strip_prefix(prefix)?;
             let (name, tail) = rest.split_once(' ')?;
-            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
         });
         out.push_str(renamed.as_deref().unwrap_or(line));
         out.push('\n');
@@ -180,7 +356,13 @@ pub fn metrics_markdown() -> String {
          | metric | type | labels | meaning |\n| --- | --- | --- | --- |\n",
     );
     for d in CATALOG {
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", d.name, d.kind, d.labels.join(", "), d.help));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            d.name,
+            d.kind,
+            d.labels.join(", "),
+            d.help
+        ));
     }
     out
 }

@@ -9,16 +9,28 @@ use crate::{
 fn sample() -> MetricsSnapshot {
     let mut groups = BTreeMap::new();
     for (i, name) in ["ssh.service", "bash", "memmon"].iter().enumerate() {
-        let mut g = GroupStats { processes: i as u64 + 1, brk_heap_bytes: 135_168, ..Default::default() };
-        g.mapped_bytes.insert(RegionKind::Heap, 135_168 * (i as u64 + 1));
+        let mut g = GroupStats {
+            processes: i as u64 + 1,
+            brk_heap_bytes: 135_168,
+            ..Default::default()
+        };
+        g.mapped_bytes
+            .insert(RegionKind::Heap, 135_168 * (i as u64 + 1));
         g.mapped_bytes.insert(RegionKind::Text, 1 << 20);
         g.regions.insert(RegionKind::Heap, 1);
         groups.insert((*name).to_owned(), g);
     }
-    let mut snap = MetricsSnapshot { groups, events_total: 10, events_lost_total: 2, tracked_processes: 6, ..Default::default() };
+    let mut snap = MetricsSnapshot {
+        groups,
+        events_total: 10,
+        events_lost_total: 2,
+        tracked_processes: 6,
+        ..Default::default()
+    };
     snap.syscalls.insert(("mmap".into(), "bash".into()), (7, 1));
     snap.aslr_processes.insert("off".into(), 1);
-    snap.aslr_disabled.insert(("bash".into(), "addr_no_randomize".into()));
+    snap.aslr_disabled
+        .insert(("bash".into(), "addr_no_randomize".into()));
     snap.resyncs_total.insert("exec".into(), 3);
     snap.cpu_seconds_total = 1.5;
     snap.resident_memory_bytes = 12 << 20;
@@ -28,17 +40,33 @@ fn sample() -> MetricsSnapshot {
 #[test]
 fn every_catalogued_metric_is_exposed() {
     let text = render_openmetrics(&sample());
-    for d in CATALOG.iter().filter(|d| d.name != "memmon_process_mapped_bytes") {
+    for d in CATALOG
+        .iter()
+        .filter(|d| d.name != "memmon_process_mapped_bytes")
+    {
         assert!(
-            text.lines().any(|l| l.starts_with(d.name) && (l[d.name.len()..].starts_with('{') || l[d.name.len()..].starts_with(' '))),
+            text.lines().any(|l| l.starts_with(d.name)
+                && (l[d.name.len()..].starts_with('{') || l[d.name.len()..].starts_with(' '))),
             "{} missing from:\n{text}",
             d.name
         );
     }
-    assert!(text.contains(r#"memmon_syscalls_total{syscall="mmap",group="bash"} 7"#), "{text}");
-    assert!(text.contains(r#"memmon_syscall_errors_total{syscall="mmap",group="bash"} 1"#), "{text}");
-    assert!(text.contains(r#"memmon_aslr_processes{status="off"} 1"#), "{text}");
-    assert!(text.contains(r#"memmon_aslr_processes{status="full"} 0"#), "{text}");
+    assert!(
+        text.contains(r#"memmon_syscalls_total{syscall="mmap",group="bash"} 7"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"memmon_syscall_errors_total{syscall="mmap",group="bash"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"memmon_aslr_processes{status="off"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"memmon_aslr_processes{status="full"} 0"#),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"));
 }
 
@@ -49,13 +77,19 @@ fn no_pid_label_and_no_address_unless_opted_in() {
     assert!(!text.contains("0x"), "{text}");
     let mut snap = sample();
     snap.per_pid.push((4242, "bash".into(), 1 << 20));
-    assert!(render_openmetrics(&snap).contains(r#"memmon_process_mapped_bytes{pid="4242",comm="bash"} 1048576"#));
+    assert!(
+        render_openmetrics(&snap)
+            .contains(r#"memmon_process_mapped_bytes{pid="4242",comm="bash"} 1048576"#)
+    );
 }
 
 #[test]
 fn prometheus_text_names_counter_families_with_total() {
     let text = to_prometheus_text(&render_openmetrics(&sample()));
-    assert!(text.contains("# TYPE memmon_events_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE memmon_events_total counter"),
+        "{text}"
+    );
     assert!(text.contains("# HELP memmon_events_total "), "{text}");
     assert!(text.contains("# TYPE memmon_processes gauge"), "{text}");
     assert!(!text.contains("# EOF"));
@@ -65,7 +99,10 @@ fn prometheus_text_names_counter_families_with_total() {
 fn groups_beyond_the_top_are_summed_into_other() {
     let (capped, kept) = cap_groups(sample().groups, 1);
     assert_eq!(kept.len(), 1);
-    assert!(kept.contains("memmon"), "the largest group is kept: {kept:?}");
+    assert!(
+        kept.contains("memmon"),
+        "the largest group is kept: {kept:?}"
+    );
     assert_eq!(capped["other"].processes, 3);
     assert_eq!(capped.len(), 2);
 }
@@ -78,5 +115,8 @@ fn metrics_md_is_generated_from_the_catalog() {
         std::fs::write(path, &want).unwrap();
     }
     let have = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(have == want, "METRICS.md is stale: run MEMMON_WRITE_METRICS_MD=1 cargo test -p memmon --lib metrics_md");
+    assert!(
+        have == want,
+        "METRICS.md is stale: run MEMMON_WRITE_METRICS_MD=1 cargo test -p memmon --lib metrics_md"
+    );
 }
