@@ -89,6 +89,10 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let daemon_config = DaemonConfig {
         socket: config.socket.clone(),
         socket_group,
+        metrics_addr: Some(config.metrics_addr),
+        grouping: config.grouping,
+        top_groups: config.top_groups,
+        per_pid_top_k: config.per_pid_top_k,
         ringbuf_size: config.ringbuf_size,
         history_len: config.history_len,
         verify_interval: Duration::from_secs(config.verify_interval_secs),
@@ -96,12 +100,16 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         ..DaemonConfig::default()
     };
     let rt = super::runtime()?;
-    let daemon = rt.block_on(async { Daemon::start(daemon_config) })?;
+    let daemon = rt.block_on(Daemon::start(daemon_config))?;
     let socket = config.socket.display().to_string();
+    let metrics = daemon
+        .metrics_addr()
+        .map(|a| format!(", metrics on http://{a}/metrics"))
+        .unwrap_or_default();
     rt.block_on(daemon.run(super::shutdown_signal(), |tracker| {
         // Tests and scripts wait for this line.
         eprintln!(
-            "memmon: daemon ready: {} processes tracked, serving {socket}",
+            "memmon: daemon ready: {} processes tracked, serving {socket}{metrics}",
             tracker.len()
         );
     }))?;

@@ -4,6 +4,7 @@
 //! results, socket requests and timers are multiplexed with `select!`, so
 //! the models need no locks and see events in ring-buffer order.
 
+mod metrics;
 mod verify;
 
 use std::{collections::HashSet, future::Future, path::PathBuf, time::Duration};
@@ -30,6 +31,11 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Group allowed to connect to the socket (besides root).
     pub socket_group: Option<u32>,
+    /// The /metrics endpoint; None serves no metrics.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub grouping: crate::config::Grouping,
+    pub top_groups: usize,
+    pub per_pid_top_k: usize,
     pub ringbuf_size: u64,
     pub history_len: usize,
     /// How often a sample of models is compared with /proc (0 disables).
@@ -44,6 +50,10 @@ impl Default for DaemonConfig {
         Self {
             socket: crate::client::DEFAULT_SOCKET.into(),
             socket_group: None,
+            metrics_addr: None,
+            grouping: crate::config::Grouping::Unit,
+            top_groups: 50,
+            per_pid_top_k: 0,
             ringbuf_size: crate::bpf::DEFAULT_RINGBUF_SIZE,
             history_len: crate::tracker::DEFAULT_HISTORY_LEN,
             verify_interval: Duration::from_secs(30),
@@ -59,6 +69,8 @@ pub enum DaemonError {
     Bpf(#[from] BpfError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("cannot serve metrics on {0}: {1} (set metrics_addr / --metrics-addr)")]
+    Metrics(std::net::SocketAddr, std::io::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -83,6 +95,9 @@ pub struct Daemon {
     seeder: Seeder,
     seed_results: mpsc::UnboundedReceiver<SeedResult>,
     requests: mpsc::Receiver<Incoming>,
+    scrapes: mpsc::Receiver<crate::metrics::http::ScrapeRequest>,
+    metrics_bound: Option<std::net::SocketAddr>,
+    summaries: std::collections::HashMap<u32, metrics::CachedSummary>,
     resolver: ProcResolver,
     pub drift: DriftStats,
     verify_cursor: u32,
@@ -91,9 +106,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Loads the programs, binds the socket and queues the initial scan.
-    /// Must be called inside a tokio runtime.
-    pub fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
+    /// Loads the programs, binds the socket and the metrics endpoint and
+    /// queues the initial scan. Must be called inside a tokio runtime.
+    pub async fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
         let mut probes = Probes::load(&LoadOptions {
             ringbuf_size: config.ringbuf_size,
         })?;
@@ -101,6 +116,15 @@ impl Daemon {
         let listener = server::bind(&config.socket, config.socket_group)?;
         let (req_tx, requests) = mpsc::channel(64);
         tokio::spawn(server::serve(listener, req_tx));
+        let (scrape_tx, scrapes) = mpsc::channel(8);
+        let mut metrics_bound = None;
+        if let Some(addr) = config.metrics_addr {
+            let listener = crate::metrics::http::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Metrics(addr, e))?;
+            metrics_bound = listener.local_addr().ok();
+            tokio::spawn(crate::metrics::http::serve(listener, scrape_tx));
+        }
         let (results_tx, seed_results) = mpsc::unbounded_channel();
         let seeder = Seeder::spawn(results_tx, config.max_snapshots_per_sec)?;
         let mut tracker = Tracker::new(config.history_len);
@@ -116,6 +140,9 @@ impl Daemon {
             seeder,
             seed_results,
             requests,
+            scrapes,
+            metrics_bound,
+            summaries: Default::default(),
             resolver: ProcResolver,
             drift: DriftStats::default(),
             verify_cursor: 0,
@@ -124,6 +151,11 @@ impl Daemon {
         };
         daemon.pump_seed_requests();
         Ok(daemon)
+    }
+
+    /// Where /metrics is served (the real port when configured as 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_bound
     }
 
     pub fn lost_events(&self) -> u64 {
@@ -162,6 +194,10 @@ impl Daemon {
                     if self.tracker.seeding_count() == 0 && let Some(ready) = on_ready.take() {
                         ready(&self.tracker);
                     }
+                }
+                Some(scrape) = self.scrapes.recv() => {
+                    let snapshot = self.collect_metrics();
+                    let _ = scrape.send(crate::metrics::render_openmetrics(&snapshot));
                 }
                 Some(incoming) = self.requests.recv() => {
                     let reply = self.handle(incoming.request, incoming.uid).await;
@@ -251,11 +287,15 @@ impl Daemon {
             Request::List => {
                 self.catch_up();
                 let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
-                let mut processes: Vec<_> = self
+                let visible: Vec<u32> = self
                     .tracker
                     .processes()
-                    .filter(|p| !p.buffering && (uid == 0 || owned_by(p.pid, uid) == Some(true)))
-                    .map(|p| crate::report::summarize(p, &mut self.elf_cache, rva))
+                    .filter(|p| p.uid.is_some() && (uid == 0 || owned_by(p.pid, uid) == Some(true)))
+                    .map(|p| p.pid)
+                    .collect();
+                let mut processes: Vec<_> = visible
+                    .into_iter()
+                    .filter_map(|pid| self.summary(pid, rva))
                     .collect();
                 processes.sort_by_key(|p| p.pid);
                 ReplyEnvelope::ok(Reply::Processes { processes })

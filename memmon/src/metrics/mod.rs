@@ -12,7 +12,7 @@ mod render;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use groups::{OTHER_GROUP, group_name};
-pub use render::{CATALOG, MetricDoc, render_openmetrics, to_prometheus_text};
+pub use render::{CATALOG, MetricDoc, metrics_markdown, render_openmetrics, to_prometheus_text};
 
 use crate::classify::RegionKind;
 

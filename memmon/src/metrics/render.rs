@@ -188,6 +188,20 @@ fn counters(
     registry.register(base, help(name), family);
 }
 
+/// A metric without labels (a family would print `name{} value`).
+fn gauge(registry: &mut Registry, name: &'static str, value: i64) {
+    let gauge = Gauge::<i64>::default();
+    gauge.set(value);
+    registry.register(name, help(name), gauge);
+}
+
+fn counter(registry: &mut Registry, name: &'static str, value: u64) {
+    let counter = Counter::<u64>::default();
+    counter.inc_by(value);
+    let base = name.strip_suffix("_total").expect("counters end in _total");
+    registry.register(base, help(name), counter);
+}
+
 fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -254,16 +268,8 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|((sc, g), (_, errors))| (labels(&[("syscall", sc), ("group", g)]), *errors)),
     );
-    counters(
-        &mut r,
-        "memmon_events_total",
-        [(Labels::new(), snap.events_total)],
-    );
-    counters(
-        &mut r,
-        "memmon_events_lost_total",
-        [(Labels::new(), snap.events_lost_total)],
-    );
+    counter(&mut r, "memmon_events_total", snap.events_total);
+    counter(&mut r, "memmon_events_lost_total", snap.events_lost_total);
     counters(
         &mut r,
         "memmon_resyncs_total",
@@ -271,15 +277,15 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
-    gauges(
+    gauge(
         &mut r,
         "memmon_model_drift_regions",
-        [(Labels::new(), clamp(snap.model_drift_regions))],
+        clamp(snap.model_drift_regions),
     );
-    gauges(
+    gauge(
         &mut r,
         "memmon_tracked_processes",
-        [(Labels::new(), clamp(snap.tracked_processes))],
+        clamp(snap.tracked_processes),
     );
     gauges(
         &mut r,
@@ -305,10 +311,10 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
         help("process_cpu_seconds_total"),
         cpu,
     );
-    gauges(
+    gauge(
         &mut r,
         "process_resident_memory_bytes",
-        [(Labels::new(), clamp(snap.resident_memory_bytes))],
+        clamp(snap.resident_memory_bytes),
     );
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");

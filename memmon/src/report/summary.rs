@@ -22,6 +22,9 @@ pub struct ProcessSummary {
     pub vmas: usize,
     pub mapped_bytes: u64,
     pub by_kind: BTreeMap<RegionKind, u64>,
+    /// Region counts by kind.
+    #[serde(default)]
+    pub regions_by_kind: BTreeMap<RegionKind, u64>,
     pub aslr: AslrVerdict,
     pub wx_count: usize,
 }
@@ -49,6 +52,13 @@ pub fn summarize(
         vmas: state.space.region_count(),
         mapped_bytes: state.space.mapped_bytes(),
         by_kind: totals_by_kind(&classification.regions),
+        regions_by_kind: classification
+            .regions
+            .iter()
+            .fold(BTreeMap::new(), |mut counts, r| {
+                *counts.entry(r.kind).or_default() += 1;
+                counts
+            }),
         aslr: aslr_verdict(
             randomize_va_space,
             state.personality.unwrap_or(0),

@@ -21,7 +21,7 @@ pub use process::{HistoryEntry, ProcessState};
 pub use resolve::{ProcResolver, Resolver};
 
 use crate::{
-    events::{Event, EventBody},
+    events::{Event, EventBody, Syscall},
     seed::Snapshot,
 };
 
@@ -82,8 +82,15 @@ pub struct TrackerStats {
     pub exited: u64,
 }
 
+/// `[calls, failures]` per [`Syscall::ALL`] entry.
+pub type SyscallCounts = [[u64; 2]; Syscall::ALL.len()];
+
+/// Distinct (comm, cgroup) keys kept for exited processes' counters.
+pub const MAX_RETIRED_KEYS: usize = 4096;
+
 pub struct Tracker {
     processes: HashMap<u32, ProcessState>,
+    retired: HashMap<(String, Option<String>), SyscallCounts>,
     /// Processes with file mappings not yet identified, and how many
     /// batches they have waited.
     unresolved: HashMap<u32, u8>,
@@ -98,6 +105,7 @@ impl Tracker {
     pub fn new(history_len: usize) -> Self {
         Self {
             processes: HashMap::new(),
+            retired: HashMap::new(),
             unresolved: HashMap::new(),
             seeding: HashSet::new(),
             requests: VecDeque::new(),
@@ -120,6 +128,32 @@ impl Tracker {
 
     pub fn is_empty(&self) -> bool {
         self.processes.is_empty()
+    }
+
+    /// Drops a process, keeping its syscall counts (counters never go
+    /// back). Returns whether it was tracked.
+    fn remove(&mut self, pid: u32) -> bool {
+        let Some(state) = self.processes.remove(&pid) else {
+            return false;
+        };
+        if state.syscalls.iter().any(|c| c[0] > 0) {
+            let mut key = (state.comm, state.cgroup);
+            if self.retired.len() >= MAX_RETIRED_KEYS && !self.retired.contains_key(&key) {
+                key = (String::new(), None);
+            }
+            let counts = self.retired.entry(key).or_default();
+            for (total, add) in counts.iter_mut().zip(state.syscalls) {
+                total[0] += add[0];
+                total[1] += add[1];
+            }
+        }
+        true
+    }
+
+    /// Syscall counts of exited processes, by (comm, cgroup); the empty
+    /// comm collects those beyond [`MAX_RETIRED_KEYS`].
+    pub fn retired_syscalls(&self) -> &HashMap<(String, Option<String>), SyscallCounts> {
+        &self.retired
     }
 
     /// Processes waiting for a snapshot.
@@ -169,7 +203,7 @@ impl Tracker {
                 return;
             }
             EventBody::Exit { group_dead: true } => {
-                if self.processes.remove(&pid).is_some() {
+                if self.remove(pid) {
                     self.stats.exited += 1;
                 }
                 self.seeding.remove(&pid);
@@ -197,6 +231,14 @@ impl Tracker {
         }
         if !self.processes.contains_key(&pid) {
             self.request_seed(pid, SeedReason::Unknown);
+        }
+        if let Some(index) = event
+            .syscall()
+            .and_then(|s| Syscall::ALL.iter().position(|x| *x == s))
+            && let Some(state) = self.processes.get_mut(&pid)
+        {
+            state.syscalls[index][0] += 1;
+            state.syscalls[index][1] += u64::from(event.failed());
         }
         self.record(pid, &event);
         let state = self.processes.get_mut(&pid).expect("inserted above");
@@ -306,7 +348,7 @@ impl Tracker {
         self.seeding.remove(&pid);
         self.stats.snapshots_failed += 1;
         if gone {
-            self.processes.remove(&pid);
+            self.remove(pid);
         } else if let Some(state) = self.processes.get_mut(&pid) {
             // Keep it visible, but unseeded models must not claim accuracy.
             state.buffering = false;
@@ -317,7 +359,15 @@ impl Tracker {
 
     /// Forgets processes that no longer exist (e.g. their exit event was lost).
     pub fn retain_alive(&mut self, alive: &HashSet<u32>) {
-        self.processes.retain(|pid, _| alive.contains(pid));
+        let gone: Vec<u32> = self
+            .processes
+            .keys()
+            .filter(|p| !alive.contains(p))
+            .copied()
+            .collect();
+        for pid in gone {
+            self.remove(pid);
+        }
         self.seeding.retain(|pid| alive.contains(pid));
     }
 }

@@ -35,6 +35,8 @@ pub struct ProcessState {
     pub personality: Option<u32>,
     pub cgroup: Option<String>,
     pub space: AddressSpace,
+    /// `[calls, failures]` per memory syscall, for metrics.
+    pub syscalls: super::SyscallCounts,
     pub history: VecDeque<HistoryEntry>,
     /// Model-changing events applied (verification uses it to detect races).
     pub applied_events: u64,
@@ -57,6 +59,7 @@ impl ProcessState {
             personality: None,
             cgroup: None,
             space: AddressSpace::new(),
+            syscalls: Default::default(),
             history: VecDeque::new(),
             applied_events: 0,
             pending: Vec::new(),

@@ -1,0 +1,161 @@
+//! Gathering one scrape's numbers from the daemon's state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::Daemon;
+use crate::{
+    classify::RegionKind,
+    events::Syscall,
+    metrics::{GroupStats, MetricsSnapshot, OTHER_GROUP, cap_groups, group_name},
+    report::{ProcessSummary, summarize},
+    rules::AslrStatus,
+};
+
+/// A summary and the model version it was computed from.
+pub(super) struct CachedSummary {
+    applied_events: u64,
+    randomize_va_space: u8,
+    summary: ProcessSummary,
+}
+
+impl Daemon {
+    /// The summary of `pid`, recomputed only when its model changed.
+    pub(super) fn summary(&mut self, pid: u32, randomize_va_space: u8) -> Option<ProcessSummary> {
+        let state = self.tracker.process(pid).filter(|p| !p.buffering)?;
+        if let Some(c) = self.summaries.get(&pid)
+            && c.applied_events == state.applied_events
+            && c.randomize_va_space == randomize_va_space
+        {
+            return Some(c.summary.clone());
+        }
+        let summary = summarize(state, &mut self.elf_cache, randomize_va_space);
+        let cached = CachedSummary {
+            applied_events: state.applied_events,
+            randomize_va_space,
+            summary: summary.clone(),
+        };
+        self.summaries.insert(pid, cached);
+        Some(summary)
+    }
+
+    pub(super) fn collect_metrics(&mut self) -> MetricsSnapshot {
+        self.catch_up();
+        let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
+        let pids: Vec<u32> = self.tracker.processes().map(|p| p.pid).collect();
+        self.summaries
+            .retain(|pid, _| self.tracker.process(*pid).is_some());
+        let grouping = self.config.grouping;
+        let mut groups: BTreeMap<String, GroupStats> = BTreeMap::new();
+        let mut aslr_processes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut aslr_weak: Vec<(String, Vec<String>)> = Vec::new();
+        let mut per_pid: Vec<(u32, String, u64)> = Vec::new();
+        let mut syscalls_by_group: HashMap<String, crate::tracker::SyscallCounts> = HashMap::new();
+        for pid in pids {
+            let Some(summary) = self.summary(pid, rva) else {
+                continue;
+            };
+            let state = self.tracker.process(pid).expect("listed above");
+            let group = group_name(grouping, &state.comm, state.cgroup.as_deref());
+            add_counts(
+                syscalls_by_group.entry(group.clone()).or_default(),
+                &state.syscalls,
+            );
+            let stats = groups.entry(group.clone()).or_default();
+            stats.processes += 1;
+            for (kind, bytes) in &summary.by_kind {
+                *stats.mapped_bytes.entry(*kind).or_default() += bytes;
+            }
+            for (kind, n) in &summary.regions_by_kind {
+                *stats.regions.entry(*kind).or_default() += n;
+            }
+            stats.brk_heap_bytes += summary.by_kind.get(&RegionKind::Heap).copied().unwrap_or(0);
+            stats.wx_regions += summary.wx_count as u64;
+            let status = match summary.aslr.status {
+                AslrStatus::Full => "full",
+                AslrStatus::Partial => "partial",
+                AslrStatus::Off => "off",
+            };
+            *aslr_processes.entry(status.to_owned()).or_default() += 1;
+            if !summary.aslr.codes.is_empty() {
+                aslr_weak.push((group, summary.aslr.codes.clone()));
+            }
+            per_pid.push((pid, summary.comm.clone(), summary.mapped_bytes));
+        }
+        for ((comm, cgroup), counts) in self.tracker.retired_syscalls() {
+            let group = if comm.is_empty() {
+                OTHER_GROUP.to_owned()
+            } else {
+                group_name(grouping, comm, cgroup.as_deref())
+            };
+            add_counts(syscalls_by_group.entry(group).or_default(), counts);
+        }
+        let (groups, kept) = cap_groups(groups, self.config.top_groups);
+        let capped = |g: String| {
+            if kept.contains(&g) {
+                g
+            } else {
+                OTHER_GROUP.to_owned()
+            }
+        };
+        let mut syscalls = BTreeMap::new();
+        for (group, counts) in syscalls_by_group {
+            let group = capped(group);
+            for (syscall, [calls, errors]) in Syscall::ALL.iter().zip(counts) {
+                if calls > 0 {
+                    let entry: &mut (u64, u64) = syscalls
+                        .entry((syscall.name().to_owned(), group.clone()))
+                        .or_default();
+                    entry.0 += calls;
+                    entry.1 += errors;
+                }
+            }
+        }
+        let aslr_disabled = aslr_weak
+            .into_iter()
+            .flat_map(|(g, codes)| {
+                let g = capped(g);
+                codes.into_iter().map(move |c| (g.clone(), c))
+            })
+            .collect();
+        per_pid.sort_by_key(|p| std::cmp::Reverse(p.2));
+        per_pid.truncate(self.config.per_pid_top_k);
+        let (cpu_seconds_total, resident_memory_bytes) = own_usage();
+        MetricsSnapshot {
+            groups,
+            syscalls,
+            aslr_processes,
+            aslr_disabled,
+            events_total: self.tracker.stats.events,
+            events_lost_total: self.probes.lost_events(),
+            resyncs_total: self
+                .tracker
+                .stats
+                .resyncs
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            model_drift_regions: self.drift.last_round_regions,
+            tracked_processes: self.tracker.len() as u64,
+            cpu_seconds_total,
+            resident_memory_bytes,
+            per_pid,
+        }
+    }
+}
+
+fn add_counts(total: &mut crate::tracker::SyscallCounts, add: &crate::tracker::SyscallCounts) {
+    for (t, a) in total.iter_mut().zip(add) {
+        t[0] += a[0];
+        t[1] += a[1];
+    }
+}
+
+/// This daemon's CPU seconds and resident bytes.
+fn own_usage() -> (f64, u64) {
+    let Ok(stat) = procfs::process::Process::myself().and_then(|p| p.stat()) else {
+        return (0.0, 0);
+    };
+    let ticks = procfs::ticks_per_second() as f64;
+    let cpu = (stat.utime + stat.stime) as f64 / ticks;
+    (cpu, stat.rss * procfs::page_size())
+}
