@@ -4,15 +4,24 @@ use anyhow::{Result, bail};
 
 use crate::env::{as_root, find_in_path, run};
 
-/// (command, Debian package providing it). Extend as tests need more tools
-/// (bpftool, bpftrace, prometheus, ...).
-const PACKAGES: &[(&str, &str)] = &[("cc", "gcc")];
+/// Commands the tests run, and the Debian package that provides each: the
+/// metrics test starts a real Prometheus and checks with promtool.
+const PACKAGES: &[(&str, &str)] = &[
+    ("cc", "gcc"),
+    ("setarch", "util-linux"),
+    ("setpriv", "util-linux"),
+    ("useradd", "passwd"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+];
 
 pub fn ensure() -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
         .filter(|(cmd, _)| find_in_path(cmd).is_none())
         .map(|&(_, pkg)| pkg)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     if missing.is_empty() {
         let cmds: Vec<&str> = PACKAGES.iter().map(|&(cmd, _)| cmd).collect();

@@ -504,6 +504,14 @@ impl Daemon {
         }
     }
 
+    /// The daemon's /metrics URL, from its ready line.
+    pub fn metrics_url(&self) -> String {
+        self.stderr()
+            .iter()
+            .find_map(|l| l.split("metrics on ").nth(1).map(str::to_owned))
+            .expect("the ready line names the metrics URL")
+    }
+
     /// One daemon for the whole test binary. Statics are never dropped, so
     /// it is spawned from a thread that lives as long as the process, with
     /// PR_SET_PDEATHSIG: it gets SIGTERM when the test binary exits.
