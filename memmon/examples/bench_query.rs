@@ -58,6 +58,41 @@ enum Mode {
         #[arg(default_value_t = 50)]
         count: usize,
     },
+    /// N Prometheus scrapes of `url` (http://HOST:PORT/metrics); `items`
+    /// is the exposition's size in bytes.
+    Scrape {
+        url: String,
+        #[arg(default_value_t = 50)]
+        count: usize,
+    },
+}
+
+/// One GET over HTTP/1.0 on loopback; returns the body's length.
+fn scrape_once(url: &str) -> anyhow::Result<usize> {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .context("scrape needs an http:// URL")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream =
+        std::net::TcpStream::connect(host).with_context(|| format!("connect to {host}"))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP header end")?;
+    if !response.starts_with(b"HTTP/1.1 200") && !response.starts_with(b"HTTP/1.0 200") {
+        bail!(
+            "scrape answered {}",
+            String::from_utf8_lossy(&response[..split])
+        );
+    }
+    Ok(response.len() - split - 4)
 }
 
 /// A connection that is either kept or reopened per request.
@@ -168,13 +203,14 @@ fn main() -> ExitCode {
             };
             measure(count, || list_once(&mut conn)).map(|r| ("list", r))
         }
+        Mode::Scrape { url, count } => measure(count, || scrape_once(&url)).map(|r| ("scrape", r)),
     };
     match result {
         Ok((mode, (s, items, first))) => {
-            let what = if mode == "query" {
-                "regions"
-            } else {
-                "processes"
+            let what = match mode {
+                "query" => "regions",
+                "scrape" => "bytes",
+                _ => "processes",
             };
             println!(
                 "{mode}: {} requests, {items} {what}: p50 {}  p99 {}  max {}  (first {})",

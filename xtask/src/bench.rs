@@ -251,6 +251,12 @@ pub fn bench_query() -> Result<()> {
         QUERY_REQUESTS.to_string(),
     ]);
     let list = measure(&["list".into(), LIST_REQUESTS.to_string()]);
+    let metrics_url = ready
+        .split("metrics on ")
+        .nth(1)
+        .map(|u| u.trim().to_owned())
+        .context("the ready line names no metrics URL")?;
+    let scrape = measure(&["scrape".into(), metrics_url, LIST_REQUESTS.to_string()]);
 
     println!();
     println!(
@@ -260,6 +266,7 @@ pub fn bench_query() -> Result<()> {
     let rows = [
         ("query", QUERY_REQUESTS, "regions", &query),
         ("ps (list)", LIST_REQUESTS, "processes", &list),
+        ("scrape /metrics", LIST_REQUESTS, "bytes", &scrape),
     ];
     for (name, n, items, measured) in rows {
         match measured {
@@ -275,6 +282,7 @@ pub fn bench_query() -> Result<()> {
     }
     let query = query?;
     list?;
+    scrape?;
     if query.items < u64::from(REGIONS) {
         bail!(
             "the big process showed {} regions, fewer than {REGIONS}",
