@@ -117,7 +117,9 @@ pub fn snapshot(pid: i32) -> Result<Snapshot, SeedError> {
     space.start_stack = (stat.startstack != 0).then_some(stat.startstack);
     space.brk = match stat.start_brk {
         Some(start_brk) if start_brk != 0 => {
-            let heap_end = entries.iter().find(|e| e.path == "[heap]").map(|e| e.end);
+            // A heap split by mprotect shows several [heap] lines: the
+            // break lies in the last one.
+            let heap_end = entries.iter().filter(|e| e.path == "[heap]").map(|e| e.end).max();
             Some(BrkState {
                 start_brk,
                 brk: heap_end.unwrap_or(start_brk),
