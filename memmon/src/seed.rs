@@ -119,7 +119,11 @@ pub fn snapshot(pid: i32) -> Result<Snapshot, SeedError> {
         Some(start_brk) if start_brk != 0 => {
             // A heap split by mprotect shows several [heap] lines: the
             // break lies in the last one.
-            let heap_end = entries.iter().filter(|e| e.path == "[heap]").map(|e| e.end).max();
+            let heap_end = entries
+                .iter()
+                .filter(|e| e.path == "[heap]")
+                .map(|e| e.end)
+                .max();
             Some(BrkState {
                 start_brk,
                 brk: heap_end.unwrap_or(start_brk),
