@@ -232,9 +232,17 @@ pub fn read_elf(path: &Path) -> Result<ElfInfo, ElfError> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(io_err)?;
+    // Most mapped files (locale archives, caches, data files) are not ELF:
+    // look at the magic before reading the whole file into memory.
+    let mut magic = [0u8; 4];
+    let mut file = file;
+    if file.read_exact(&mut magic).is_err() || &magic != b"\x7fELF" {
+        return Err(ElfError::NotElf);
+    }
     // The file may have grown since the stat: never read past the cap.
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_SIZE + 1)
+    bytes.extend_from_slice(&magic);
+    file.take(MAX_FILE_SIZE + 1 - 4)
         .read_to_end(&mut bytes)
         .map_err(io_err)?;
     if bytes.len() as u64 > MAX_FILE_SIZE {

@@ -181,6 +181,10 @@ fn every_event_carries_the_exact_arguments_and_results() {
     );
 }
 
+/// Storms run one at a time: `trace` is system-wide, so a concurrent
+/// storm would be traced too and measure the two tests together.
+static STORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `churn <pairs>` under `memmon trace --json [extra]` with stdout
 /// to /dev/null; returns the summary, trace's stderr and the churn time.
 fn churn_under_trace(
@@ -188,6 +192,7 @@ fn churn_under_trace(
     pairs: u64,
     extra: &[&str],
 ) -> (Summary, Vec<String>, Duration) {
+    let _one_at_a_time = STORM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = TempDir::new("churn");
     let fixture = compile(&dir, "churn", &[]);
     let mut args = vec!["--json"];

@@ -71,7 +71,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 if args.json {
-                    serde_json::to_writer(&mut out, &event.to_json())?;
+                    event.write_json(&mut out)?;
                     out.write_all(b"\n")?;
                 } else {
                     writeln!(out, "{}", event.to_line())?;

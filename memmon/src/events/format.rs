@@ -1,7 +1,8 @@
 //! The two renderings of an event: the strace-like line of `memmon trace`
 //! and one JSON object per event for `--json`.
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{Event, EventBody, errno_name, mmap_flags_string, mremap_flags_string, prot_string};
 
@@ -141,21 +142,30 @@ impl Event {
     /// One JSON object: `kind`, `pid`, `tid`, `comm`, `ts_ns`, then the
     /// kind's own fields. Addresses are `"0x…"` strings, numbers otherwise.
     pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.json_view()).expect("plain fields serialize")
+    }
+
+    /// Writes [`Event::to_json`]'s object without building it in memory:
+    /// `memmon trace --json` prints hundreds of thousands per second.
+    pub fn write_json<W: std::io::Write>(&self, out: W) -> serde_json::Result<()> {
+        serde_json::to_writer(out, &self.json_view())
+    }
+
+    fn json_view(&self) -> JsonEvent<'_> {
         let m = &self.meta;
-        let mut obj = Map::new();
-        obj.insert("kind".into(), json!(self.kind()));
-        obj.insert("pid".into(), json!(m.pid));
-        obj.insert("tid".into(), json!(m.tid));
-        obj.insert("comm".into(), json!(m.comm));
-        obj.insert("ts_ns".into(), json!(m.ts_ns));
-        let mut put = |key: &str, value: Value| {
-            obj.insert(key.into(), value);
+        let mut j = JsonEvent {
+            kind: self.kind(),
+            pid: m.pid,
+            tid: m.tid,
+            comm: &m.comm,
+            ts_ns: m.ts_ns,
+            ..JsonEvent::default()
         };
-        let ret_value = |ret: i64, address: bool| {
-            if ret >= 0 && address {
-                json!(hex(ret as u64))
+        let address_result = |ret: i64| {
+            if ret >= 0 {
+                JsonRet::Address(Hex(ret as u64))
             } else {
-                json!(ret)
+                JsonRet::Number(ret)
             }
         };
         match &self.body {
@@ -168,24 +178,24 @@ impl Event {
                 offset,
                 ret,
             } => {
-                put("addr", json!(hex(*addr)));
-                put("len", json!(len));
-                put("prot", json!(prot));
-                put("prot_str", json!(prot_string(*prot)));
-                put("flags", json!(flags));
-                put("flags_str", json!(mmap_flags_string(*flags)));
-                put("fd", json!(fd));
-                put("offset", json!(offset));
-                put("ret", ret_value(*ret, true));
+                j.addr = Some(Hex(*addr));
+                j.len = Some(*len);
+                j.prot = Some(*prot);
+                j.prot_str = Some(Shown::Prot(*prot));
+                j.flags = Some(*flags);
+                j.flags_str = Some(Shown::MmapFlags(*flags));
+                j.fd = Some(*fd);
+                j.offset = Some(*offset);
+                j.ret = Some(address_result(*ret));
             }
             EventBody::Munmap { addr, len, ret } => {
-                put("addr", json!(hex(*addr)));
-                put("len", json!(len));
-                put("ret", ret_value(*ret, false));
+                j.addr = Some(Hex(*addr));
+                j.len = Some(*len);
+                j.ret = Some(JsonRet::Number(*ret));
             }
             EventBody::Brk { addr, ret } => {
-                put("addr", json!(hex(*addr)));
-                put("ret", ret_value(*ret, true));
+                j.addr = Some(Hex(*addr));
+                j.ret = Some(address_result(*ret));
             }
             EventBody::Mprotect {
                 addr,
@@ -194,14 +204,12 @@ impl Event {
                 pkey,
                 ret,
             } => {
-                put("addr", json!(hex(*addr)));
-                put("len", json!(len));
-                put("prot", json!(prot));
-                put("prot_str", json!(prot_string(*prot)));
-                if let Some(pkey) = pkey {
-                    put("pkey", json!(pkey));
-                }
-                put("ret", ret_value(*ret, false));
+                j.addr = Some(Hex(*addr));
+                j.len = Some(*len);
+                j.prot = Some(*prot);
+                j.prot_str = Some(Shown::Prot(*prot));
+                j.pkey = *pkey;
+                j.ret = Some(JsonRet::Number(*ret));
             }
             EventBody::Mremap {
                 old_addr,
@@ -211,13 +219,13 @@ impl Event {
                 new_addr,
                 ret,
             } => {
-                put("old_addr", json!(hex(*old_addr)));
-                put("old_len", json!(old_len));
-                put("new_len", json!(new_len));
-                put("flags", json!(flags));
-                put("flags_str", json!(mremap_flags_string(*flags)));
-                put("new_addr", json!(hex(*new_addr)));
-                put("ret", ret_value(*ret, true));
+                j.old_addr = Some(Hex(*old_addr));
+                j.old_len = Some(*old_len);
+                j.new_len = Some(*new_len);
+                j.flags = Some(*flags);
+                j.flags_str = Some(Shown::MremapFlags(*flags));
+                j.new_addr = Some(Hex(*new_addr));
+                j.ret = Some(address_result(*ret));
             }
             EventBody::Shmat {
                 shmid,
@@ -225,14 +233,14 @@ impl Event {
                 flags,
                 ret,
             } => {
-                put("shmid", json!(shmid));
-                put("addr", json!(hex(*addr)));
-                put("flags", json!(flags));
-                put("ret", ret_value(*ret, true));
+                j.shmid = Some(*shmid);
+                j.addr = Some(Hex(*addr));
+                j.flags = Some(*flags);
+                j.ret = Some(address_result(*ret));
             }
             EventBody::Shmdt { addr, ret } => {
-                put("addr", json!(hex(*addr)));
-                put("ret", ret_value(*ret, false));
+                j.addr = Some(Hex(*addr));
+                j.ret = Some(JsonRet::Number(*ret));
             }
             EventBody::VmaName {
                 addr,
@@ -240,40 +248,139 @@ impl Event {
                 name,
                 ret,
             } => {
-                put("addr", json!(hex(*addr)));
-                put("len", json!(len));
-                put("name", json!(name));
-                put("ret", ret_value(*ret, false));
+                j.addr = Some(Hex(*addr));
+                j.len = Some(*len);
+                j.name = Some(name.as_deref());
+                j.ret = Some(JsonRet::Number(*ret));
             }
             EventBody::Exec { filename, old_tid } => {
-                put("filename", json!(filename));
-                put("old_tid", json!(old_tid));
+                j.filename = Some(filename);
+                j.old_tid = Some(*old_tid);
             }
             EventBody::Fork {
                 child_pid,
                 child_tid,
                 clone_flags,
             } => {
-                put("child_pid", json!(child_pid));
-                put("child_tid", json!(child_tid));
-                put("clone_flags", json!(clone_flags));
-                put(
-                    "thread",
-                    json!(*child_pid == m.pid && child_tid != child_pid),
-                );
+                j.child_pid = Some(*child_pid);
+                j.child_tid = Some(*child_tid);
+                j.clone_flags = Some(*clone_flags);
+                j.thread = Some(*child_pid == m.pid && child_tid != child_pid);
             }
-            EventBody::Exit { group_dead } => put("group_dead", json!(group_dead)),
+            EventBody::Exit { group_dead } => j.group_dead = Some(*group_dead),
         }
-        if let Some(ret) = self.result().filter(|r| *r < 0)
-            && let Some(name) = errno_name(-ret)
-        {
-            put("errno", json!(name));
-        }
-        if self.syscall().is_some() {
-            put("duration_ns", json!(self.duration_ns));
-        }
-        Value::Object(obj)
+        j.errno = self
+            .result()
+            .filter(|r| *r < 0)
+            .and_then(|r| errno_name(-r));
+        j.duration_ns = self.syscall().map(|_| self.duration_ns);
+        j
     }
+}
+
+/// An address, serialized as `"0x…"` without a heap allocation.
+#[derive(Clone, Copy, Debug, Default)]
+struct Hex(u64);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:#x}", self.0))
+    }
+}
+
+/// A syscall result: an address in hex, or a plain number (0, -errno).
+#[derive(Clone, Copy, Debug)]
+enum JsonRet {
+    Address(Hex),
+    Number(i64),
+}
+
+impl Serialize for JsonRet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JsonRet::Address(a) => a.serialize(s),
+            JsonRet::Number(n) => s.serialize_i64(*n),
+        }
+    }
+}
+
+/// Flag words in words (`RW-`, `PRIVATE|ANONYMOUS`).
+#[derive(Clone, Copy, Debug)]
+enum Shown {
+    Prot(u64),
+    MmapFlags(u64),
+    MremapFlags(u64),
+}
+
+impl Serialize for Shown {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&match *self {
+            Shown::Prot(p) => prot_string(p),
+            Shown::MmapFlags(f) => mmap_flags_string(f),
+            Shown::MremapFlags(f) => mremap_flags_string(f),
+        })
+    }
+}
+
+/// The JSON shape of an event; absent fields are left out.
+#[derive(Default, Serialize)]
+struct JsonEvent<'a> {
+    kind: &'static str,
+    pid: u32,
+    tid: u32,
+    comm: &'a str,
+    ts_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shmid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addr: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_addr: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    len: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_len: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_len: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prot: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prot_str: Option<Shown>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pkey: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags_str: Option<Shown>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_addr: Option<Hex>,
+    /// `Some(None)` is a cleared name: `"name": null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_tid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    child_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    child_tid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clone_flags: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_dead: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ret: Option<JsonRet>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ns: Option<u64>,
 }
 
 #[cfg(test)]

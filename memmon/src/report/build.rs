@@ -191,8 +191,8 @@ pub fn build_layout(
             .iter()
             .skip(state.history.len().saturating_sub(events))
             .map(|h| EventView {
-                ts_ns: h.ts_ns,
-                line: h.line.clone(),
+                ts_ns: h.meta.ts_ns,
+                line: h.to_line(),
             })
             .collect(),
     }

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::Serialize;
 
 pub use convert::to_mem_op;
-pub use process::{HistoryEntry, ProcessState};
+pub use process::ProcessState;
 pub use resolve::{ProcResolver, Resolver};
 
 use crate::{

@@ -2,8 +2,6 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
-
 use super::{
     SeedReason,
     convert::{UNRESOLVED_PATH, to_mem_op},
@@ -14,14 +12,6 @@ use crate::{
     model::{AddressSpace, Backing, Region},
     seed::Snapshot,
 };
-
-/// One event in a process's history, as shown by `memmon query --events`.
-#[derive(Clone, Debug, Serialize)]
-pub struct HistoryEntry {
-    pub ts_ns: u64,
-    pub line: String,
-    pub json: serde_json::Value,
-}
 
 #[derive(Debug)]
 pub struct ProcessState {
@@ -37,7 +27,9 @@ pub struct ProcessState {
     pub space: AddressSpace,
     /// `[calls, failures]` per memory syscall, for metrics.
     pub syscalls: super::SyscallCounts,
-    pub history: VecDeque<HistoryEntry>,
+    /// Recent events, rendered only when asked for (rendering every event
+    /// on the hot path cost more than applying it).
+    pub history: VecDeque<Event>,
     /// Model-changing events applied (verification uses it to detect races).
     pub applied_events: u64,
     /// Events waiting for a snapshot (while `buffering`).
@@ -76,11 +68,7 @@ impl ProcessState {
         while self.history.len() >= cap {
             self.history.pop_front();
         }
-        self.history.push_back(HistoryEntry {
-            ts_ns: event.meta.ts_ns,
-            line: event.to_line(),
-            json: event.to_json(),
-        });
+        self.history.push_back(event.clone());
     }
 
     /// Applies a syscall event; true when a file behind a mapping could not
