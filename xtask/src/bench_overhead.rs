@@ -539,7 +539,7 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
     }
     println!();
     println!(
-        "| loop | condition | CPU ns/pair (median) | × untraced | added CPU ns/pair | wall ns/pair (median) |"
+        "| loop | condition | CPU ns/pair (median) | × untraced | added CPU ns/pair (median, range over rounds) | wall ns/pair (median) |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     let cpu = |t: Tracer, l: Loop| -> Vec<f64> {
@@ -583,7 +583,7 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
     }
     println!();
     println!(
-        "| load (daemon, default 4 MiB ring) | events/s | seen by daemon/s | lost | daemon CPU | daemon CPU ns/event | daemon RSS |"
+        "| load (daemon, default 4 MiB ring) | loop events/s | all events/s the daemon saw | lost | daemon CPU | daemon CPU ns/event | daemon RSS |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for r in &rates {
