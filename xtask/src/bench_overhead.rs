@@ -302,7 +302,7 @@ impl Bench {
                 );
                 if events.is_nan() || events < 2.0 * pairs || lost != 0.0 {
                     self.notes.push(format!(
-                        "memmon saw {events} events and lost {lost} in a round (expected ≥ {} and 0)",
+                        "memmon saw {events} events and lost {lost} in a round (expected ≥ {:.0} and 0)",
                         2.0 * pairs
                     ));
                 }
