@@ -5,7 +5,8 @@ use anyhow::{Result, bail};
 use crate::env::{as_root, find_in_path, run};
 
 /// Commands the tests run, and the Debian package that provides each: the
-/// metrics test starts a real Prometheus and checks with promtool.
+/// metrics test starts a real Prometheus and checks with promtool, and
+/// `cargo xtask bench` compares the daemon's overhead with bpftrace's.
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("setarch", "util-linux"),
@@ -13,6 +14,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("useradd", "passwd"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    ("bpftrace", "bpftrace"),
 ];
 
 pub fn ensure() -> Result<()> {

@@ -5,15 +5,13 @@
 //! process and `list` (what `memmon ps` sends) over the daemon's socket.
 //! Everything it starts is stopped again, on errors too.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::bench_support::{Reaper, Scratch, start_daemon, state_of, wait_for_line};
 use crate::env::{cargo, is_root, output, repo_root, run, target_dir};
 use crate::setup::setup;
 
@@ -24,89 +22,11 @@ const LIST_REQUESTS: u32 = 50;
 /// The whole run after the build: start, seed, measure, clean up.
 const BUDGET: Duration = Duration::from_secs(110);
 
-/// Children killed (SIGTERM, then SIGKILL) and reaped on drop.
-#[derive(Default)]
-struct Reaper {
-    children: Vec<Child>,
-}
-
-impl Reaper {
-    fn add(&mut self, child: Child) -> &mut Child {
-        self.children.push(child);
-        self.children.last_mut().unwrap()
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        // The daemon gets a SIGTERM first, to detach and remove its socket.
-        for child in &self.children {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for child in &mut self.children {
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A temporary directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
 fn check_budget(started: Instant, what: &str) -> Result<()> {
     if started.elapsed() > BUDGET {
         bail!("out of time ({:?} budget) while {what}", BUDGET);
     }
     Ok(())
-}
-
-/// The first line of `pipe` that holds `needle`, within `timeout`; the
-/// pipe is drained on a thread afterwards so the writer never blocks.
-fn wait_for_line(
-    pipe: impl std::io::Read + Send + 'static,
-    needle: &'static str,
-    timeout: Duration,
-) -> Result<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut found = false;
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if !found && line.contains(needle) {
-                found = true;
-                let _ = tx.send(Ok(line));
-            } else if !found {
-                seen.push(line);
-            }
-        }
-        if !found {
-            let _ = tx.send(Err(seen.join(" | ")));
-        }
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(line)) => Ok(line),
-        Ok(Err(seen)) => bail!("no `{needle}` before the output ended: {seen}"),
-        Err(_) => bail!("no `{needle}` within {timeout:?}"),
-    }
 }
 
 /// `result mode=.. n=.. items=.. p50_us=.. p99_us=.. max_us=..` from bench_query.
@@ -152,10 +72,7 @@ pub fn bench_query() -> Result<()> {
     let bench = release.join("examples").join("bench_query");
 
     let started = Instant::now();
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("memmon-bench-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&scratch.0);
-    std::fs::create_dir_all(&scratch.0).context("creating the scratch directory")?;
+    let scratch = Scratch::new("bench")?;
     let fixture = scratch.0.join("many_regions");
     let source = repo_root().join("memmon/tests/fixtures/many_regions.c");
     run(Command::new("cc")
@@ -197,22 +114,9 @@ pub fn bench_query() -> Result<()> {
 
     // The daemon seeds all of them from /proc before it says it is ready.
     let socket = scratch.0.join("memmon.sock");
-    let daemon = reaper.add(
-        Command::new(&memmon)
-            .arg("daemon")
-            .arg("--socket")
-            .arg(&socket)
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .env_remove("MEMMON_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting the release daemon")?,
-    );
-    let stderr = daemon.stderr.take().unwrap();
     let left = BUDGET.saturating_sub(started.elapsed());
-    let ready = wait_for_line(stderr, "memmon: daemon ready", left)?;
+    let daemon = start_daemon(&mut reaper, &memmon, &socket, left)?;
+    let ready = &daemon.ready;
     println!(
         "{ready} ({:.1} s after the fixtures)",
         started.elapsed().as_secs_f64()
@@ -251,11 +155,7 @@ pub fn bench_query() -> Result<()> {
         QUERY_REQUESTS.to_string(),
     ]);
     let list = measure(&["list".into(), LIST_REQUESTS.to_string()]);
-    let metrics_url = ready
-        .split("metrics on ")
-        .nth(1)
-        .map(|u| u.trim().to_owned())
-        .context("the ready line names no metrics URL")?;
+    let metrics_url = daemon.metrics_url()?;
     let scrape = measure(&["scrape".into(), metrics_url, LIST_REQUESTS.to_string()]);
 
     println!();

@@ -2,6 +2,8 @@
 
 mod apt;
 mod bench;
+mod bench_overhead;
+mod bench_support;
 mod build;
 mod env;
 mod install;
@@ -45,6 +47,15 @@ enum Cmd {
     Lint,
     /// Time `query` at 10,000 regions and `ps` at 1,000 processes (release build, root).
     BenchQuery,
+    /// Tracing overhead vs bpftrace, event rate without loss, daemon CPU/RSS, initial scan (root).
+    Bench {
+        /// mmap+munmap (and brk) pairs per loop run.
+        #[arg(long, default_value_t = 50_000)]
+        iters: u64,
+        /// Interleaved rounds of untraced / bpftrace / memmon.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Build a release memmon and install it with its systemd unit and config.
     Install {
         /// The binary goes to PREFIX/bin (the unit's ExecStart follows).
@@ -68,6 +79,7 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test::test(&args),
         Cmd::Lint => test::lint(),
         Cmd::BenchQuery => bench::bench_query(),
+        Cmd::Bench { iters, rounds } => bench_overhead::bench(iters, rounds),
         Cmd::Install {
             prefix,
             destdir,
