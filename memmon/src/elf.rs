@@ -8,13 +8,12 @@
 mod parse;
 
 use std::fmt;
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use parse::parse_elf;
+pub use parse::{parse_elf, parse_elf_from};
 
 /// Largest file `read_elf` reads: bigger than any real library, small
 /// enough that a hostile or sparse file can't exhaust memory.
@@ -232,26 +231,10 @@ pub fn read_elf(path: &Path) -> Result<ElfInfo, ElfError> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(io_err)?;
-    // Most mapped files (locale archives, caches, data files) are not ELF:
-    // look at the magic before reading the whole file into memory.
-    let mut magic = [0u8; 4];
-    let mut file = file;
-    if file.read_exact(&mut magic).is_err() || &magic != b"\x7fELF" {
-        return Err(ElfError::NotElf);
-    }
-    // The file may have grown since the stat: never read past the cap.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    bytes.extend_from_slice(&magic);
-    file.take(MAX_FILE_SIZE + 1 - 4)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(ElfError::TooLarge {
-            path: path.into(),
-            size: bytes.len() as u64,
-        });
-    }
-    parse_elf(&bytes)
+    // Only the headers and the tables they point at are read, through a
+    // cache: a daemon looking at a 150 MiB shared object must not read it.
+    let cache = object::read::ReadCache::new(file);
+    parse_elf_from(&cache)
 }
 
 #[cfg(test)]

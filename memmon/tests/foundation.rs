@@ -192,7 +192,9 @@ fn churn_under_trace(
     pairs: u64,
     extra: &[&str],
 ) -> (Summary, Vec<String>, Duration) {
-    let _one_at_a_time = STORM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one_at_a_time = STORM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = TempDir::new("churn");
     let fixture = compile(&dir, "churn", &[]);
     let mut args = vec!["--json"];
