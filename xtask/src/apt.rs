@@ -6,6 +6,8 @@ use crate::env::{as_root, find_in_path, run};
 
 /// Commands the tests run, and the Debian package that provides each: the
 /// metrics test starts a real Prometheus and checks with promtool.
+/// The reliability tests list kernel objects with bpftool; `xtask fuzz`
+/// bounds memory with prlimit.
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("setarch", "util-linux"),
@@ -13,6 +15,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("useradd", "passwd"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    ("bpftool", "bpftool"),
+    ("prlimit", "util-linux"),
 ];
 
 pub fn ensure() -> Result<()> {
