@@ -8,7 +8,6 @@
 mod parse;
 
 use std::fmt;
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -232,18 +231,11 @@ pub fn read_elf(path: &Path) -> Result<ElfInfo, ElfError> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(io_err)?;
-    // The file may have grown since the stat: never read past the cap.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(ElfError::TooLarge {
-            path: path.into(),
-            size: bytes.len() as u64,
-        });
-    }
-    parse_elf(&bytes)
+    // Only the headers and a few small tables are parsed: read just those
+    // ranges, not the whole file, whose debug info can be hundreds of MiB
+    // (the daemon's memory would jump by that much for every new binary).
+    let cache = object::ReadCache::new(file);
+    parse::parse_elf_from(&cache)
 }
 
 #[cfg(test)]

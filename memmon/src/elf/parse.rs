@@ -1,8 +1,8 @@
 //! `parse_elf`: headers to `ElfInfo`, with every loop and allocation bounded.
 
-use object::Endianness;
 use object::elf::{self, FileHeader32, FileHeader64};
 use object::read::elf::{Dyn as _, FileHeader, ProgramHeader as _, SectionHeader as _};
+use object::{Endianness, ReadRef};
 
 use super::{
     ElfError, ElfInfo, ElfType, ProgramHeader, Section, SectionFlags, SegmentFlags, VaddrRange,
@@ -24,17 +24,26 @@ const MAX_DYNAMIC: usize = 1 << 16;
 
 /// Parses the headers of an in-memory ELF file (32/64-bit, either endian).
 pub fn parse_elf(bytes: &[u8]) -> Result<ElfInfo, ElfError> {
-    if bytes.len() < 16 || bytes[..4] != elf::ELFMAG {
+    parse_elf_from(bytes)
+}
+
+/// As [`parse_elf`], reading only the parts it needs from `data` (a file
+/// through [`object::ReadCache`], say).
+pub(crate) fn parse_elf_from<'data, R: ReadRef<'data>>(data: R) -> Result<ElfInfo, ElfError> {
+    let ident = data.read_bytes_at(0, 16).map_err(|_| ElfError::NotElf)?;
+    if ident[..4] != elf::ELFMAG {
         return Err(ElfError::NotElf);
     }
-    match bytes[4] {
-        1 => parse_as::<FileHeader32<Endianness>>(bytes),
-        2 => parse_as::<FileHeader64<Endianness>>(bytes),
+    match ident[4] {
+        1 => parse_as::<FileHeader32<Endianness>, R>(data),
+        2 => parse_as::<FileHeader64<Endianness>, R>(data),
         _ => Err(ElfError::Malformed("unknown ELF class")),
     }
 }
 
-fn parse_as<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfInfo, ElfError> {
+fn parse_as<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
+    data: R,
+) -> Result<ElfInfo, ElfError> {
     use ElfError::Malformed;
     let header = Elf::parse(data).map_err(|_| Malformed("bad ELF header"))?;
     let endian = header
