@@ -12,7 +12,7 @@ fn hex(value: u64) -> String {
 /// `-> 0x7f..` for addresses, `-> 0` for plain results, `-> -12 (ENOMEM)`.
 fn result_text(ret: i64, address: bool) -> String {
     if ret < 0 {
-        match errno_name(-ret) {
+        match errno_name(ret.saturating_neg()) {
             Some(name) => format!("{ret} ({name})"),
             None => ret.to_string(),
         }
@@ -265,7 +265,7 @@ impl Event {
             EventBody::Exit { group_dead } => put("group_dead", json!(group_dead)),
         }
         if let Some(ret) = self.result().filter(|r| *r < 0)
-            && let Some(name) = errno_name(-ret)
+            && let Some(name) = errno_name(ret.saturating_neg())
         {
             put("errno", json!(name));
         }
