@@ -4,6 +4,7 @@ mod apt;
 mod bench;
 mod build;
 mod env;
+mod fuzz;
 mod install;
 mod linker;
 mod setup;
@@ -45,6 +46,22 @@ enum Cmd {
     Lint,
     /// Time `query` at 10,000 regions and `ps` at 1,000 processes (release build, root).
     BenchQuery,
+    /// Run the hostile-input property tests (maps parser, ELF reader,
+    /// request and event decoders) for a time budget with many cases.
+    Fuzz {
+        /// Total time budget, shared equally by the targets.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// Most cases per test in one round (PROPTEST_CASES).
+        #[arg(long, default_value_t = 50_000)]
+        cases: u64,
+        /// Only this target (maps, elf, request, event); repeatable.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+        /// Address-space limit of each round, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mib: u64,
+    },
     /// Build a release memmon and install it with its systemd unit and config.
     Install {
         /// The binary goes to PREFIX/bin (the unit's ExecStart follows).
@@ -68,6 +85,17 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test::test(&args),
         Cmd::Lint => test::lint(),
         Cmd::BenchQuery => bench::bench_query(),
+        Cmd::Fuzz {
+            seconds,
+            cases,
+            targets,
+            memory_mib,
+        } => fuzz::fuzz(&fuzz::FuzzOptions {
+            seconds,
+            max_cases: cases,
+            targets,
+            memory_mib,
+        }),
         Cmd::Install {
             prefix,
             destdir,
