@@ -329,6 +329,11 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         child_tid as u32
     };
+    // A process forked after its parent lost records starts from the
+    // parent's model, which is already wrong: it is lost too.
+    if child_tgid != header.tgid && LOST_PIDS.get_ptr(header.tgid).is_some() {
+        let _ = LOST_PIDS.insert(child_tgid, 0u64, 0);
+    }
     emit::<ForkEvent>(header.tgid, |event| {
         // SAFETY: `event` points at a reserved record of the right size.
         unsafe {

@@ -253,4 +253,174 @@ mod tests {
             let _ = decode_request(&body);
         }
     }
+
+    // ---- fuzzing: `cargo xtask fuzz` runs these with many more cases ------
+
+    use proptest::prelude::*;
+
+    fn request_strategy() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            Just(Request::Ping),
+            Just(Request::List),
+            any::<u32>().prop_map(|pid| Request::Verify { pid }),
+            (any::<u32>(), any::<usize>()).prop_map(|(pid, events)| Request::Query { pid, events }),
+        ]
+    }
+
+    /// Arbitrary JSON: what a hostile client may put in any field.
+    fn json_strategy() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z_]{0,12}".prop_map(Value::from),
+            proptest::sample::select(vec!["ping", "verify", "list", "query", "Ping", ""])
+                .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("[a-z_]{0,8}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A field-level edit of a valid request object.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Set(Vec<String>, serde_json::Value),
+        Remove(Vec<String>),
+    }
+
+    fn edit_strategy() -> impl Strategy<Value = Edit> {
+        let path = proptest::collection::vec(
+            proptest::sample::select(vec!["version", "request", "type", "pid", "events", "extra"])
+                .prop_map(String::from),
+            1..3,
+        );
+        prop_oneof![
+            (path.clone(), json_strategy()).prop_map(|(p, v)| Edit::Set(p, v)),
+            path.prop_map(Edit::Remove),
+        ]
+    }
+
+    fn apply(value: &mut serde_json::Value, edit: &Edit) {
+        let (path, set) = match edit {
+            Edit::Set(p, v) => (p, Some(v)),
+            Edit::Remove(p) => (p, None),
+        };
+        let (last, parents) = path.split_last().expect("non-empty path");
+        let mut at = value;
+        for key in parents {
+            match at.get_mut(key.as_str()) {
+                Some(next) => at = next,
+                None => return,
+            }
+        }
+        if let Some(map) = at.as_object_mut() {
+            match set {
+                Some(v) => {
+                    map.insert(last.clone(), v.clone());
+                }
+                None => {
+                    map.remove(last.as_str());
+                }
+            }
+        }
+    }
+
+    /// The daemon's whole path for one body: no panic, a typed answer, and
+    /// whatever is accepted means what it says when encoded again.
+    fn check_body(body: &[u8]) -> Result<(), TestCaseError> {
+        match decode_request(body) {
+            Ok(request) => {
+                let again = encode(&RequestEnvelope {
+                    version: PROTOCOL_VERSION,
+                    request: request.clone(),
+                })
+                .unwrap();
+                prop_assert_eq!(decode_request(&again[4..]).unwrap(), request);
+            }
+            Err(reply) => {
+                prop_assert!(matches!(reply.body, ReplyBody::Error(_)));
+                // A reply to garbage stays about as small as the garbage.
+                prop_assert!(encode(&reply).unwrap().len() <= 2 * body.len() + 1024);
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_valid_requests_decode_exactly(request in request_strategy()) {
+            let frame = encode(&RequestEnvelope { version: PROTOCOL_VERSION, request: request.clone() }).unwrap();
+            prop_assert_eq!(decode_request(&frame[4..]).unwrap(), request);
+        }
+
+        #[test]
+        fn fuzz_field_mutated_requests(request in request_strategy(),
+                                       edits in proptest::collection::vec(edit_strategy(), 1..4)) {
+            let mut value = serde_json::to_value(RequestEnvelope { version: PROTOCOL_VERSION, request }).unwrap();
+            for edit in &edits {
+                apply(&mut value, edit);
+            }
+            check_body(&serde_json::to_vec(&value).unwrap())?;
+        }
+
+        #[test]
+        fn fuzz_byte_mutated_requests(request in request_strategy(),
+                                      edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6)) {
+            let frame = encode(&RequestEnvelope { version: PROTOCOL_VERSION, request }).unwrap();
+            let mut body = frame[4..].to_vec();
+            for (at, byte, op) in edits {
+                let n = body.len() + 1;
+                match op {
+                    0 => body.insert(at % n, byte),
+                    1 if !body.is_empty() => { let len = body.len(); body.remove(at % len); }
+                    _ if !body.is_empty() => { let len = body.len(); body[at % len] = byte; }
+                    _ => {}
+                }
+            }
+            check_body(&body)?;
+        }
+
+        #[test]
+        fn fuzz_deeply_nested_and_huge_bodies(depth in 0usize..20_000, open in "[\\[{]", digits in 0usize..5000) {
+            // serde_json's recursion limit must turn deep nesting into an
+            // error, not a stack overflow.
+            let close = if open == "[" { "]" } else { "}" };
+            let key = if open == "{" { "\"a\":" } else { "" };
+            let mut body = format!("{{\"version\":1,\"request\":{{\"type\":\"verify\",\"pid\":{}", "9".repeat(digits.max(1)));
+            body.push_str(",\"x\":");
+            for _ in 0..depth { body.push_str(&open); body.push_str(key); }
+            body.push('1');
+            for _ in 0..depth { body.push_str(close); }
+            body.push_str("}}");
+            check_body(body.as_bytes())?;
+        }
+
+        #[test]
+        fn fuzz_read_frame(stream in proptest::collection::vec(any::<u8>(), 0..512), len in any::<u32>(), use_len in any::<bool>()) {
+            // A hostile length prefix is refused before any allocation.
+            let mut bytes = stream;
+            if use_len {
+                bytes.splice(0..bytes.len().min(4), len.to_be_bytes());
+            }
+            let got: Result<RequestEnvelope, FrameError> = read_frame(&mut bytes.as_slice(), MAX_REQUEST_BYTES);
+            if bytes.len() >= 4 {
+                let prefix = u32::from_be_bytes(bytes[..4].try_into().unwrap());
+                if prefix > MAX_REQUEST_BYTES {
+                    prop_assert!(
+                        matches!(got, Err(FrameError::TooLarge { .. })),
+                        "a {} byte prefix was not refused",
+                        prefix
+                    );
+                }
+            }
+        }
+    }
 }

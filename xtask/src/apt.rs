@@ -6,7 +6,9 @@ use crate::env::{as_root, find_in_path, run};
 
 /// Commands the tests run, and the Debian package that provides each: the
 /// metrics test starts a real Prometheus and checks with promtool, and
-/// `cargo xtask bench` compares the daemon's overhead with bpftrace's.
+/// `cargo xtask bench` compares the daemon's overhead with bpftrace's;
+/// the reliability tests list kernel objects with bpftool; `xtask fuzz`
+/// bounds memory with prlimit.
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("setarch", "util-linux"),
@@ -15,6 +17,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
     ("bpftrace", "bpftrace"),
+    ("bpftool", "bpftool"),
+    ("prlimit", "util-linux"),
 ];
 
 pub fn ensure() -> Result<()> {

@@ -6,6 +6,7 @@ mod bench_overhead;
 mod bench_support;
 mod build;
 mod env;
+mod fuzz;
 mod install;
 mod linker;
 mod setup;
@@ -56,6 +57,22 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Run the hostile-input property tests (maps parser, ELF reader,
+    /// request and event decoders) for a time budget with many cases.
+    Fuzz {
+        /// Total time budget, shared equally by the targets.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// Most cases per test in one round (PROPTEST_CASES).
+        #[arg(long, default_value_t = 50_000)]
+        cases: u64,
+        /// Only this target (maps, elf, request, event); repeatable.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+        /// Address-space limit of each round, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mib: u64,
+    },
     /// Build a release memmon and install it with its systemd unit and config.
     Install {
         /// The binary goes to PREFIX/bin (the unit's ExecStart follows).
@@ -80,6 +97,17 @@ fn main() -> ExitCode {
         Cmd::Lint => test::lint(),
         Cmd::BenchQuery => bench::bench_query(),
         Cmd::Bench { iters, rounds } => bench_overhead::bench(iters, rounds),
+        Cmd::Fuzz {
+            seconds,
+            cases,
+            targets,
+            memory_mib,
+        } => fuzz::fuzz(&fuzz::FuzzOptions {
+            seconds,
+            max_cases: cases,
+            targets,
+            memory_mib,
+        }),
         Cmd::Install {
             prefix,
             destdir,

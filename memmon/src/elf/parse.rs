@@ -1,9 +1,8 @@
 //! `parse_elf`: headers to `ElfInfo`, with every loop and allocation bounded.
 
-use object::Endianness;
-use object::ReadRef;
 use object::elf::{self, FileHeader32, FileHeader64};
 use object::read::elf::{Dyn as _, FileHeader, ProgramHeader as _, SectionHeader as _};
+use object::{Endianness, ReadRef};
 
 use super::{
     ElfError, ElfInfo, ElfType, ProgramHeader, Section, SectionFlags, SegmentFlags, VaddrRange,

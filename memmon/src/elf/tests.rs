@@ -192,8 +192,7 @@ fn sample_parses() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
+    // The default config: 256 cases, or PROPTEST_CASES (`cargo xtask fuzz`).
     #[test]
     fn random_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..4096),
                                 elf_magic in any::<bool>()) {
@@ -335,4 +334,111 @@ fn lying_headers_give_errors() {
     b[62..64].copy_from_slice(&0xfff0u16.to_le_bytes()); // bad e_shstrndx
     let info = parse_elf(&b).unwrap();
     assert!(info.sections.iter().all(|s| s.name.is_empty()));
+}
+
+// ---- fuzzing: `cargo xtask fuzz` runs these with many more cases ----------
+
+/// Where a hostile value goes: an ELF header field, or a field of the
+/// n-th program or section header, as (offset, width).
+const EHDR_FIELDS: &[(usize, usize)] = &[
+    (16, 2), // e_type
+    (24, 8), // e_entry
+    (32, 8), // e_phoff
+    (40, 8), // e_shoff
+    (52, 2), // e_ehsize
+    (54, 2), // e_phentsize
+    (56, 2), // e_phnum
+    (58, 2), // e_shentsize
+    (60, 2), // e_shnum
+    (62, 2), // e_shstrndx
+];
+/// p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align.
+const PHDR_FIELDS: &[(usize, usize)] = &[
+    (0, 4),
+    (4, 4),
+    (8, 8),
+    (16, 8),
+    (24, 8),
+    (32, 8),
+    (40, 8),
+    (48, 8),
+];
+/// sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_entsize.
+const SHDR_FIELDS: &[(usize, usize)] = &[
+    (0, 4),
+    (4, 4),
+    (8, 8),
+    (16, 8),
+    (24, 8),
+    (32, 8),
+    (40, 4),
+    (44, 4),
+    (56, 8),
+];
+
+fn hostile_value(len: u64) -> impl Strategy<Value = u64> {
+    prop_oneof![
+        any::<u64>(),
+        Just(0),
+        Just(1),
+        Just(u64::MAX),
+        Just(u64::from(u32::MAX)),
+        Just(u64::from(u16::MAX)),
+        Just(len),
+        Just(len.saturating_sub(1)),
+        (0..len.max(1)),
+        (0u64..8).prop_map(|s| 1 << (s * 8 + 7)),
+    ]
+}
+
+fn le_u64(bytes: &[u8], at: usize, width: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf[..width].copy_from_slice(&bytes[at..at + width]);
+    u64::from_le_bytes(buf)
+}
+
+proptest! {
+    /// Header fields set to lies (counts, offsets and sizes pointing past
+    /// the end, wrapping, huge): an error or a bounded answer, never a
+    /// panic, and never output sized by a lie.
+    #[test]
+    fn fuzz_lying_header_fields(
+        synthetic in proptest::option::of((0u16..8, 0u16..8)),
+        edits in proptest::collection::vec((0u8..3, any::<usize>(), any::<usize>(), hostile_value(1 << 16)), 1..6),
+    ) {
+        let mut bytes = match synthetic {
+            Some((phnum, shnum)) => synthetic_elf(phnum, shnum),
+            None => sample_elf().to_vec(),
+        };
+        let n = bytes.len() as u64;
+        for (table, index, field, value) in edits {
+            let value = if value == 1 << 16 { n } else { value };
+            let (at, width) = match table {
+                0 => EHDR_FIELDS[field % EHDR_FIELDS.len()],
+                1 => {
+                    let (phoff, phnum) = (le_u64(&bytes, 32, 8), le_u64(&bytes, 56, 2));
+                    let (off, width) = PHDR_FIELDS[field % PHDR_FIELDS.len()];
+                    let at = phoff.saturating_add(56 * (index as u64 % phnum.max(1)) + off as u64);
+                    (usize::try_from(at).unwrap_or(usize::MAX), width)
+                }
+                _ => {
+                    let (shoff, shnum) = (le_u64(&bytes, 40, 8), le_u64(&bytes, 60, 2));
+                    let (off, width) = SHDR_FIELDS[field % SHDR_FIELDS.len()];
+                    let at = shoff.saturating_add(64 * (index as u64 % shnum.max(1)) + off as u64);
+                    (usize::try_from(at).unwrap_or(usize::MAX), width)
+                }
+            };
+            if at.checked_add(width).is_some_and(|end| end <= bytes.len()) {
+                bytes[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+            }
+        }
+        if let Ok(info) = parse_elf(&bytes) {
+            prop_assert!(info.program_headers.len() <= 4096);
+            prop_assert!(info.sections.len() <= 1 << 16);
+            let mapped: usize = info.program_headers.iter().map(|p| p.sections.len()).sum();
+            prop_assert!(mapped <= 1 << 16, "{} section-to-segment entries", mapped);
+            prop_assert!(info.interpreter.as_ref().is_none_or(|i| i.len() <= 4096));
+            let _ = info.loads().count();
+        }
+    }
 }

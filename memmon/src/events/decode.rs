@@ -334,4 +334,158 @@ mod tests {
             let _ = decode(&bytes);
         }
     }
+
+    // ---- fuzzing: `cargo xtask fuzz` runs these with many more cases ------
+
+    use proptest::prelude::*;
+
+    use crate::model::{AddressSpace, Backing};
+    use crate::tracker::Resolver;
+
+    /// Names every file mapping and SysV segment, so that hostile
+    /// arguments reach the model's operations.
+    struct AnyFile;
+
+    impl Resolver for AnyFile {
+        fn file_backing(&self, _pid: u32, _start: u64, _end: u64) -> Option<Backing> {
+            Some(Backing::File {
+                path: "/fuzz".into(),
+                dev_major: 0,
+                dev_minor: 1,
+                inode: 7,
+            })
+        }
+        fn shm_segment(&self, _pid: u32, shmid: i32, _addr: u64) -> Option<(Backing, u64)> {
+            let size = (shmid as u64 & 0xff) * 4096;
+            Some((
+                Backing::Special {
+                    name: "/SYSV".into(),
+                },
+                size,
+            ))
+        }
+    }
+
+    /// Syscall arguments near the edges: page boundaries, the top of the
+    /// address space, sign bits, and small random values.
+    fn arg() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            (0u64..64).prop_map(|p| p * 4096),
+            (0u64..64).prop_map(|p| 0x7f00_0000_0000 + p * 4096),
+            Just(u64::MAX),
+            Just(u64::MAX - 4095),
+            Just(1 << 63),
+            Just(0),
+            0u64..16,
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = Vec<u8>> {
+        let nr = prop_oneof![
+            proptest::sample::select(Syscall::ALL.to_vec()).prop_map(|s| s.nr()),
+            any::<u32>(),
+        ];
+        let syscall_record = (nr, proptest::array::uniform6(arg()), arg())
+            .prop_map(|(nr, args, ret)| syscall(nr, args, ret as i64));
+        let exec = proptest::collection::vec(any::<u8>(), FILENAME_LEN).prop_map(|bytes| {
+            let mut filename = [0u8; FILENAME_LEN];
+            filename.copy_from_slice(&bytes);
+            bytes_of(&ExecEvent {
+                header: header(EventKind::Exec),
+                old_tid: 1,
+                _pad0: 0,
+                filename,
+            })
+        });
+        let fork = (any::<u32>(), any::<u32>(), any::<u64>()).prop_map(
+            |(child_tgid, child_tid, clone_flags)| {
+                bytes_of(&ForkEvent {
+                    header: header(EventKind::Fork),
+                    child_tgid,
+                    child_tid,
+                    clone_flags: clone_flags & (CLONE_THREAD | 0xff),
+                })
+            },
+        );
+        let exit = any::<u8>().prop_map(|group_dead| {
+            bytes_of(&ExitEvent {
+                header: header(EventKind::Exit),
+                group_dead,
+                _pad0: [0; 7],
+            })
+        });
+        let name = (
+            arg(),
+            arg(),
+            arg(),
+            proptest::collection::vec(any::<u8>(), VMA_NAME_LEN),
+        )
+            .prop_map(|(addr, len, ret, bytes)| {
+                let mut name = [0u8; VMA_NAME_LEN];
+                name.copy_from_slice(&bytes);
+                bytes_of(&VmaNameEvent {
+                    header: header(EventKind::VmaName),
+                    addr,
+                    len,
+                    ret: ret as i64,
+                    name,
+                })
+            });
+        prop_oneof![4 => syscall_record, 1 => exec, 1 => fork, 1 => exit, 1 => name]
+    }
+
+    /// A record with a few bytes changed or cut: what a layout mismatch
+    /// between the kernel object and this build would deliver.
+    fn damaged() -> impl Strategy<Value = Vec<u8>> {
+        (
+            record(),
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            proptest::option::of(any::<usize>()),
+        )
+            .prop_map(|(mut bytes, flips, cut)| {
+                let n = bytes.len();
+                for (at, b) in flips {
+                    bytes[at % n] = b;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut % (n + 1));
+                }
+                bytes
+            })
+    }
+
+    proptest::proptest! {
+        /// Decoding, printing and applying a sequence of records to one
+        /// model never panics, whatever the arguments and damage.
+        #[test]
+        fn fuzz_records_through_the_model(records in proptest::collection::vec(damaged(), 1..24)) {
+            let mut space = AddressSpace::new();
+            for bytes in &records {
+                let Ok(event) = decode(bytes) else { continue };
+                let _ = (event.to_line(), event.to_json(), event.kind(), event.failed());
+                let (op, _unresolved) = crate::tracker::to_mem_op(&event, &AnyFile);
+                if let Some(op) = op {
+                    space.apply(&op);
+                }
+            }
+            let mut last_end = 0;
+            for region in space.regions() {
+                prop_assert!(region.start < region.end, "empty region {:?}", region);
+                prop_assert!(region.start >= last_end, "overlap at {:#x}", region.start);
+                last_end = region.end;
+            }
+        }
+
+        /// Undamaged records of a known kind always decode.
+        #[test]
+        fn fuzz_whole_records_decode(bytes in record()) {
+            let header: EventHeader = read(&bytes, "header").unwrap();
+            let known_nr = header.kind != EventKind::Syscall as u32 || {
+                let raw: SyscallEvent = read(&bytes, "syscall").unwrap();
+                Syscall::ALL.iter().any(|s| s.nr() == raw.nr)
+            };
+            prop_assert_eq!(decode(&bytes).is_ok(), known_nr);
+        }
+    }
 }

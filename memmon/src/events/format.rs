@@ -13,7 +13,7 @@ fn hex(value: u64) -> String {
 /// `-> 0x7f..` for addresses, `-> 0` for plain results, `-> -12 (ENOMEM)`.
 fn result_text(ret: i64, address: bool) -> String {
     if ret < 0 {
-        match errno_name(-ret) {
+        match errno_name(ret.saturating_neg()) {
             Some(name) => format!("{ret} ({name})"),
             None => ret.to_string(),
         }
@@ -272,7 +272,7 @@ impl Event {
         j.errno = self
             .result()
             .filter(|r| *r < 0)
-            .and_then(|r| errno_name(-r));
+            .and_then(|r| errno_name(r.saturating_neg()));
         j.duration_ns = self.syscall().map(|_| self.duration_ns);
         j
     }

@@ -139,8 +139,10 @@ impl Region {
     }
 
     /// The file offset that maps `addr` (which must lie in the region).
+    /// Wrapping, as the kernel's `pgoff << PAGE_SHIFT` does: a hostile
+    /// offset must not panic (compare.rs wraps the same way).
     pub fn offset_at(&self, addr: u64) -> u64 {
-        self.offset + (addr - self.start)
+        self.offset.wrapping_add(addr - self.start)
     }
 
     /// The sub-range `[start, end)` of this region, with the offset adjusted.

@@ -94,7 +94,7 @@ fn extension(src: &Region, src_addr: u64, at: u64, len: u64) -> Region {
     Region {
         start: at,
         end: at.saturating_add(len),
-        offset: src.offset + (src_addr - src.start),
+        offset: src.offset.wrapping_add(src_addr - src.start),
         ..src.clone()
     }
 }

@@ -193,3 +193,152 @@ proptest! {
         prop_assert_eq!(parse_line(&entry.to_string()).unwrap(), entry);
     }
 }
+
+// ---- fuzzing: `cargo xtask fuzz` runs these with many more cases ----------
+
+/// A plausible maps line: what the kernel prints, with the odd corner
+/// (huge addresses, `(deleted)`, spaces and brackets in paths).
+fn entry_strategy() -> impl Strategy<Value = MapsEntry> {
+    (
+        0u64..u64::MAX / 2,
+        1u64..1 << 40,
+        "[r-][w-][x-][ps]",
+        any::<u64>(),
+        (0u32..0x1000, 0u32..0x100000, any::<u64>()),
+        "|\\[(heap|stack|vdso|vvar|vsyscall|anon:[ -~]{0,20})\\]|/[ -~]{0,40}( \\(deleted\\))?",
+    )
+        .prop_map(
+            |(start, len, perms, offset, (dev_major, dev_minor, inode), path)| MapsEntry {
+                start,
+                end: start + len,
+                perms: Perms::parse(&perms).unwrap(),
+                offset,
+                dev_major,
+                dev_minor,
+                inode,
+                path,
+            },
+        )
+}
+
+/// One edit of a maps file's bytes.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Insert(usize, u8),
+    Delete(usize),
+    Replace(usize, u8),
+    Truncate(usize),
+    Splice(usize, &'static str),
+    DuplicateLine(usize),
+}
+
+/// Tokens that sit on the parser's edges.
+const TOKENS: &[&str] = &[
+    "-",
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    ":",
+    "0",
+    "ffffffffffffffff",
+    "10000000000000000",
+    "+1",
+    "0x",
+    "rwxp",
+    "rw-s",
+    "----",
+    "rwxpq",
+    "(deleted)",
+    "[heap]",
+    "[stack]",
+    "[anon:",
+    "]",
+    "\t",
+    "\r",
+    "\0",
+    "\u{fffd}",
+    "é",
+    "/",
+    "99999999999999999999999",
+];
+
+fn mutation_strategy() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        any::<usize>().prop_map(Mutation::Delete),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Replace(i, b)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), proptest::sample::select(TOKENS))
+            .prop_map(|(i, t)| Mutation::Splice(i, t)),
+        any::<usize>().prop_map(Mutation::DuplicateLine),
+    ]
+}
+
+fn mutate(text: &str, mutations: &[Mutation]) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for m in mutations {
+        let n = bytes.len() + 1;
+        match *m {
+            Mutation::Insert(i, b) => bytes.insert(i % n, b),
+            Mutation::Delete(i) if !bytes.is_empty() => {
+                bytes.remove(i % bytes.len());
+            }
+            Mutation::Replace(i, b) if !bytes.is_empty() => {
+                let len = bytes.len();
+                bytes[i % len] = b;
+            }
+            Mutation::Truncate(i) => bytes.truncate(i % n),
+            Mutation::Splice(i, t) => {
+                let at = i % n;
+                bytes.splice(at..at, t.bytes());
+            }
+            Mutation::DuplicateLine(i) => {
+                let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+                let line = lines[i % lines.len()].to_vec();
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+            }
+            _ => {}
+        }
+    }
+    // The daemon reads maps the same way: bytes, then lossy UTF-8.
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Everything the daemon does with a maps file it read: parse, build a
+/// model as the seeder does, compare. Nothing may panic, what parses must
+/// print back to itself, and errors stay small.
+fn exercise(text: &str) -> Result<(), TestCaseError> {
+    match parse_maps(text) {
+        Ok(entries) => {
+            let mut space = crate::model::AddressSpace::new();
+            for entry in &entries {
+                prop_assert!(entry.start < entry.end);
+                prop_assert_eq!(&parse_line(&entry.to_string()).unwrap(), entry);
+                let _ = (entry.len(), entry.backing());
+                space.map_region(entry.to_region());
+            }
+            let _ = crate::model::compare::compare(&space, &entries);
+        }
+        Err(err) => prop_assert!(err.text.chars().count() <= 200),
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn fuzz_mutated_maps_text(
+        entries in proptest::collection::vec(entry_strategy(), 0..12),
+        mutations in proptest::collection::vec(mutation_strategy(), 0..8),
+    ) {
+        let text: String = entries.iter().map(|e| format!("{e}\n")).collect();
+        exercise(&text)?;
+        exercise(&mutate(&text, &mutations))?;
+    }
+
+    #[test]
+    fn fuzz_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        exercise(&String::from_utf8_lossy(&bytes))?;
+    }
+}

@@ -466,7 +466,12 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = Arc::new(TempDir::new("daemon"));
+        Self::start_in(Arc::new(TempDir::new("daemon")), extra)
+    }
+
+    /// As [`Daemon::start_with`], with its socket in `dir` (a restart on
+    /// the socket path of a daemon that died: see [`Daemon::dir`]).
+    pub fn start_in(dir: Arc<TempDir>, extra: &[&str]) -> Self {
         let socket = dir.path().join("memmon.sock");
         let mut cmd = Command::new(MEMMON);
         cmd.arg("daemon")
@@ -502,6 +507,42 @@ impl Daemon {
             stderr,
             _dir: dir,
         }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The directory holding the socket.
+    pub fn dir(&self) -> Arc<TempDir> {
+        self._dir.clone()
+    }
+
+    /// `kill -9`, as a crash would, and reaps it: nothing runs its cleanup.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The /metrics exposition now (plain HTTP/1.0 GET on loopback).
+    pub fn scrape(&self) -> String {
+        use std::io::Read as _;
+        let url = self.metrics_url();
+        let rest = url.strip_prefix("http://").expect("http URL");
+        let (host, path) = rest.split_once('/').expect("URL with a path");
+        let mut stream =
+            std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.contains(" 200 "), "GET {url}: {head}");
+        body.to_owned()
     }
 
     /// The daemon's /metrics URL, from its ready line.
@@ -854,4 +895,14 @@ pub fn maps_line_at(pid: u32, start: u64) -> Option<String> {
         .lines()
         .find(|l| l.starts_with(&prefix))
         .map(str::to_owned)
+}
+
+/// The value of sample `name` + `labels` (e.g. `{reason="lost"}`, or "")
+/// in a Prometheus exposition.
+pub fn metric(exposition: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = format!("{name}{labels} ");
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
