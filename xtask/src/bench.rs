@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_support::{Reaper, Scratch, start_daemon, state_of, wait_for_line};
+use crate::bench_support::{
+    IDLE_PROCESSES, Reaper, Scratch, start_daemon, state_of, wait_for_line,
+};
 use crate::env::{cargo, is_root, output, repo_root, run, target_dir};
 use crate::setup::setup;
 
 const REGIONS: u32 = 10_000;
-const IDLE_PROCESSES: usize = 1_000;
 const QUERY_REQUESTS: u32 = 200;
 const LIST_REQUESTS: u32 = 50;
 /// The whole run after the build: start, seed, measure, clean up.
@@ -101,16 +102,7 @@ pub fn bench_query() -> Result<()> {
 
     // A busy machine: 1,000 idle processes.
     println!("spawning {IDLE_PROCESSES} idle processes");
-    for i in 0..IDLE_PROCESSES {
-        let child = Command::new("sleep")
-            .arg("600")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawning idle process {i}"))?;
-        reaper.add(child);
-    }
+    reaper.spawn_idle_processes()?;
 
     // The daemon seeds all of them from /proc before it says it is ready.
     let socket = scratch.0.join("memmon.sock");

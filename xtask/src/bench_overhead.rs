@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_support::{Daemon, Reaper, Scratch, http_get, metric, start_daemon, state_of};
+use crate::bench_support::{
+    Daemon, IDLE_PROCESSES, Reaper, Scratch, http_get, metric, start_daemon, state_of,
+};
 use crate::env::{cargo, describe, is_root, output, repo_root, run, target_dir};
 use crate::setup::setup;
 
@@ -30,7 +32,6 @@ const ROUNDS_BUDGET: Duration = Duration::from_secs(120);
 /// How long a tracer may take to attach (bpftrace compiles with LLVM).
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 const RATE_SECS: u32 = 10;
-const IDLE_PROCESSES: usize = 1_000;
 
 /// The tracepoints memmon attaches, as bpftrace probes: enter and exit of
 /// each memory syscall and prctl, clone's enter, and the sched events.
@@ -434,16 +435,7 @@ struct Scan {
 
 fn scan(bench: &mut Bench) -> Result<Scan> {
     let mut sleepers = Reaper::default();
-    for i in 0..IDLE_PROCESSES {
-        let child = Command::new("sleep")
-            .arg("600")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawning idle process {i}"))?;
-        sleepers.add(child);
-    }
+    sleepers.spawn_idle_processes()?;
     let daemon = bench.daemon()?;
     // Whatever the daemon still settles right after ready.
     thread::sleep(Duration::from_millis(500));

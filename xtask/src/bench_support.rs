@@ -39,7 +39,26 @@ fn reap(child: &mut Child, deadline: Instant) {
     let _ = child.wait();
 }
 
+/// How many idle processes both benchmarks add to the machine.
+pub const IDLE_PROCESSES: usize = 1_000;
+
 impl Reaper {
+    /// Starts `IDLE_PROCESSES` idle `sleep`s, killed with the reaper.
+    pub fn spawn_idle_processes(&mut self) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        for i in 0..IDLE_PROCESSES {
+            let child = std::process::Command::new("sleep")
+                .arg("600")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .with_context(|| format!("spawning idle process {i}"))?;
+            self.add(child);
+        }
+        Ok(())
+    }
+
     pub fn add(&mut self, child: Child) -> &mut Child {
         self.children.push(child);
         self.children.last_mut().unwrap()
