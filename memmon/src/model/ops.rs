@@ -178,15 +178,13 @@ impl AddressSpace {
         }
         let (old, new) = (page_align_up(state.brk), page_align_up(brk));
         if new > old {
-            self.map_region(Region {
-                start: old,
-                end: new,
-                perms: Perms::from_prot(Perms::PROT_READ | Perms::PROT_WRITE, false),
-                offset: 0,
-                backing: Backing::anonymous(),
-                map_stack: false,
-                grows_down: false,
-            });
+            self.map_region(Region::new(
+                old,
+                new,
+                Perms::from_prot(Perms::PROT_READ | Perms::PROT_WRITE, false),
+                0,
+                Backing::anonymous(),
+            ));
         } else if new < old {
             self.take_range(new, old);
         }

@@ -130,6 +130,19 @@ pub struct Region {
 }
 
 impl Region {
+    /// A plain region: not created with MAP_STACK, not growing down.
+    pub fn new(start: u64, end: u64, perms: Perms, offset: u64, backing: Backing) -> Self {
+        Region {
+            start,
+            end,
+            perms,
+            offset,
+            backing,
+            map_stack: false,
+            grows_down: false,
+        }
+    }
+
     pub fn len(&self) -> u64 {
         self.end - self.start
     }

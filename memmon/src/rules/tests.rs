@@ -95,15 +95,7 @@ fn readers_on_this_process() {
 }
 
 fn region(start: u64, end: u64, perms: &str, backing: Backing) -> Region {
-    Region {
-        start,
-        end,
-        perms: Perms::parse(perms).unwrap(),
-        offset: 0,
-        backing,
-        map_stack: false,
-        grows_down: false,
-    }
+    Region::new(start, end, Perms::parse(perms).unwrap(), 0, backing)
 }
 
 #[test]

@@ -27,15 +27,7 @@ pub(super) fn special(name: &str) -> Backing {
 
 /// One maps line's worth: `start-end perms offset backing`.
 pub(super) fn region(start: u64, end: u64, perms: &str, offset: u64, backing: Backing) -> Region {
-    Region {
-        start,
-        end,
-        perms: Perms::parse(perms).unwrap(),
-        offset,
-        backing,
-        map_stack: false,
-        grows_down: false,
-    }
+    Region::new(start, end, Perms::parse(perms).unwrap(), offset, backing)
 }
 
 /// The classification of the region starting at `start`.

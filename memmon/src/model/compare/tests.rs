@@ -5,15 +5,7 @@ use crate::procmaps::parse_maps;
 const P: u64 = 0x1000;
 
 fn region(start: u64, end: u64, perms: &str, backing: Backing, offset: u64) -> Region {
-    Region {
-        start,
-        end,
-        perms: Perms::parse(perms).unwrap(),
-        offset,
-        backing,
-        map_stack: false,
-        grows_down: false,
-    }
+    Region::new(start, end, Perms::parse(perms).unwrap(), offset, backing)
 }
 
 fn file(path: &str) -> Backing {
