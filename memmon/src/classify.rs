@@ -110,12 +110,15 @@ pub struct Classification {
 /// /proc/PID/mem), or `None` when unreadable.
 pub type MemoryProbe<'a> = &'a dyn Fn(u64) -> Option<[u8; 16]>;
 
+/// Parsed ELF objects by path, shared with the cache that read them.
+pub type ElfMap = HashMap<String, std::sync::Arc<ElfInfo>>;
+
 pub struct ClassifyInput<'a> {
     pub space: &'a AddressSpace,
     /// The executable's path as maps shows it.
     pub exe: Option<&'a str>,
     /// Parsed ELF objects by path (a ` (deleted)` suffix may be left off).
-    pub elfs: &'a HashMap<String, ElfInfo>,
+    pub elfs: &'a ElfMap,
     /// One per thread (see `thread_stack_pointers`).
     pub thread_stack_pointers: &'a [u64],
     pub probe: Option<MemoryProbe<'a>>,

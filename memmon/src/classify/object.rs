@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::{ClassifiedRegion, RegionKind, strip_deleted};
-use crate::elf::{ElfInfo, ProgramHeader, load_bias};
+use crate::elf::{ElfInfo, Section, load_bias};
 use crate::model::{Backing, PAGE_SIZE, Region, page_align_up};
 
 /// One mapped ELF object and where it was loaded.
@@ -18,7 +18,7 @@ pub(super) struct Layout<'a> {
 pub(super) fn layouts<'a>(
     regions: &[&Region],
     paths: &[String],
-    elfs: &'a HashMap<String, ElfInfo>,
+    elfs: &'a super::ElfMap,
 ) -> Vec<Layout<'a>> {
     // In first-mapped order; the index keeps this linear in the regions.
     let mut by_path: Vec<(&str, Vec<(u64, u64)>)> = Vec::new();
@@ -50,7 +50,7 @@ const fn page_down(v: u64) -> u64 {
     v & !(PAGE_SIZE - 1)
 }
 
-impl Layout<'_> {
+impl<'a> Layout<'a> {
     /// Text, rodata, data or bss for a mapping of this object's file, or
     /// `None` when it lies outside every segment (e.g. the `---p` padding
     /// old loaders left between segments).
@@ -62,7 +62,7 @@ impl Layout<'_> {
                 && v < page_align_up(ph.vaddr.saturating_add(ph.memsz))
                 && r.offset == page_down(ph.offset).wrapping_add(v - lo)
         })?;
-        let sections = self.sections_in(seg, r);
+        let sections = self.sections_in(idx, r);
         let kind = if r.perms.is_none() {
             RegionKind::File
         } else if seg.flags.exec || (r.perms.exec && !seg.flags.write) {
@@ -71,7 +71,7 @@ impl Layout<'_> {
             // Read-only pages of a writable segment are its RELRO part
             // (.got, .init_array, .dynamic after relocation): still data.
             // The last file page can hold nothing but the start of .bss.
-            let only_bss = !sections.is_empty() && sections.iter().all(|name| self.is_nobits(name));
+            let only_bss = !sections.is_empty() && sections.iter().all(|s| s.is_nobits());
             if r.perms.write && only_bss {
                 RegionKind::Bss
             } else {
@@ -92,13 +92,13 @@ impl Layout<'_> {
             return None;
         }
         let v = r.start.wrapping_sub(self.bias);
-        let (idx, seg) = self.info.loads().find(|(_, ph)| {
+        let (idx, _) = self.info.loads().find(|(_, ph)| {
             ph.flags.write
                 && ph.memsz > ph.filesz
                 && v >= page_align_up(ph.vaddr.saturating_add(ph.filesz))
                 && v < page_align_up(ph.vaddr.saturating_add(ph.memsz))
         })?;
-        let sections = self.sections_in(seg, r);
+        let sections = self.sections_in(idx, r);
         Some(self.classified(r, RegionKind::Bss, idx, sections))
     }
 
@@ -107,40 +107,25 @@ impl Layout<'_> {
         r: &Region,
         kind: RegionKind,
         segment: usize,
-        sections: Vec<String>,
+        sections: Vec<&Section>,
     ) -> ClassifiedRegion {
+        let mut names: Vec<String> = sections.into_iter().map(|s| s.name.clone()).collect();
+        names.dedup();
         ClassifiedRegion {
             start: r.start,
             end: r.end,
             kind,
             object: Some(self.path.clone()),
             segment: Some(segment),
-            sections,
+            sections: names,
         }
     }
 
     /// The segment's sections whose addresses overlap the region.
-    fn sections_in(&self, seg: &ProgramHeader, r: &Region) -> Vec<String> {
+    fn sections_in(&self, segment: usize, r: &Region) -> Vec<&'a Section> {
         let lo = r.start.wrapping_sub(self.bias);
-        let hi = lo.saturating_add(r.len());
-        let mut names: Vec<String> = self
-            .info
-            .sections
-            .iter()
-            .filter(|s| s.flags.alloc && !(s.flags.tls && s.is_nobits()))
-            .filter(|s| s.addr < hi && s.addr.saturating_add(s.size) > lo)
-            .filter(|s| seg.sections.contains(&s.name))
-            .map(|s| s.name.clone())
-            .collect();
-        names.dedup();
-        names
-    }
-
-    fn is_nobits(&self, name: &str) -> bool {
         self.info
-            .sections
-            .iter()
-            .any(|s| s.name == name && s.is_nobits())
+            .sections_overlapping(segment, lo, lo.saturating_add(r.len()))
     }
 
     fn in_relro(&self, r: &Region) -> bool {

@@ -183,7 +183,9 @@ fn parse_as<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
         sections,
         relro,
         stack_executable,
-    })
+        section_index: Default::default(),
+    }
+    .indexed())
 }
 
 /// The NUL-terminated string at `offset`, scanning at most `max` bytes so a

@@ -125,7 +125,9 @@ pub(crate) fn seed_empty() -> ElfInfo {
             end: 0x4000,
         }),
         stack_executable: Some(false),
+        section_index: Default::default(),
     }
+    .indexed()
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Model + ELF files + rules -> [`Layout`].
 
-use std::{collections::HashMap, fs::File, os::unix::fs::FileExt as _, sync::Arc};
+use std::{fs::File, os::unix::fs::FileExt as _, sync::Arc};
 
 use super::{
     ElfCache, ElfView, EventView, GapView, HeapView, Layout, RegionView, SegmentView, WxView, hex,
@@ -59,23 +59,23 @@ fn elf_view(path: &str, info: &ElfInfo, load_bias: Option<u64>) -> ElfView {
 pub(super) fn mapped_elfs(
     state: &ProcessState,
     elf_cache: &mut ElfCache,
-) -> (HashMap<String, ElfInfo>, Option<Arc<ElfInfo>>) {
+) -> (crate::classify::ElfMap, Option<Arc<ElfInfo>>) {
     let pid = state.pid;
-    let mut elfs: HashMap<String, ElfInfo> = HashMap::new();
+    let mut elfs = crate::classify::ElfMap::new();
     let mut exe_elf: Option<Arc<ElfInfo>> = None;
     for region in state.space.regions() {
-        let Backing::File { path, inode, .. } = &region.backing else {
+        let Backing::File { path, .. } = &region.backing else {
             continue;
         };
         if elfs.contains_key(path) || path.starts_with("/memfd:") || path.starts_with("/SYSV") {
             continue;
         }
         let link = format!("/proc/{pid}/map_files/{:x}-{:x}", region.start, region.end);
-        if let Some(info) = elf_cache.get(path, *inode, &link) {
+        if let Some(info) = elf_cache.get(path, &link) {
             if state.exe.as_deref() == Some(path.as_str()) {
                 exe_elf = Some(info.clone());
             }
-            elfs.insert(path.clone(), (*info).clone());
+            elfs.insert(path.clone(), info);
         }
     }
     (elfs, exe_elf)

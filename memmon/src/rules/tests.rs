@@ -14,6 +14,7 @@ fn exe(elf_type: ElfType, is_pie: bool) -> ElfInfo {
         sections: Vec::new(),
         relro: None,
         stack_executable: Some(false),
+        section_index: Default::default(),
     }
 }
 

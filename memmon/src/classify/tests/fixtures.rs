@@ -72,7 +72,9 @@ fn build(
             end: relro.1,
         }),
         stack_executable: Some(false),
+        section_index: Default::default(),
     }
+    .indexed()
 }
 
 /// The PIE `empty` of the "How are Linux processes loaded" seed.

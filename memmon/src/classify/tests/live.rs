@@ -1,6 +1,6 @@
 //! Classifying this test process's own live layout.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use super::*;
 use crate::elf::read_elf;
@@ -18,10 +18,13 @@ fn own_live_layout() {
     let exe = std::fs::read_link("/proc/self/exe").unwrap();
     let exe = exe.to_string_lossy().into_owned();
     let mut elfs = HashMap::new();
-    elfs.insert(exe.clone(), read_elf("/proc/self/exe".as_ref()).unwrap());
+    elfs.insert(
+        exe.clone(),
+        Arc::new(read_elf("/proc/self/exe".as_ref()).unwrap()),
+    );
     let libc = crate::testutil::mapped_library("libc.so.6");
     if let Some(libc) = &libc {
-        elfs.insert(libc.clone(), read_elf(libc.as_ref()).unwrap());
+        elfs.insert(libc.clone(), Arc::new(read_elf(libc.as_ref()).unwrap()));
     }
     let local = 0u8;
     let mut sps = thread_stack_pointers(std::process::id());

@@ -1,6 +1,7 @@
 //! Classifier tests: hand-built spaces after the seed documents' maps
 //! listings, and this test process's own live layout.
 
+mod crafted;
 mod fixtures;
 mod live;
 mod seeds;
@@ -92,7 +93,7 @@ mod hostile {
                 })
                 .collect();
             let space = AddressSpace::from_regions(regions);
-            let elfs = HashMap::from([("/lib/x.so".to_string(), info)]);
+            let elfs = HashMap::from([("/lib/x.so".to_string(), std::sync::Arc::new(info))]);
             let c = classify(&ClassifyInput {
                 space: &space,
                 exe: Some("/lib/x.so"),

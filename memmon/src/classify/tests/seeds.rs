@@ -1,6 +1,6 @@
 //! Layouts from the seed documents' /proc/PID/maps listings.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use super::fixtures::{empty_pie, libc_219, libc_235, test_non_pie};
 use super::*;
@@ -105,8 +105,11 @@ fn pie_space() -> AddressSpace {
     space
 }
 
-fn pie_elfs() -> HashMap<String, ElfInfo> {
-    HashMap::from([(EMPTY.into(), empty_pie()), (LIBC.into(), libc_235())])
+fn pie_elfs() -> ElfMap {
+    HashMap::from([
+        (EMPTY.into(), Arc::new(empty_pie())),
+        (LIBC.into(), Arc::new(libc_235())),
+    ])
 }
 
 fn classify_pie(probe: Option<MemoryProbe>) -> Classification {
@@ -311,7 +314,10 @@ fn non_pie_space() -> AddressSpace {
 #[test]
 fn non_pie_seed_layout() {
     let space = non_pie_space();
-    let elfs = HashMap::from([(TEST.into(), test_non_pie()), (LIBC_219.into(), libc_219())]);
+    let elfs = HashMap::from([
+        (TEST.into(), Arc::new(test_non_pie())),
+        (LIBC_219.into(), Arc::new(libc_219())),
+    ]);
     let chunk_header = |addr: u64| {
         let mut b = [0u8; 16];
         if addr == 0x7f3b11972000 {
