@@ -90,7 +90,7 @@ pub struct Daemon {
     config: DaemonConfig,
     probes: Probes,
     stream: EventStream,
-    pub tracker: Tracker,
+    tracker: Tracker,
     seeder: Seeder,
     seed_results: mpsc::UnboundedReceiver<SeedResult>,
     requests: mpsc::Receiver<Incoming>,
@@ -98,7 +98,7 @@ pub struct Daemon {
     metrics_bound: Option<std::net::SocketAddr>,
     summaries: std::collections::HashMap<u32, metrics::CachedSummary>,
     resolver: ProcResolver,
-    pub drift: DriftStats,
+    drift: DriftStats,
     verify_cursor: u32,
     elf_cache: crate::report::ElfCache,
     batch: Vec<crate::events::Event>,
@@ -155,10 +155,6 @@ impl Daemon {
     /// Where /metrics is served (the real port when configured as 0).
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_bound
-    }
-
-    pub fn lost_events(&self) -> u64 {
-        self.probes.lost_events()
     }
 
     /// Serves until `shutdown` resolves. `on_ready` runs once the initial
