@@ -305,18 +305,6 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|((sc, g), c)| (labels(&[("syscall", sc), ("group", g)]), c.failures)),
     );
-    counter(&mut r, "memmon_events_total", snap.events_total);
-    counter(&mut r, "memmon_events_lost_total", snap.events_lost_total);
-    counter(
-        &mut r,
-        "memmon_events_undecodable_total",
-        snap.events_undecodable_total,
-    );
-    counter(
-        &mut r,
-        "memmon_unpaired_exits_total",
-        snap.unpaired_exits_total,
-    );
     counters(
         &mut r,
         "memmon_resyncs_total",
@@ -324,36 +312,30 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
-    counter(
-        &mut r,
-        "memmon_snapshots_installed_total",
-        snap.snapshots_installed_total,
-    );
-    counter(
-        &mut r,
-        "memmon_snapshots_failed_total",
-        snap.snapshots_failed_total,
-    );
-    gauge(
-        &mut r,
-        "memmon_model_drift_regions",
-        clamp(snap.model_drift_regions),
-    );
-    counter(
-        &mut r,
-        "memmon_verify_rounds_total",
-        snap.verify_rounds_total,
-    );
-    counter(
-        &mut r,
-        "memmon_verify_processes_total",
-        snap.verify_processes_total,
-    );
-    gauge(
-        &mut r,
-        "memmon_tracked_processes",
-        clamp(snap.tracked_processes),
-    );
+    for (name, value) in [
+        ("memmon_events_total", snap.events_total),
+        ("memmon_events_lost_total", snap.events_lost_total),
+        (
+            "memmon_events_undecodable_total",
+            snap.events_undecodable_total,
+        ),
+        ("memmon_unpaired_exits_total", snap.unpaired_exits_total),
+        (
+            "memmon_snapshots_installed_total",
+            snap.snapshots_installed_total,
+        ),
+        ("memmon_snapshots_failed_total", snap.snapshots_failed_total),
+        ("memmon_verify_rounds_total", snap.verify_rounds_total),
+        ("memmon_verify_processes_total", snap.verify_processes_total),
+    ] {
+        counter(&mut r, name, value);
+    }
+    for (name, value) in [
+        ("memmon_model_drift_regions", snap.model_drift_regions),
+        ("memmon_tracked_processes", snap.tracked_processes),
+    ] {
+        gauge(&mut r, name, clamp(value));
+    }
     gauges(
         &mut r,
         "memmon_build_info",
