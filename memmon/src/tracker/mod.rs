@@ -128,10 +128,10 @@ impl Tracker {
     }
 
     /// Drops a process, keeping its syscall counts (counters never go
-    /// back). Returns whether it was tracked.
-    fn remove(&mut self, pid: u32) -> bool {
+    /// back).
+    fn remove(&mut self, pid: u32) {
         let Some(state) = self.processes.remove(&pid) else {
-            return false;
+            return;
         };
         self.seeding -= usize::from(state.seed.is_seeding());
         if state.syscalls.any() {
@@ -141,7 +141,6 @@ impl Tracker {
             }
             self.retired.entry(key).or_default().add(&state.syscalls);
         }
-        true
     }
 
     /// Moves `state` to `to`, keeping the count of seeding processes;
