@@ -22,5 +22,6 @@ pub mod server;
 
 #[cfg(test)]
 mod testutil;
+pub mod throttle;
 pub mod tracker;
 pub mod users;

@@ -1,6 +1,8 @@
 //! Security-relevant verdicts on a process: how much ASLR it really gets,
 //! and which mappings break W^X.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::elf::{ElfInfo, ElfType};
@@ -14,7 +16,50 @@ pub const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
 pub enum AslrStatus {
     Full,
     Partial,
+    /// kernel.randomize_va_space could not be read: full, partial or off.
+    /// Ordered between partial and off, so that only a certain "off"
+    /// outranks it.
+    Unknown,
     Off,
+}
+
+impl AslrStatus {
+    pub const ALL: [AslrStatus; 4] = [
+        AslrStatus::Full,
+        AslrStatus::Partial,
+        AslrStatus::Unknown,
+        AslrStatus::Off,
+    ];
+
+    /// As serialized, and as the `status` metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            AslrStatus::Full => "full",
+            AslrStatus::Partial => "partial",
+            AslrStatus::Unknown => "unknown",
+            AslrStatus::Off => "off",
+        }
+    }
+}
+
+/// Where the kernel's ASLR setting is read.
+pub const RANDOMIZE_VA_SPACE: &str = "/proc/sys/kernel/randomize_va_space";
+
+/// `kernel.randomize_va_space` as read, or why it could not be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RandomizeVaSpace {
+    Value(u8),
+    Unknown(String),
+}
+
+impl RandomizeVaSpace {
+    /// Reads the setting at `path` (normally [`RANDOMIZE_VA_SPACE`]).
+    pub fn read(path: &Path) -> Self {
+        match read_randomize_va_space(path) {
+            Ok(value) => RandomizeVaSpace::Value(value),
+            Err(err) => RandomizeVaSpace::Unknown(err.to_string()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -31,7 +76,7 @@ pub struct AslrVerdict {
 /// Combines the system setting, the process's personality and its
 /// executable's type; the status is the worst that any reason implies.
 pub fn aslr_verdict(
-    randomize_va_space: u8,
+    randomize_va_space: &RandomizeVaSpace,
     personality: u32,
     exe: Option<&ElfInfo>,
 ) -> AslrVerdict {
@@ -44,8 +89,8 @@ pub fn aslr_verdict(
     };
     let weakened_by = |code: &str, codes: &mut Vec<String>| codes.push(code.to_owned());
     match randomize_va_space {
-        0 => weakened_by("randomize_va_space_0", &mut codes),
-        1 => weakened_by("randomize_va_space_1", &mut codes),
+        RandomizeVaSpace::Value(0) => weakened_by("randomize_va_space_0", &mut codes),
+        RandomizeVaSpace::Value(1) => weakened_by("randomize_va_space_1", &mut codes),
         _ => {}
     }
     if personality & ADDR_NO_RANDOMIZE != 0 {
@@ -55,19 +100,25 @@ pub fn aslr_verdict(
         weakened_by("non_pie", &mut codes);
     }
     match randomize_va_space {
-        0 => note(
+        RandomizeVaSpace::Value(0) => note(
             AslrStatus::Off,
             "kernel.randomize_va_space=0: the kernel randomizes nothing".into(),
         ),
-        1 => note(
+        RandomizeVaSpace::Value(1) => note(
             AslrStatus::Partial,
             "kernel.randomize_va_space=1: stack, mmap area and vdso are randomized, \
              the brk heap not randomized"
                 .into(),
         ),
-        n => note(
+        RandomizeVaSpace::Value(n) => note(
             AslrStatus::Full,
             format!("randomize_va_space={n}: stack, mmap area, vdso and brk heap are randomized"),
+        ),
+        RandomizeVaSpace::Unknown(why) => note(
+            AslrStatus::Unknown,
+            format!(
+                "kernel.randomize_va_space unknown ({why}): what the kernel randomizes is not known"
+            ),
         ),
     }
     if personality & ADDR_NO_RANDOMIZE != 0 {
@@ -109,21 +160,20 @@ pub enum ReadError {
     Parse { path: String, content: String },
 }
 
-fn read_trimmed(path: &str) -> Result<String, ReadError> {
+fn read_trimmed(path: &Path) -> Result<String, ReadError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
         .map_err(|source| ReadError::Io {
-            path: path.into(),
+            path: path.display().to_string(),
             source,
         })
 }
 
-/// `/proc/sys/kernel/randomize_va_space`: 0, 1 or 2.
-pub fn read_randomize_va_space() -> Result<u8, ReadError> {
-    let path = "/proc/sys/kernel/randomize_va_space";
+/// `kernel.randomize_va_space` at `path` (normally [`RANDOMIZE_VA_SPACE`]): 0, 1 or 2.
+pub fn read_randomize_va_space(path: &Path) -> Result<u8, ReadError> {
     let s = read_trimmed(path)?;
     s.parse().map_err(|_| ReadError::Parse {
-        path: path.into(),
+        path: path.display().to_string(),
         content: s,
     })
 }
@@ -131,7 +181,7 @@ pub fn read_randomize_va_space() -> Result<u8, ReadError> {
 /// `/proc/PID/personality` (hex, e.g. `00040000`).
 pub fn read_personality(pid: u32) -> Result<u32, ReadError> {
     let path = format!("/proc/{pid}/personality");
-    let s = read_trimmed(&path)?;
+    let s = read_trimmed(Path::new(&path))?;
     u32::from_str_radix(&s, 16).map_err(|_| ReadError::Parse { path, content: s })
 }
 

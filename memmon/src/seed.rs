@@ -1,7 +1,6 @@
 //! Seeding the model from a live process's /proc entries.
 
 use std::io;
-use std::time::Instant;
 
 use procfs::ProcError;
 use procfs::process::Process;
@@ -16,7 +15,7 @@ mod tests;
 /// A process as /proc showed it at one moment.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    pub pid: i32,
+    pub pid: u32,
     /// Field 22 of /proc/PID/stat (clock ticks since boot); with the pid it
     /// identifies the process across pid reuse.
     pub start_time_ticks: u64,
@@ -29,20 +28,18 @@ pub struct Snapshot {
     /// The cgroup v2 path, when the system has one.
     pub cgroup: Option<String>,
     pub space: AddressSpace,
-    /// When the maps were read (just before).
-    pub taken_at: Instant,
 }
 
 #[derive(Debug, Error)]
 pub enum SeedError {
     /// The process does not exist (or exited while being read).
     #[error("no such process: pid {pid}")]
-    NoSuchPid { pid: i32 },
+    NoSuchPid { pid: u32 },
     #[error("permission denied reading {path}")]
     PermissionDenied { path: String },
     #[error("pid {pid}: {source}")]
     MalformedMaps {
-        pid: i32,
+        pid: u32,
         #[source]
         source: ParseError,
     },
@@ -61,7 +58,7 @@ impl SeedError {
         matches!(self, SeedError::NoSuchPid { .. })
     }
 
-    fn from_io(pid: i32, path: String, err: io::Error) -> Self {
+    fn from_io(pid: u32, path: String, err: io::Error) -> Self {
         if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH) {
             SeedError::NoSuchPid { pid }
         } else if err.kind() == io::ErrorKind::PermissionDenied {
@@ -71,7 +68,7 @@ impl SeedError {
         }
     }
 
-    fn from_proc(pid: i32, path: String, err: ProcError) -> Self {
+    fn from_proc(pid: u32, path: String, err: ProcError) -> Self {
         match err {
             ProcError::NotFound(_) => SeedError::NoSuchPid { pid },
             ProcError::PermissionDenied(_) => SeedError::PermissionDenied { path },
@@ -85,9 +82,11 @@ impl SeedError {
 }
 
 /// Reads pid's identity and memory map from /proc.
-pub fn snapshot(pid: i32) -> Result<Snapshot, SeedError> {
+pub fn snapshot(pid: u32) -> Result<Snapshot, SeedError> {
     let dir = format!("/proc/{pid}");
-    let process = Process::new(pid).map_err(|e| SeedError::from_proc(pid, dir.clone(), e))?;
+    // procfs takes the kernel's pid_t; no process has a pid beyond it.
+    let raw = i32::try_from(pid).map_err(|_| SeedError::NoSuchPid { pid })?;
+    let process = Process::new(raw).map_err(|e| SeedError::from_proc(pid, dir.clone(), e))?;
     let stat_path = format!("{dir}/stat");
     // procfs splits stat at the last ')', so a comm with spaces or
     // parentheses is fine.
@@ -103,7 +102,6 @@ pub fn snapshot(pid: i32) -> Result<Snapshot, SeedError> {
         .ok()
         .and_then(|text| unified_cgroup(&text));
 
-    let taken_at = Instant::now();
     let maps_path = format!("{dir}/maps");
     let bytes = std::fs::read(&maps_path).map_err(|e| SeedError::from_io(pid, maps_path, e))?;
     // Non-UTF-8 file names are rare; lossy keeps the rest of the map usable.
@@ -142,7 +140,6 @@ pub fn snapshot(pid: i32) -> Result<Snapshot, SeedError> {
         personality,
         cgroup,
         space,
-        taken_at,
     })
 }
 
@@ -154,7 +151,7 @@ pub fn unified_cgroup(text: &str) -> Option<String> {
 }
 
 /// /proc/PID/personality: one hex number.
-fn read_personality(pid: i32, dir: &str) -> Result<u32, SeedError> {
+fn read_personality(pid: u32, dir: &str) -> Result<u32, SeedError> {
     let path = format!("{dir}/personality");
     let text =
         std::fs::read_to_string(&path).map_err(|e| SeedError::from_io(pid, path.clone(), e))?;
@@ -165,7 +162,7 @@ fn read_personality(pid: i32, dir: &str) -> Result<u32, SeedError> {
 }
 
 /// All pids (thread-group leaders) currently in /proc.
-pub fn list_pids() -> Result<Vec<i32>, SeedError> {
+pub fn list_pids() -> Result<Vec<u32>, SeedError> {
     let io_err = |source| SeedError::Io {
         path: "/proc".into(),
         source,
@@ -176,7 +173,7 @@ pub fn list_pids() -> Result<Vec<i32>, SeedError> {
         if let Some(pid) = entry
             .file_name()
             .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
+            .and_then(|n| n.parse::<u32>().ok())
         {
             pids.push(pid);
         }

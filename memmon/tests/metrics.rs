@@ -149,6 +149,12 @@ fn exposition_passes_promtool_and_has_no_pid_or_address() {
         "memmon_aslr_processes",
         "memmon_events_total",
         "memmon_events_lost_total",
+        "memmon_events_undecodable_total",
+        "memmon_unpaired_exits_total",
+        "memmon_snapshots_installed_total",
+        "memmon_snapshots_failed_total",
+        "memmon_verify_rounds_total",
+        "memmon_verify_processes_total",
         "memmon_tracked_processes",
         "memmon_build_info",
         "process_cpu_seconds_total",
@@ -156,6 +162,16 @@ fn exposition_passes_promtool_and_has_no_pid_or_address() {
     ] {
         assert!(metric_names(&text).contains(required), "{required} missing");
     }
+    // The daemon's initial scan installed at least its own snapshot.
+    let installed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("memmon_snapshots_installed_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(installed.is_some_and(|n| n >= 1.0), "{installed:?}");
+    assert!(
+        text.contains(r#"memmon_aslr_processes{status="unknown"}"#),
+        "every ASLR status has a series"
+    );
 }
 
 #[test]

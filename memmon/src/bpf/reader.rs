@@ -1,7 +1,7 @@
 //! Async consumer of the ring buffer: wakes on the kernel's batched
 //! wakeups or on a short poll timer, whichever comes first.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -10,7 +10,10 @@ use tokio::{
 };
 
 use super::BpfError;
-use crate::events::{DecodeError, Event, decode};
+use crate::{
+    events::{Event, decode},
+    throttle::LogThrottle,
+};
 
 /// Records below the kernel's wakeup threshold wait at most this long.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -20,7 +23,12 @@ pub struct EventStream {
     timer: Interval,
     /// Records that failed to decode (never silently: counted and shown).
     pub decode_errors: u64,
+    /// A mismatch makes every record undecodable: warn once in a while.
+    decode_log: LogThrottle,
 }
+
+/// At most one warning about undecodable records per this period.
+const DECODE_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
 impl EventStream {
     pub(super) fn new(ring: RingBuf<MapData>) -> Result<Self, BpfError> {
@@ -34,6 +42,7 @@ impl EventStream {
             ring,
             timer,
             decode_errors: 0,
+            decode_log: LogThrottle::new(DECODE_WARNING_PERIOD),
         })
     }
 
@@ -44,24 +53,36 @@ impl EventStream {
         batch: &mut Vec<Event>,
         max: usize,
     ) -> Result<usize, BpfError> {
+        let Self {
+            ring,
+            timer,
+            decode_errors,
+            decode_log,
+        } = self;
         tokio::select! {
-            guard = self.ring.readable_mut() => {
+            guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let n = Self::drain(guard.get_inner_mut(), batch, max, &mut self.decode_errors);
+                let n = Self::drain(guard.get_inner_mut(), batch, max, decode_errors, decode_log);
                 if n < max {
                     guard.clear_ready();
                 }
                 Ok(n)
             }
-            _ = self.timer.tick() => {
-                Ok(Self::drain(self.ring.get_mut(), batch, max, &mut self.decode_errors))
+            _ = timer.tick() => {
+                Ok(Self::drain(ring.get_mut(), batch, max, decode_errors, decode_log))
             }
         }
     }
 
     /// Reads what is queued now, without waiting.
     pub fn drain_ready(&mut self, batch: &mut Vec<Event>, max: usize) -> usize {
-        Self::drain(self.ring.get_mut(), batch, max, &mut self.decode_errors)
+        Self::drain(
+            self.ring.get_mut(),
+            batch,
+            max,
+            &mut self.decode_errors,
+            &mut self.decode_log,
+        )
     }
 
     fn drain(
@@ -69,6 +90,7 @@ impl EventStream {
         batch: &mut Vec<Event>,
         max: usize,
         errors: &mut u64,
+        log: &mut LogThrottle,
     ) -> usize {
         let mut n = 0;
         while n < max {
@@ -78,14 +100,17 @@ impl EventStream {
                 Ok(event) => batch.push(event),
                 Err(err) => {
                     *errors += 1;
-                    log_decode_error(&err);
+                    if let Some(held_back) = log.allow(Instant::now()) {
+                        log::warn!(
+                            "dropping an undecodable ring-buffer record: {err} ({held_back} more \
+                             since the last warning, {errors} in all, counted by \
+                             memmon_events_undecodable_total); the eBPF programs and the \
+                             decoder disagree, which is a bug: please report it"
+                        );
+                    }
                 }
             }
         }
         n
     }
-}
-
-fn log_decode_error(err: &DecodeError) {
-    log::warn!("dropping an undecodable ring-buffer record: {err}");
 }

@@ -9,7 +9,8 @@ use super::ps::{ListArgs, aslr_status, fetch, print};
 use crate::rules::AslrStatus;
 
 /// List processes whose ASLR is off (randomize_va_space=0, setarch -R,
-/// gdb) or partial (non-PIE executable, randomize_va_space=1), with reasons.
+/// gdb), partial (non-PIE executable, randomize_va_space=1) or unknown
+/// (randomize_va_space unreadable), with reasons.
 #[derive(Debug, Args)]
 pub struct AslrArgs {
     #[command(flatten)]

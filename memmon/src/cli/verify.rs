@@ -81,7 +81,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 fn verify_all(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
     let (mut agree, mut differ, mut skipped) = (0, 0, 0);
     for pid in crate::seed::list_pids()? {
-        match verify_one(client, pid as u32) {
+        match verify_one(client, pid) {
             Ok(report) => {
                 if report.agree {
                     agree += 1;

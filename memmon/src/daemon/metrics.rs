@@ -5,42 +5,54 @@ use std::collections::{BTreeMap, HashMap};
 use super::Daemon;
 use crate::{
     classify::RegionKind,
-    events::Syscall,
     metrics::{GroupStats, MetricsSnapshot, OTHER_GROUP, cap_groups, group_name},
     report::{ProcessSummary, summarize},
-    rules::AslrStatus,
+    rules::{RANDOMIZE_VA_SPACE, RandomizeVaSpace},
+    tracker::{CallCount, SyscallCounts},
 };
 
 /// A summary and the model version it was computed from.
 pub(super) struct CachedSummary {
     applied_events: u64,
-    randomize_va_space: u8,
+    randomize_va_space: RandomizeVaSpace,
     summary: ProcessSummary,
 }
 
 impl Daemon {
     /// The summary of `pid`, recomputed only when its model changed.
-    pub(super) fn summary(&mut self, pid: u32, randomize_va_space: u8) -> Option<ProcessSummary> {
-        let state = self.tracker.process(pid).filter(|p| !p.buffering)?;
+    pub(super) fn summary(
+        &mut self,
+        pid: u32,
+        randomize_va_space: &RandomizeVaSpace,
+    ) -> Option<ProcessSummary> {
+        let state = self
+            .tracker
+            .process(pid)
+            .filter(|p| !p.awaiting_snapshot())?;
         if let Some(c) = self.summaries.get(&pid)
             && c.applied_events == state.applied_events
-            && c.randomize_va_space == randomize_va_space
+            && c.randomize_va_space == *randomize_va_space
         {
             return Some(c.summary.clone());
         }
         let summary = summarize(state, &mut self.elf_cache, randomize_va_space);
         let cached = CachedSummary {
             applied_events: state.applied_events,
-            randomize_va_space,
+            randomize_va_space: randomize_va_space.clone(),
             summary: summary.clone(),
         };
         self.summaries.insert(pid, cached);
         Some(summary)
     }
 
+    /// The kernel's ASLR setting now, or why it cannot be read.
+    pub(super) fn randomize_va_space() -> RandomizeVaSpace {
+        RandomizeVaSpace::read(std::path::Path::new(RANDOMIZE_VA_SPACE))
+    }
+
     pub(super) fn collect_metrics(&mut self) -> MetricsSnapshot {
         self.catch_up();
-        let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
+        let rva = Self::randomize_va_space();
         let pids: Vec<u32> = self.tracker.processes().map(|p| p.pid).collect();
         self.summaries
             .retain(|pid, _| self.tracker.process(*pid).is_some());
@@ -49,17 +61,17 @@ impl Daemon {
         let mut aslr_processes: BTreeMap<String, u64> = BTreeMap::new();
         let mut aslr_weak: Vec<(String, Vec<String>)> = Vec::new();
         let mut per_pid: Vec<(u32, String, u64)> = Vec::new();
-        let mut syscalls_by_group: HashMap<String, crate::tracker::SyscallCounts> = HashMap::new();
+        let mut syscalls_by_group: HashMap<String, SyscallCounts> = HashMap::new();
         for pid in pids {
-            let Some(summary) = self.summary(pid, rva) else {
+            let Some(summary) = self.summary(pid, &rva) else {
                 continue;
             };
             let state = self.tracker.process(pid).expect("listed above");
             let group = group_name(grouping, &state.comm, state.cgroup.as_deref());
-            add_counts(
-                syscalls_by_group.entry(group.clone()).or_default(),
-                &state.syscalls,
-            );
+            syscalls_by_group
+                .entry(group.clone())
+                .or_default()
+                .add(&state.syscalls);
             let stats = groups.entry(group.clone()).or_default();
             stats.processes += 1;
             for (kind, bytes) in &summary.by_kind {
@@ -70,12 +82,9 @@ impl Daemon {
             }
             stats.brk_heap_bytes += summary.by_kind.get(&RegionKind::Heap).copied().unwrap_or(0);
             stats.wx_regions += summary.wx_count as u64;
-            let status = match summary.aslr.status {
-                AslrStatus::Full => "full",
-                AslrStatus::Partial => "partial",
-                AslrStatus::Off => "off",
-            };
-            *aslr_processes.entry(status.to_owned()).or_default() += 1;
+            *aslr_processes
+                .entry(summary.aslr.status.label().to_owned())
+                .or_default() += 1;
             if !summary.aslr.codes.is_empty() {
                 aslr_weak.push((group, summary.aslr.codes.clone()));
             }
@@ -87,7 +96,7 @@ impl Daemon {
             } else {
                 group_name(grouping, comm, cgroup.as_deref())
             };
-            add_counts(syscalls_by_group.entry(group).or_default(), counts);
+            syscalls_by_group.entry(group).or_default().add(counts);
         }
         let (groups, kept) = cap_groups(groups, self.config.top_groups);
         let capped = |g: String| {
@@ -100,14 +109,11 @@ impl Daemon {
         let mut syscalls = BTreeMap::new();
         for (group, counts) in syscalls_by_group {
             let group = capped(group);
-            for (syscall, [calls, errors]) in Syscall::ALL.iter().zip(counts) {
-                if calls > 0 {
-                    let entry: &mut (u64, u64) = syscalls
-                        .entry((syscall.name().to_owned(), group.clone()))
-                        .or_default();
-                    entry.0 += calls;
-                    entry.1 += errors;
-                }
+            for (syscall, count) in counts.called() {
+                let entry: &mut CallCount = syscalls
+                    .entry((syscall.name().to_owned(), group.clone()))
+                    .or_default();
+                entry.add(count);
             }
         }
         let aslr_disabled = aslr_weak
@@ -127,6 +133,8 @@ impl Daemon {
             aslr_disabled,
             events_total: self.tracker.stats.events,
             events_lost_total: self.probes.lost_events(),
+            events_undecodable_total: self.stream.decode_errors,
+            unpaired_exits_total: self.probes.unpaired_exits(),
             resyncs_total: self
                 .tracker
                 .stats
@@ -134,19 +142,16 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
+            snapshots_installed_total: self.tracker.stats.snapshots_installed,
+            snapshots_failed_total: self.tracker.stats.snapshots_failed,
             model_drift_regions: self.drift.last_round_regions,
+            verify_rounds_total: self.drift.rounds,
+            verify_processes_total: self.drift.processes_checked,
             tracked_processes: self.tracker.len() as u64,
             cpu_seconds_total,
             resident_memory_bytes,
             per_pid,
         }
-    }
-}
-
-fn add_counts(total: &mut crate::tracker::SyscallCounts, add: &crate::tracker::SyscallCounts) {
-    for (t, a) in total.iter_mut().zip(add) {
-        t[0] += a[0];
-        t[1] += a[1];
     }
 }
 

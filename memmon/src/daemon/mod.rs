@@ -75,14 +75,13 @@ pub enum DaemonError {
     Io(#[from] std::io::Error),
 }
 
-/// Drift found by periodic verification, for metrics.
+/// Periodic verification's work and findings, for metrics.
 #[derive(Clone, Debug, Default)]
 pub struct DriftStats {
     pub rounds: u64,
     pub processes_checked: u64,
     /// Differences found in the last round.
     pub last_round_regions: u64,
-    pub total_regions: u64,
 }
 
 const BATCH: usize = 4096;
@@ -91,7 +90,7 @@ pub struct Daemon {
     config: DaemonConfig,
     probes: Probes,
     stream: EventStream,
-    pub tracker: Tracker,
+    tracker: Tracker,
     seeder: Seeder,
     seed_results: mpsc::UnboundedReceiver<SeedResult>,
     requests: mpsc::Receiver<Incoming>,
@@ -99,7 +98,7 @@ pub struct Daemon {
     metrics_bound: Option<std::net::SocketAddr>,
     summaries: std::collections::HashMap<u32, metrics::CachedSummary>,
     resolver: ProcResolver,
-    pub drift: DriftStats,
+    drift: DriftStats,
     verify_cursor: u32,
     elf_cache: crate::report::ElfCache,
     batch: Vec<crate::events::Event>,
@@ -130,7 +129,7 @@ impl Daemon {
         let mut tracker = Tracker::new(config.history_len);
         // Programs are attached before the scan, so nothing falls between.
         for pid in seed::list_pids().map_err(|e| std::io::Error::other(e.to_string()))? {
-            tracker.request_seed(pid as u32, SeedReason::Unknown);
+            tracker.request_seed(pid, SeedReason::Unknown);
         }
         let mut daemon = Self {
             config,
@@ -156,10 +155,6 @@ impl Daemon {
     /// Where /metrics is served (the real port when configured as 0).
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_bound
-    }
-
-    pub fn lost_events(&self) -> u64 {
-        self.probes.lost_events()
     }
 
     /// Serves until `shutdown` resolves. `on_ready` runs once the initial
@@ -263,7 +258,7 @@ impl Daemon {
         if ticks.is_multiple_of(10)
             && let Ok(pids) = seed::list_pids()
         {
-            let alive: HashSet<u32> = pids.into_iter().map(|p| p as u32).collect();
+            let alive: HashSet<u32> = pids.into_iter().collect();
             self.tracker.retain_alive(&alive);
         }
     }
@@ -286,7 +281,7 @@ impl Daemon {
             }
             Request::List => {
                 self.catch_up();
-                let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
+                let rva = Self::randomize_va_space();
                 let visible: Vec<u32> = self
                     .tracker
                     .processes()
@@ -295,7 +290,7 @@ impl Daemon {
                     .collect();
                 let mut processes: Vec<_> = visible
                     .into_iter()
-                    .filter_map(|pid| self.summary(pid, rva))
+                    .filter_map(|pid| self.summary(pid, &rva))
                     .collect();
                 processes.sort_by_key(|p| p.pid);
                 ReplyEnvelope::ok(Reply::Processes { processes })
@@ -344,12 +339,12 @@ impl Daemon {
         for _ in 0..100 {
             self.catch_up();
             match self.tracker.process(pid) {
-                Some(state) if !state.buffering => {
-                    let rva = crate::rules::read_randomize_va_space().unwrap_or(2);
+                Some(state) if !state.awaiting_snapshot() => {
+                    let rva = Self::randomize_va_space();
                     return Ok(crate::report::build_layout(
                         state,
                         &mut self.elf_cache,
-                        rva,
+                        &rva,
                         events,
                     ));
                 }

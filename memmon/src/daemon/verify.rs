@@ -34,7 +34,7 @@ impl Daemon {
             }
             return Err(no_such());
         };
-        if state.buffering {
+        if state.awaiting_snapshot() {
             return Ok(Outcome::Waiting);
         }
         let before = state.applied_events;
@@ -56,7 +56,7 @@ impl Daemon {
         let Some(state) = self.tracker.process(pid) else {
             return Err(no_such());
         };
-        if state.applied_events != before || state.buffering {
+        if state.applied_events != before || state.awaiting_snapshot() {
             return Ok(Outcome::Raced);
         }
         let differences = compare(&state.space, &kernel);
@@ -92,7 +92,7 @@ impl Daemon {
         let mut pids: Vec<u32> = self
             .tracker
             .processes()
-            .filter(|p| !p.buffering)
+            .filter(|p| !p.awaiting_snapshot())
             .map(|p| p.pid)
             .collect();
         pids.sort_unstable();
@@ -121,7 +121,6 @@ impl Daemon {
         }
         self.drift.rounds += 1;
         self.drift.last_round_regions = drifted_regions;
-        self.drift.total_regions += drifted_regions;
         self.pump_seed_requests();
     }
 }

@@ -19,6 +19,7 @@ use tokio::{
 };
 
 use super::to_prometheus_text;
+use crate::throttle::accept_loop;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -31,10 +32,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 pub async fn serve(listener: TcpListener, to_daemon: mpsc::Sender<ScrapeRequest>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    accept_loop("metrics endpoint", accept, |stream| {
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| respond(req, to_daemon.clone()));
@@ -42,7 +41,8 @@ pub async fn serve(listener: TcpListener, to_daemon: mpsc::Sender<ScrapeRequest>
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
-    }
+    })
+    .await
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {

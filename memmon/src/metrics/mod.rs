@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use groups::{OTHER_GROUP, group_name};
 pub use render::{CATALOG, MetricDoc, metrics_markdown, render_openmetrics, to_prometheus_text};
 
-use crate::classify::RegionKind;
+use crate::{classify::RegionKind, tracker::CallCount};
 
 /// Aggregates of one group of processes.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -49,16 +49,22 @@ impl GroupStats {
 pub struct MetricsSnapshot {
     /// By group name, already capped (see [`cap_groups`]).
     pub groups: BTreeMap<String, GroupStats>,
-    /// `(syscall, group) -> (calls, failed calls)`.
-    pub syscalls: BTreeMap<(String, String), (u64, u64)>,
-    /// Processes per ASLR status (`full`, `partial`, `off`).
+    /// `(syscall, group) -> calls and failed calls`.
+    pub syscalls: BTreeMap<(String, String), CallCount>,
+    /// Processes per ASLR status (`full`, `partial`, `unknown`, `off`).
     pub aslr_processes: BTreeMap<String, u64>,
     /// `(group, reason code)` of processes whose ASLR is weakened.
     pub aslr_disabled: BTreeSet<(String, String)>,
     pub events_total: u64,
     pub events_lost_total: u64,
+    pub events_undecodable_total: u64,
+    pub unpaired_exits_total: u64,
     pub resyncs_total: BTreeMap<String, u64>,
+    pub snapshots_installed_total: u64,
+    pub snapshots_failed_total: u64,
     pub model_drift_regions: u64,
+    pub verify_rounds_total: u64,
+    pub verify_processes_total: u64,
     pub tracked_processes: u64,
     pub cpu_seconds_total: f64,
     pub resident_memory_bytes: u64,

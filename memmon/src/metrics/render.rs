@@ -9,6 +9,7 @@ use prometheus_client::{
 };
 
 use super::MetricsSnapshot;
+use crate::rules::AslrStatus;
 
 type Labels = Vec<(String, String)>;
 
@@ -72,7 +73,7 @@ pub const CATALOG: &[MetricDoc] = &[
         "memmon_aslr_processes",
         "gauge",
         &["status"],
-        "Tracked processes by ASLR status: full, partial or off.",
+        "Tracked processes by ASLR status: full, partial, off, or unknown when kernel.randomize_va_space cannot be read.",
     ),
     doc(
         "memmon_aslr_disabled_info",
@@ -105,16 +106,52 @@ pub const CATALOG: &[MetricDoc] = &[
         "Events the kernel could not queue because the ring buffer was full.",
     ),
     doc(
+        "memmon_events_undecodable_total",
+        "counter",
+        &[],
+        "Ring-buffer records that could not be decoded and were dropped (a kernel/daemon mismatch).",
+    ),
+    doc(
+        "memmon_unpaired_exits_total",
+        "counter",
+        &[],
+        "Syscall exits seen without their entry (programs attached mid-call); such calls are not applied.",
+    ),
+    doc(
         "memmon_resyncs_total",
         "counter",
         &["reason"],
         "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow).",
     ),
     doc(
+        "memmon_snapshots_installed_total",
+        "counter",
+        &[],
+        "Snapshots of /proc/PID/maps installed as process models.",
+    ),
+    doc(
+        "memmon_snapshots_failed_total",
+        "counter",
+        &[],
+        "Snapshots that could not be taken (the process exited, or /proc refused).",
+    ),
+    doc(
         "memmon_model_drift_regions",
         "gauge",
         &[],
         "Differences between models and /proc/PID/maps found by the last periodic verification round.",
+    ),
+    doc(
+        "memmon_verify_rounds_total",
+        "counter",
+        &[],
+        "Periodic verification rounds run (see verify_interval).",
+    ),
+    doc(
+        "memmon_verify_processes_total",
+        "counter",
+        &[],
+        "Process models compared with /proc/PID/maps by periodic verification.",
     ),
     doc(
         "memmon_tracked_processes",
@@ -240,10 +277,10 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
     gauges(
         &mut r,
         "memmon_aslr_processes",
-        ["full", "partial", "off"].map(|s| {
+        AslrStatus::ALL.map(|s| {
             (
-                labels(&[("status", s)]),
-                clamp(snap.aslr_processes.get(s).copied().unwrap_or(0)),
+                labels(&[("status", s.label())]),
+                clamp(snap.aslr_processes.get(s.label()).copied().unwrap_or(0)),
             )
         }),
     );
@@ -259,17 +296,15 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
         "memmon_syscalls_total",
         snap.syscalls
             .iter()
-            .map(|((sc, g), (calls, _))| (labels(&[("syscall", sc), ("group", g)]), *calls)),
+            .map(|((sc, g), c)| (labels(&[("syscall", sc), ("group", g)]), c.calls)),
     );
     counters(
         &mut r,
         "memmon_syscall_errors_total",
         snap.syscalls
             .iter()
-            .map(|((sc, g), (_, errors))| (labels(&[("syscall", sc), ("group", g)]), *errors)),
+            .map(|((sc, g), c)| (labels(&[("syscall", sc), ("group", g)]), c.failures)),
     );
-    counter(&mut r, "memmon_events_total", snap.events_total);
-    counter(&mut r, "memmon_events_lost_total", snap.events_lost_total);
     counters(
         &mut r,
         "memmon_resyncs_total",
@@ -277,16 +312,30 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
-    gauge(
-        &mut r,
-        "memmon_model_drift_regions",
-        clamp(snap.model_drift_regions),
-    );
-    gauge(
-        &mut r,
-        "memmon_tracked_processes",
-        clamp(snap.tracked_processes),
-    );
+    for (name, value) in [
+        ("memmon_events_total", snap.events_total),
+        ("memmon_events_lost_total", snap.events_lost_total),
+        (
+            "memmon_events_undecodable_total",
+            snap.events_undecodable_total,
+        ),
+        ("memmon_unpaired_exits_total", snap.unpaired_exits_total),
+        (
+            "memmon_snapshots_installed_total",
+            snap.snapshots_installed_total,
+        ),
+        ("memmon_snapshots_failed_total", snap.snapshots_failed_total),
+        ("memmon_verify_rounds_total", snap.verify_rounds_total),
+        ("memmon_verify_processes_total", snap.verify_processes_total),
+    ] {
+        counter(&mut r, name, value);
+    }
+    for (name, value) in [
+        ("memmon_model_drift_regions", snap.model_drift_regions),
+        ("memmon_tracked_processes", snap.tracked_processes),
+    ] {
+        gauge(&mut r, name, clamp(value));
+    }
     gauges(
         &mut r,
         "memmon_build_info",

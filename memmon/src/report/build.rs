@@ -9,7 +9,7 @@ use crate::{
     classify::{ClassifyInput, classify, gaps, thread_stack_pointers, totals_by_kind},
     elf::{ElfInfo, ElfType, load_bias},
     model::Backing,
-    rules::{aslr_verdict, wx_findings},
+    rules::{RandomizeVaSpace, aslr_verdict, wx_findings},
     tracker::ProcessState,
 };
 
@@ -87,7 +87,7 @@ pub(super) fn mapped_elfs(
 pub fn build_layout(
     state: &ProcessState,
     elf_cache: &mut ElfCache,
-    randomize_va_space: u8,
+    randomize_va_space: &RandomizeVaSpace,
     events: usize,
 ) -> Layout {
     let pid = state.pid;

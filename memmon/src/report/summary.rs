@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ElfCache, build::mapped_elfs};
 use crate::{
     classify::{ClassifyInput, RegionKind, classify, totals_by_kind},
-    rules::{AslrVerdict, aslr_verdict, wx_findings},
+    rules::{AslrVerdict, RandomizeVaSpace, aslr_verdict, wx_findings},
     tracker::ProcessState,
 };
 
@@ -34,7 +34,7 @@ pub struct ProcessSummary {
 pub fn summarize(
     state: &ProcessState,
     elf_cache: &mut ElfCache,
-    randomize_va_space: u8,
+    randomize_va_space: &RandomizeVaSpace,
 ) -> ProcessSummary {
     let (elfs, exe_elf) = mapped_elfs(state, elf_cache);
     let classification = classify(&ClassifyInput {

@@ -65,7 +65,7 @@ fn aslr_verdict_table() {
         ),
     ];
     for &(rvs, pers, info, status, needle) in cases {
-        let v = aslr_verdict(rvs, pers, info);
+        let v = aslr_verdict(&RandomizeVaSpace::Value(rvs), pers, info);
         assert_eq!(v.status, status, "{rvs} {pers:#x}: {v:?}");
         assert!(
             v.reasons.iter().any(|r| r.contains(needle)),
@@ -74,20 +74,65 @@ fn aslr_verdict_table() {
         );
     }
     // Every reason that holds is listed, not just the worst.
-    let v = aslr_verdict(1, ADDR_NO_RANDOMIZE, Some(&fixed));
+    let v = aslr_verdict(&RandomizeVaSpace::Value(1), ADDR_NO_RANDOMIZE, Some(&fixed));
     assert_eq!(v.reasons.len(), 3);
 }
 
 #[test]
+fn an_unreadable_sysctl_is_unknown_not_full() {
+    let dir = crate::testutil::scratch_dir();
+    let missing = dir.join("randomize_va_space");
+    let unknown = RandomizeVaSpace::read(&missing);
+    let RandomizeVaSpace::Unknown(why) = &unknown else {
+        panic!("a missing sysctl read as {unknown:?}");
+    };
+    assert!(why.contains("randomize_va_space"), "{why}");
+    let pie = exe(ElfType::Dyn, true);
+    let v = aslr_verdict(&unknown, 0, Some(&pie));
+    assert_eq!(v.status, AslrStatus::Unknown, "{v:?}");
+    assert!(
+        v.reasons
+            .iter()
+            .any(|r| r.contains("unknown") && r.contains(why)),
+        "the reason is given: {v:?}"
+    );
+    assert!(v.codes.is_empty(), "unknown is not weakened: {v:?}");
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(json.contains(r#""status":"unknown""#), "{json}");
+    // Only a certain "off" outranks it; a non-PIE executable does not.
+    let fixed = exe(ElfType::Exec, false);
+    assert_eq!(
+        aslr_verdict(&unknown, 0, Some(&fixed)).status,
+        AslrStatus::Unknown
+    );
+    assert_eq!(
+        aslr_verdict(&unknown, ADDR_NO_RANDOMIZE, Some(&pie)).status,
+        AslrStatus::Off
+    );
+    // Garbage is unknown too; a readable value is known.
+    std::fs::write(&missing, "two\n").unwrap();
+    assert!(matches!(
+        RandomizeVaSpace::read(&missing),
+        RandomizeVaSpace::Unknown(why) if why.contains("two")
+    ));
+    std::fs::write(&missing, "1\n").unwrap();
+    assert_eq!(RandomizeVaSpace::read(&missing), RandomizeVaSpace::Value(1));
+    for status in AslrStatus::ALL {
+        let json = serde_json::to_value(status).unwrap();
+        assert_eq!(json, status.label(), "label and serde agree");
+    }
+}
+
+#[test]
 fn aslr_serializes_lowercase() {
-    let v = aslr_verdict(0, 0, None);
+    let v = aslr_verdict(&RandomizeVaSpace::Value(0), 0, None);
     let json = serde_json::to_string(&v).unwrap();
     assert!(json.contains(r#""status":"off""#), "{json}");
 }
 
 #[test]
 fn readers_on_this_process() {
-    let rvs = read_randomize_va_space().unwrap();
+    let rvs = read_randomize_va_space(Path::new(RANDOMIZE_VA_SPACE)).unwrap();
     assert!(rvs <= 2);
     let pers = read_personality(std::process::id()).unwrap();
     // Whatever it is, it parses; ADDR_NO_RANDOMIZE may be set under gdb.

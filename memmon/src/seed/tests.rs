@@ -1,8 +1,8 @@
 use super::*;
 use crate::model::compare;
 
-fn own_pid() -> i32 {
-    std::process::id() as i32
+fn own_pid() -> u32 {
+    std::process::id()
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn own_snapshot_agrees_with_fresh_maps() {
 #[test]
 fn missing_pid_is_distinct() {
     // Above the default pid_max limit of 2^22.
-    let err = snapshot(i32::MAX).unwrap_err();
+    let err = snapshot(i32::MAX as u32).unwrap_err();
     assert!(err.is_no_such_pid(), "{err:?}");
     assert_eq!(
         err.to_string(),
@@ -100,11 +100,11 @@ fn comm_with_spaces_and_parentheses() {
     let exe = dir.join("a) (b c");
     std::fs::copy("/bin/sleep", &exe).unwrap();
     let mut child = std::process::Command::new(&exe).arg("5").spawn().unwrap();
-    let pid = child.id() as i32;
+    let pid = child.id();
     // Wait until the child sleeps in the copied binary: mid-exec, stat can
     // show the new comm before start_stack is set.
     let sleeping = || {
-        let stat = Process::new(pid).unwrap().stat().unwrap();
+        let stat = Process::new(pid as i32).unwrap().stat().unwrap();
         stat.comm == "a) (b c" && stat.state == 'S'
     };
     for _ in 0..500 {

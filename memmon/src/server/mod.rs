@@ -19,8 +19,9 @@ use tokio::{
     time::{Duration, timeout},
 };
 
-use crate::protocol::{
-    ErrorKind, MAX_REQUEST_BYTES, ReplyEnvelope, Request, decode_request, encode,
+use crate::{
+    protocol::{ErrorKind, MAX_REQUEST_BYTES, ReplyEnvelope, Request, decode_request, encode},
+    throttle::accept_loop,
 };
 
 /// A peer's request, on its way to the daemon loop.
@@ -68,17 +69,16 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError
 }
 
 pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    accept_loop("query socket", accept, |stream| {
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
             if let Err(err) = handle(stream, to_daemon).await {
                 log::debug!("query connection ended: {err}");
             }
         });
-    }
+    })
+    .await
 }
 
 async fn send(stream: &mut UnixStream, reply: &ReplyEnvelope) -> std::io::Result<()> {

@@ -8,6 +8,7 @@
 //! so events on either side of the snapshot's moment converge.
 
 mod convert;
+mod counts;
 mod process;
 pub mod resolve;
 pub mod seeder;
@@ -17,11 +18,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::Serialize;
 
 pub use convert::to_mem_op;
-pub use process::ProcessState;
+pub use counts::{CallCount, SyscallCounts};
+pub use process::{ProcessState, SeedState};
 pub use resolve::{ProcResolver, Resolver};
 
 use crate::{
-    events::{Event, EventBody, Syscall},
+    events::{Event, EventBody},
     seed::Snapshot,
 };
 
@@ -75,15 +77,10 @@ pub struct SeedRequest {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TrackerStats {
     pub events: u64,
-    pub events_failed_syscalls: u64,
     pub snapshots_installed: u64,
     pub snapshots_failed: u64,
     pub resyncs: HashMap<String, u64>,
-    pub exited: u64,
 }
-
-/// `[calls, failures]` per [`Syscall::ALL`] entry.
-pub type SyscallCounts = [[u64; 2]; Syscall::ALL.len()];
 
 /// Distinct (comm, cgroup) keys kept for exited processes' counters.
 pub const MAX_RETIRED_KEYS: usize = 4096;
@@ -94,8 +91,8 @@ pub struct Tracker {
     /// Processes with file mappings not yet identified, and how many
     /// batches they have waited.
     unresolved: HashMap<u32, u8>,
-    /// Pids whose snapshot has been requested and not yet installed.
-    seeding: HashSet<u32>,
+    /// Processes in [`SeedState::Seeding`], kept with every transition.
+    seeding: usize,
     requests: VecDeque<SeedRequest>,
     history_len: usize,
     pub stats: TrackerStats,
@@ -107,7 +104,7 @@ impl Tracker {
             processes: HashMap::new(),
             retired: HashMap::new(),
             unresolved: HashMap::new(),
-            seeding: HashSet::new(),
+            seeding: 0,
             requests: VecDeque::new(),
             history_len,
             stats: TrackerStats::default(),
@@ -131,23 +128,28 @@ impl Tracker {
     }
 
     /// Drops a process, keeping its syscall counts (counters never go
-    /// back). Returns whether it was tracked.
-    fn remove(&mut self, pid: u32) -> bool {
+    /// back).
+    fn remove(&mut self, pid: u32) {
         let Some(state) = self.processes.remove(&pid) else {
-            return false;
+            return;
         };
-        if state.syscalls.iter().any(|c| c[0] > 0) {
+        self.seeding -= usize::from(state.seed.is_seeding());
+        if state.syscalls.any() {
             let mut key = (state.comm, state.cgroup);
             if self.retired.len() >= MAX_RETIRED_KEYS && !self.retired.contains_key(&key) {
                 key = (String::new(), None);
             }
-            let counts = self.retired.entry(key).or_default();
-            for (total, add) in counts.iter_mut().zip(state.syscalls) {
-                total[0] += add[0];
-                total[1] += add[1];
-            }
+            self.retired.entry(key).or_default().add(&state.syscalls);
         }
-        true
+    }
+
+    /// Moves `state` to `to`, keeping the count of seeding processes;
+    /// returns the state it left.
+    fn transition(seeding: &mut usize, state: &mut ProcessState, to: SeedState) -> SeedState {
+        *seeding += usize::from(to.is_seeding());
+        let from = std::mem::replace(&mut state.seed, to);
+        *seeding -= usize::from(from.is_seeding());
+        from
     }
 
     /// Syscall counts of exited processes, by (comm, cgroup); the empty
@@ -158,12 +160,7 @@ impl Tracker {
 
     /// Processes waiting for a snapshot.
     pub fn seeding_count(&self) -> usize {
-        self.seeding.len()
-    }
-
-    /// Whether `pid` is waiting for a snapshot.
-    pub fn is_seeding(&self, pid: u32) -> bool {
-        self.seeding.contains(&pid)
+        self.seeding
     }
 
     /// Snapshot requests made since the last call.
@@ -177,19 +174,19 @@ impl Tracker {
             .processes
             .entry(pid)
             .or_insert_with(|| ProcessState::new(pid));
-        state.buffering = true;
-        if self.seeding.insert(pid) {
-            *self
-                .stats
-                .resyncs
-                .entry(reason.label().to_owned())
-                .or_default() += 1;
-            self.requests.push_back(SeedRequest { pid, reason });
-        } else {
+        if let SeedState::Seeding { reseed_after, .. } = &mut state.seed {
             // A snapshot already in flight may predate what made this
             // request (an exec, say): take another once it lands.
-            state.reseed_after_install = Some(reason);
+            *reseed_after = Some(reason);
+            return;
         }
+        Self::transition(&mut self.seeding, state, SeedState::seeding());
+        *self
+            .stats
+            .resyncs
+            .entry(reason.label().to_owned())
+            .or_default() += 1;
+        self.requests.push_back(SeedRequest { pid, reason });
     }
 
     /// Applies one event; unknown processes are seeded first.
@@ -203,17 +200,16 @@ impl Tracker {
                 return;
             }
             EventBody::Exit { group_dead: true } => {
-                if self.remove(pid) {
-                    self.stats.exited += 1;
-                }
-                self.seeding.remove(&pid);
+                self.remove(pid);
                 return;
             }
             EventBody::Exec { .. } => {
                 // The new image is mapped with no syscall: only /proc knows it.
                 self.record(pid, &event);
                 if let Some(state) = self.processes.get_mut(&pid) {
-                    state.pending.clear();
+                    if let SeedState::Seeding { pending, .. } = &mut state.seed {
+                        pending.clear();
+                    }
                     state.comm = event.meta.comm.clone();
                 }
                 self.request_seed(pid, SeedReason::Exec);
@@ -226,28 +222,26 @@ impl Tracker {
             self.record(pid, &event);
             return;
         }
-        if event.failed() {
-            self.stats.events_failed_syscalls += 1;
-        }
         if !self.processes.contains_key(&pid) {
             self.request_seed(pid, SeedReason::Unknown);
         }
-        if let Some(index) = event
-            .syscall()
-            .and_then(|s| Syscall::ALL.iter().position(|x| *x == s))
+        if let Some(syscall) = event.syscall()
             && let Some(state) = self.processes.get_mut(&pid)
         {
-            state.syscalls[index][0] += 1;
-            state.syscalls[index][1] += u64::from(event.failed());
+            state.syscalls.record(syscall, event.failed());
         }
         self.record(pid, &event);
         let state = self.processes.get_mut(&pid).expect("inserted above");
-        if state.buffering {
-            if state.pending.len() >= MAX_BUFFERED_EVENTS {
-                state.pending.clear();
-                state.reseed_after_install = Some(SeedReason::Overflow);
+        if let SeedState::Seeding {
+            pending,
+            reseed_after,
+        } = &mut state.seed
+        {
+            if pending.len() >= MAX_BUFFERED_EVENTS {
+                pending.clear();
+                *reseed_after = Some(SeedReason::Overflow);
             } else {
-                state.pending.push(event);
+                pending.push(event);
             }
             return;
         }
@@ -269,7 +263,7 @@ impl Tracker {
             let Some(state) = self.processes.get_mut(pid) else {
                 return false;
             };
-            if state.buffering || state.resolve_files(resolver) {
+            if state.seed.is_seeding() || state.resolve_files(resolver) {
                 return false;
             }
             *waited += 1;
@@ -296,7 +290,7 @@ impl Tracker {
         let copy = self
             .processes
             .get(&parent)
-            .filter(|p| !p.buffering)
+            .filter(|p| !p.seed.is_seeding())
             .map(|p| p.space.clone());
         let parent_state = self.processes.get(&parent);
         let mut state = ProcessState::new(child);
@@ -307,35 +301,41 @@ impl Tracker {
             state.personality = p.personality;
             state.cgroup = p.cgroup.clone();
         }
-        self.seeding.remove(&child);
-        match copy {
-            Some(space) => {
-                state.space = space;
-                self.processes.insert(child, state);
-            }
-            None => {
-                self.processes.insert(child, state);
-                self.request_seed(child, SeedReason::Fork);
-            }
+        let needs_seed = copy.is_none();
+        if let Some(space) = copy {
+            state.space = space;
+        }
+        if let Some(stale) = self.processes.insert(child, state) {
+            // The pid was reused: a snapshot of the old process no longer counts.
+            self.seeding -= usize::from(stale.seed.is_seeding());
+        }
+        if needs_seed {
+            self.request_seed(child, SeedReason::Fork);
         }
     }
 
     /// Installs a snapshot requested earlier and replays buffered events.
     pub fn install_snapshot(&mut self, snapshot: Snapshot, resolver: &dyn Resolver) {
-        let pid = snapshot.pid as u32;
-        self.seeding.remove(&pid);
+        let pid = snapshot.pid;
         let Some(state) = self.processes.get_mut(&pid) else {
             return; // exited meanwhile
         };
         self.stats.snapshots_installed += 1;
+        let (pending, reseed_after) =
+            match Self::transition(&mut self.seeding, state, SeedState::Seeded) {
+                SeedState::Seeding {
+                    pending,
+                    reseed_after,
+                } => (pending, reseed_after),
+                SeedState::Seeded | SeedState::SeedFailed => (Vec::new(), None),
+            };
         state.install(snapshot);
-        let pending = std::mem::take(&mut state.pending);
         let mut unresolved = false;
         for event in &pending {
             unresolved |= state.apply_event(event, resolver);
         }
         let unresolved = unresolved && !state.resolve_files(resolver);
-        if let Some(reason) = state.reseed_after_install.take() {
+        if let Some(reason) = reseed_after {
             self.request_seed(pid, reason);
         } else if unresolved {
             self.request_seed(pid, SeedReason::Unresolved);
@@ -345,15 +345,12 @@ impl Tracker {
     /// A requested snapshot could not be taken: the process is gone, or
     /// /proc refused; drop what we know rather than keep a stale model.
     pub fn snapshot_failed(&mut self, pid: u32, gone: bool) {
-        self.seeding.remove(&pid);
         self.stats.snapshots_failed += 1;
         if gone {
             self.remove(pid);
         } else if let Some(state) = self.processes.get_mut(&pid) {
             // Keep it visible, but unseeded models must not claim accuracy.
-            state.buffering = false;
-            state.pending.clear();
-            state.seed_error = true;
+            Self::transition(&mut self.seeding, state, SeedState::SeedFailed);
         }
     }
 
@@ -368,6 +365,8 @@ impl Tracker {
         for pid in gone {
             self.remove(pid);
         }
-        self.seeding.retain(|pid| alive.contains(pid));
     }
 }
+
+#[cfg(test)]
+mod tests;

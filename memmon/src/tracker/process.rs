@@ -13,6 +13,38 @@ use crate::{
     seed::Snapshot,
 };
 
+/// Where a process's model stands with respect to /proc.
+#[derive(Debug, Default)]
+pub enum SeedState {
+    /// The model follows the process's events.
+    #[default]
+    Seeded,
+    /// A snapshot is requested and not yet installed: events wait for it.
+    Seeding {
+        /// Events to replay on top of the snapshot.
+        pending: Vec<Event>,
+        /// The snapshot in flight may predate this (an exec, say): take
+        /// another once it lands.
+        reseed_after: Option<SeedReason>,
+    },
+    /// The last snapshot request failed (e.g. permission): events apply,
+    /// but the model is unverified.
+    SeedFailed,
+}
+
+impl SeedState {
+    pub fn is_seeding(&self) -> bool {
+        matches!(self, SeedState::Seeding { .. })
+    }
+
+    pub(super) fn seeding() -> Self {
+        SeedState::Seeding {
+            pending: Vec::new(),
+            reseed_after: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ProcessState {
     pub pid: u32,
@@ -25,19 +57,15 @@ pub struct ProcessState {
     pub personality: Option<u32>,
     pub cgroup: Option<String>,
     pub space: AddressSpace,
-    /// `[calls, failures]` per memory syscall, for metrics.
+    /// Memory syscalls called and failed, for metrics.
     pub syscalls: super::SyscallCounts,
     /// Recent events, rendered only when asked for (rendering every event
     /// on the hot path cost more than applying it).
     pub history: VecDeque<Event>,
     /// Model-changing events applied (verification uses it to detect races).
     pub applied_events: u64,
-    /// Events waiting for a snapshot (while `buffering`).
-    pub(super) pending: Vec<Event>,
-    pub buffering: bool,
-    pub(super) reseed_after_install: Option<SeedReason>,
-    /// The last snapshot request failed (e.g. permission): model unverified.
-    pub seed_error: bool,
+    /// Changed only by the tracker, which counts the processes seeding.
+    pub(super) seed: SeedState,
 }
 
 impl ProcessState {
@@ -54,11 +82,17 @@ impl ProcessState {
             syscalls: Default::default(),
             history: VecDeque::new(),
             applied_events: 0,
-            pending: Vec::new(),
-            buffering: false,
-            reseed_after_install: None,
-            seed_error: false,
+            seed: SeedState::Seeded,
         }
+    }
+
+    pub fn seed_state(&self) -> &SeedState {
+        &self.seed
+    }
+
+    /// Whether the model waits for a snapshot (and so is not current).
+    pub fn awaiting_snapshot(&self) -> bool {
+        self.seed.is_seeding()
     }
 
     pub(super) fn record(&mut self, event: &Event, cap: usize) {
@@ -120,8 +154,6 @@ impl ProcessState {
         self.personality = Some(snapshot.personality);
         self.cgroup = snapshot.cgroup;
         self.space = snapshot.space;
-        self.buffering = false;
-        self.seed_error = false;
         self.applied_events += 1;
     }
 }

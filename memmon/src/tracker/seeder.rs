@@ -39,7 +39,7 @@ impl Seeder {
                         thread::sleep(next - now);
                     }
                     next = Instant::now().max(next) + spacing;
-                    let result = snapshot(request.pid as i32);
+                    let result = snapshot(request.pid);
                     if results.send(SeedResult { request, result }).is_err() {
                         break; // the daemon is shutting down
                     }

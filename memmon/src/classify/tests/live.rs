@@ -7,7 +7,7 @@ use crate::elf::read_elf;
 
 /// This process's layout, through the real seeding code.
 fn own_space() -> AddressSpace {
-    crate::seed::snapshot(std::process::id() as i32)
+    crate::seed::snapshot(std::process::id())
         .expect("own snapshot")
         .space
 }

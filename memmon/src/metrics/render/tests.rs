@@ -27,11 +27,22 @@ fn sample() -> MetricsSnapshot {
         tracked_processes: 6,
         ..Default::default()
     };
-    snap.syscalls.insert(("mmap".into(), "bash".into()), (7, 1));
+    let mmap = crate::tracker::CallCount {
+        calls: 7,
+        failures: 1,
+    };
+    snap.syscalls.insert(("mmap".into(), "bash".into()), mmap);
     snap.aslr_processes.insert("off".into(), 1);
     snap.aslr_disabled
         .insert(("bash".into(), "addr_no_randomize".into()));
     snap.resyncs_total.insert("exec".into(), 3);
+    snap.events_undecodable_total = 4;
+    snap.unpaired_exits_total = 5;
+    snap.snapshots_installed_total = 11;
+    snap.snapshots_failed_total = 1;
+    snap.verify_rounds_total = 8;
+    snap.verify_processes_total = 128;
+    snap.aslr_processes.insert("unknown".into(), 2);
     snap.cpu_seconds_total = 1.5;
     snap.resident_memory_bytes = 12 << 20;
     snap
@@ -67,6 +78,17 @@ fn every_catalogued_metric_is_exposed() {
         text.contains(r#"memmon_aslr_processes{status="full"} 0"#),
         "{text}"
     );
+    for line in [
+        "memmon_events_undecodable_total 4",
+        "memmon_unpaired_exits_total 5",
+        "memmon_snapshots_installed_total 11",
+        "memmon_snapshots_failed_total 1",
+        "memmon_verify_rounds_total 8",
+        "memmon_verify_processes_total 128",
+        r#"memmon_aslr_processes{status="unknown"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
     assert!(text.ends_with("# EOF\n"));
 }
 

@@ -1,0 +1,185 @@
+//! The per-process seeding state machine, through the tracker's API.
+
+use super::*;
+use crate::{
+    events::Meta,
+    model::{AddressSpace, Backing, Perms, Region},
+};
+
+/// Identifies no file: these tests map only anonymous memory.
+struct NoFiles;
+
+impl Resolver for NoFiles {
+    fn file_backing(&self, _: u32, _: u64, _: u64) -> Option<Backing> {
+        None
+    }
+    fn shm_segment(&self, _: u32, _: i32, _: u64) -> Option<(Backing, u64)> {
+        None
+    }
+}
+
+fn event(pid: u32, body: EventBody) -> Event {
+    Event {
+        meta: Meta {
+            pid,
+            tid: pid,
+            ts_ns: 0,
+            comm: "t".into(),
+        },
+        body,
+        duration_ns: 0,
+    }
+}
+
+fn munmap(pid: u32, addr: u64) -> Event {
+    let body = EventBody::Munmap {
+        addr,
+        len: 0x1000,
+        ret: 0,
+    };
+    event(pid, body)
+}
+
+/// A process with one anonymous region `[0x10000, 0x20000)`.
+fn snapshot(pid: u32) -> Snapshot {
+    let mut space = AddressSpace::new();
+    let perms = Perms::parse("rw-p").unwrap();
+    space.map_region(Region::new(
+        0x10000,
+        0x20000,
+        perms,
+        0,
+        Backing::anonymous(),
+    ));
+    Snapshot {
+        pid,
+        start_time_ticks: 1,
+        comm: "t".into(),
+        exe: None,
+        uid: 0,
+        personality: 0,
+        cgroup: None,
+        space,
+    }
+}
+
+/// The cheap count agrees with the states it counts.
+fn check_count(t: &Tracker) {
+    let seeding = t.processes().filter(|p| p.awaiting_snapshot()).count();
+    assert_eq!(t.seeding_count(), seeding);
+}
+
+fn reasons(t: &mut Tracker) -> Vec<(u32, SeedReason)> {
+    t.take_requests()
+        .into_iter()
+        .map(|r| (r.pid, r.reason))
+        .collect()
+}
+
+#[test]
+fn events_wait_for_the_snapshot_then_replay_on_it() {
+    let mut t = Tracker::new(16);
+    t.apply(munmap(7, 0x10000), &NoFiles);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
+    assert!(t.process(7).unwrap().awaiting_snapshot());
+    assert_eq!(t.seeding_count(), 1);
+    t.apply(munmap(7, 0x11000), &NoFiles);
+    assert!(reasons(&mut t).is_empty(), "one request in flight");
+    t.install_snapshot(snapshot(7), &NoFiles);
+    check_count(&t);
+    assert_eq!(t.seeding_count(), 0);
+    let state = t.process(7).unwrap();
+    assert!(matches!(state.seed_state(), SeedState::Seeded));
+    let starts: Vec<u64> = state.space.regions().map(|r| r.start).collect();
+    assert_eq!(starts, [0x12000], "both buffered munmaps replayed");
+    assert_eq!(t.stats.snapshots_installed, 1);
+}
+
+#[test]
+fn an_exec_during_a_snapshot_asks_for_another() {
+    let mut t = Tracker::new(16);
+    t.request_seed(7, SeedReason::Unknown);
+    t.apply(munmap(7, 0x10000), &NoFiles);
+    let exec = EventBody::Exec {
+        filename: "/bin/true".into(),
+        old_tid: 7,
+    };
+    t.apply(event(7, exec), &NoFiles);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
+    t.install_snapshot(snapshot(7), &NoFiles);
+    // The munmap belonged to the old image: dropped, not replayed.
+    assert_eq!(t.process(7).unwrap().space.region_count(), 1);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Exec)]);
+    assert_eq!(t.seeding_count(), 1);
+    check_count(&t);
+    t.install_snapshot(snapshot(7), &NoFiles);
+    assert_eq!(t.seeding_count(), 0);
+    assert!(reasons(&mut t).is_empty());
+}
+
+#[test]
+fn an_overflowing_buffer_is_dropped_and_reseeded() {
+    let mut t = Tracker::new(0);
+    t.request_seed(7, SeedReason::Unknown);
+    for _ in 0..=MAX_BUFFERED_EVENTS {
+        t.apply(munmap(7, 0x10000), &NoFiles);
+    }
+    t.take_requests();
+    t.install_snapshot(snapshot(7), &NoFiles);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Overflow)]);
+    check_count(&t);
+}
+
+#[test]
+fn a_failed_snapshot_leaves_an_unverified_model_that_follows_events() {
+    let mut t = Tracker::new(16);
+    t.request_seed(7, SeedReason::Unknown);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
+    t.apply(munmap(7, 0x10000), &NoFiles);
+    t.snapshot_failed(7, false);
+    check_count(&t);
+    let state = t.process(7).unwrap();
+    assert!(matches!(state.seed_state(), SeedState::SeedFailed));
+    assert!(!state.awaiting_snapshot());
+    assert_eq!(t.stats.snapshots_failed, 1);
+    // Events now apply directly, and a new request seeds again.
+    t.apply(munmap(7, 0x10000), &NoFiles);
+    assert!(!t.process(7).unwrap().awaiting_snapshot());
+    t.request_seed(7, SeedReason::Drift);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Drift)]);
+    assert_eq!(t.seeding_count(), 1);
+    // Gone: forgotten, and no longer counted.
+    t.snapshot_failed(7, true);
+    assert!(t.process(7).is_none());
+    assert_eq!(t.seeding_count(), 0);
+}
+
+#[test]
+fn exits_forks_and_pid_reuse_keep_the_count() {
+    let mut t = Tracker::new(16);
+    for pid in [1, 2, 3] {
+        t.request_seed(pid, SeedReason::Unknown);
+    }
+    assert_eq!(t.seeding_count(), 3);
+    t.apply(event(1, EventBody::Exit { group_dead: true }), &NoFiles);
+    assert_eq!(t.seeding_count(), 2);
+    // A child of pid 2 (still seeding) reuses pid 3: the stale state goes,
+    // the child waits for its own snapshot.
+    let fork = |child| EventBody::Fork {
+        child_pid: child,
+        child_tid: child,
+        clone_flags: 0,
+    };
+    t.apply(event(2, fork(3)), &NoFiles);
+    check_count(&t);
+    assert_eq!(t.seeding_count(), 2);
+    t.install_snapshot(snapshot(2), &NoFiles);
+    // A child of a seeded parent copies its model: nothing to wait for.
+    t.apply(event(2, fork(4)), &NoFiles);
+    assert!(!t.process(4).unwrap().awaiting_snapshot());
+    assert_eq!(t.process(4).unwrap().space.region_count(), 1);
+    check_count(&t);
+    t.retain_alive(&HashSet::from([2, 4]));
+    assert_eq!(t.seeding_count(), 0);
+    check_count(&t);
+}
