@@ -11,7 +11,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 /// How processes are grouped in metrics (never by pid unless opted in).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Grouping {
     /// The systemd unit from the process's cgroup, else its comm.

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::ps::{ListArgs, aslr_status, fetch, print};
-use crate::rules::AslrStatus;
+use crate::ps::{ListArgs, aslr_status, fetch, print};
+use memmon::rules::AslrStatus;
 
 /// List processes whose ASLR is off (randomize_va_space=0, setarch -R,
 /// gdb) or partial (non-PIE executable, randomize_va_space=1), with reasons.

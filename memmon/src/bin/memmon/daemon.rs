@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::{
+use memmon::{
     config::{Config, Grouping},
     daemon::{Daemon, DaemonConfig},
 };
@@ -81,7 +81,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let config = effective_config(&args)?;
     let socket_group = match &config.socket_group {
         Some(name) => Some(
-            crate::users::group_id(name)
+            memmon::users::group_id(name)
                 .with_context(|| format!("socket_group {name}: no such group"))?,
         ),
         None => None,

@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use bytesize::ByteSize;
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets::NOTHING};
 
-use super::Layout;
-use crate::classify::RegionKind;
+use memmon::{classify::RegionKind, report::Layout};
 
 /// Binary units, exact when they divide evenly: `132 KiB`, `127 TiB`, `1.5 MiB`.
 pub fn human_size(bytes: u64) -> String {

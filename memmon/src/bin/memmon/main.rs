@@ -1,9 +1,12 @@
-//! Command-line interface: one file per subcommand.
+//! The `memmon` binary: the command-line interface over the library, one
+//! file per subcommand. Human rendering (tables, sizes) lives here too;
+//! the library hands over typed data.
 
 mod aslr;
 mod daemon;
 mod ps;
 mod query;
+mod render;
 mod trace;
 mod verify;
 mod wx;
@@ -35,7 +38,7 @@ enum Command {
     Verify(verify::VerifyArgs),
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
