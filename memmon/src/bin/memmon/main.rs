@@ -13,7 +13,7 @@ mod wx;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// memmon: a live memory-map monitor for Linux.
 ///
@@ -42,9 +42,16 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
-    let cli = Cli::parse();
+    // The matches, not just the parsed values: `daemon` must tell a flag
+    // given from a default shown in --help.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|err| err.format(&mut Cli::command()).exit());
     let result = match cli.command {
-        Command::Daemon(args) => daemon::run(args),
+        Command::Daemon(args) => {
+            let (_, given) = matches.subcommand().expect("clap requires a subcommand");
+            daemon::run(args, given)
+        }
         Command::Query(args) => query::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Aslr(args) => aslr::run(args),
