@@ -14,7 +14,7 @@ use memmon::{
     users,
 };
 
-use crate::render::human_size;
+use crate::render::{human_size, json_name};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SortKey {
@@ -81,13 +81,6 @@ fn bytes_of(p: &ProcessSummary, kinds: &[RegionKind]) -> u64 {
     kinds.iter().filter_map(|k| p.by_kind.get(k)).sum()
 }
 
-fn status(p: &ProcessSummary) -> String {
-    serde_json::to_value(p.aslr.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Prints `processes` as JSON or as a table with `columns` after the
 /// common ones.
 pub(crate) fn print(
@@ -142,13 +135,9 @@ pub fn run(args: PsArgs) -> anyhow::Result<ExitCode> {
             human_size(bytes_of(p, &[K::Arena])),
             human_size(bytes_of(p, &[K::Stack, K::ThreadStack, K::Guard])),
             human_size(bytes_of(p, &[K::File, K::Shm])),
-            status(p),
+            json_name(&p.aslr.status),
             p.wx_count.to_string(),
         ]
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn aslr_status(p: &ProcessSummary) -> String {
-    status(p)
 }
