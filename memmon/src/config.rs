@@ -1,17 +1,31 @@
 //! The daemon's configuration file (TOML). Every field is optional; the
-//! defaults are documented here and in deploy/memmon.toml. Command-line
-//! flags override the file.
+//! defaults are the constants below (and those they re-export), which
+//! `Config::default`, `DaemonConfig::default` and `memmon daemon --help`
+//! all read; deploy/memmon.toml states them too, and a test holds it to
+//! them. Command-line flags override the file.
 
 use std::{
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
 };
 
 use serde::Deserialize;
 use thiserror::Error;
 
+pub use crate::{bpf::DEFAULT_RINGBUF_SIZE, client::DEFAULT_SOCKET, tracker::DEFAULT_HISTORY_LEN};
+
+/// Loopback only: the exposition is for a local scraper unless opened up.
+pub const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
+pub const DEFAULT_TOP_GROUPS: usize = 50;
+/// No per-pid series unless asked for.
+pub const DEFAULT_PER_PID_TOP_K: usize = 0;
+pub const DEFAULT_VERIFY_INTERVAL_SECS: u64 = 30;
+pub const DEFAULT_VERIFY_BATCH: usize = 16;
+
 /// How processes are grouped in metrics (never by pid unless opted in).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Grouping {
     /// The systemd unit from the process's cgroup, else its comm.
@@ -26,42 +40,42 @@ pub enum Grouping {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Query socket. Default /run/memmon/memmon.sock.
+    /// Query socket.
     pub socket: PathBuf,
     /// Group allowed to connect to the socket. Default: none (root only).
     pub socket_group: Option<String>,
-    /// Prometheus endpoint. Default 127.0.0.1:9464 (loopback only).
+    /// Prometheus endpoint.
     pub metrics_addr: SocketAddr,
-    /// Ring buffer bytes, a power of two. Default 4 MiB.
+    /// Ring buffer bytes, a power of two.
     pub ringbuf_size: u64,
-    /// Recent events kept per process. Default 256.
+    /// Recent events kept per process.
     pub history_len: usize,
-    /// Metric grouping: "unit", "comm" or "cgroup". Default "unit".
+    /// Metric grouping: "unit", "comm" or "cgroup".
     pub grouping: Grouping,
     /// Groups exported by name (largest mapped bytes first); the rest are
-    /// summed into group="other". Default 50.
+    /// summed into group="other".
     pub top_groups: usize,
-    /// Per-pid series for the K largest processes; 0 (default) disables them.
+    /// Per-pid series for the K largest processes; 0 disables them.
     pub per_pid_top_k: usize,
-    /// Seconds between verification rounds; 0 disables. Default 30.
+    /// Seconds between verification rounds; 0 disables.
     pub verify_interval_secs: u64,
-    /// Processes compared with /proc per round. Default 16.
+    /// Processes compared with /proc per round.
     pub verify_batch: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            socket: crate::client::DEFAULT_SOCKET.into(),
+            socket: DEFAULT_SOCKET.into(),
             socket_group: None,
-            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
-            ringbuf_size: crate::bpf::DEFAULT_RINGBUF_SIZE,
-            history_len: crate::tracker::DEFAULT_HISTORY_LEN,
-            grouping: Grouping::Unit,
-            top_groups: 50,
-            per_pid_top_k: 0,
-            verify_interval_secs: 30,
-            verify_batch: 16,
+            metrics_addr: DEFAULT_METRICS_ADDR,
+            ringbuf_size: DEFAULT_RINGBUF_SIZE,
+            history_len: DEFAULT_HISTORY_LEN,
+            grouping: Grouping::default(),
+            top_groups: DEFAULT_TOP_GROUPS,
+            per_pid_top_k: DEFAULT_PER_PID_TOP_K,
+            verify_interval_secs: DEFAULT_VERIFY_INTERVAL_SECS,
+            verify_batch: DEFAULT_VERIFY_BATCH,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! memmon: a live model of every process's address space, fed by eBPF.
 //!
 //! The library holds everything the CLI, the daemon, the query server and
-//! the tests share; the binary is a thin shell around it.
+//! the tests share. The command-line interface itself lives with the binary
+//! (src/bin/memmon/), behind the default `cli` feature, so library users do
+//! not pull in its dependencies.
 
 pub mod bpf;
 pub mod classify;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -45,21 +45,29 @@ pub struct DaemonConfig {
     pub max_snapshots_per_sec: u32,
 }
 
-impl Default for DaemonConfig {
-    fn default() -> Self {
+/// The file's settings as the daemon takes them, except `socket_group`:
+/// its name needs /etc/group to become a gid, so it is left `None` here.
+impl From<&crate::config::Config> for DaemonConfig {
+    fn from(config: &crate::config::Config) -> Self {
         Self {
-            socket: crate::client::DEFAULT_SOCKET.into(),
+            socket: config.socket.clone(),
             socket_group: None,
-            metrics_addr: None,
-            grouping: crate::config::Grouping::Unit,
-            top_groups: 50,
-            per_pid_top_k: 0,
-            ringbuf_size: crate::bpf::DEFAULT_RINGBUF_SIZE,
-            history_len: crate::tracker::DEFAULT_HISTORY_LEN,
-            verify_interval: Duration::from_secs(30),
-            verify_batch: 16,
+            metrics_addr: Some(config.metrics_addr),
+            grouping: config.grouping,
+            top_groups: config.top_groups,
+            per_pid_top_k: config.per_pid_top_k,
+            ringbuf_size: config.ringbuf_size,
+            history_len: config.history_len,
+            verify_interval: Duration::from_secs(config.verify_interval_secs),
+            verify_batch: config.verify_batch,
             max_snapshots_per_sec: crate::tracker::seeder::DEFAULT_MAX_SNAPSHOTS_PER_SEC,
         }
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self::from(&crate::config::Config::default())
     }
 }
 

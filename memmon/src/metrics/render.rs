@@ -402,13 +402,14 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 
 /// METRICS.md, generated from [`CATALOG`].
 pub fn metrics_markdown() -> String {
-    let mut out = String::from(
+    let mut out = format!(
         "# memmon metrics\n\nGenerated from `memmon/src/metrics/render.rs` (a test fails when this file is stale; \
          regenerate with `MEMMON_WRITE_METRICS_MD=1 cargo test -p memmon --lib metrics_md`).\n\n\
-         Served at `http://127.0.0.1:9464/metrics` by default (`metrics_addr`). No metric has a pid label \
+         Served at `http://{}/metrics` by default (`metrics_addr`). No metric has a pid label \
          (unless `per_pid_top_k` is set) and none carries an address. `group` is the process's systemd unit, \
          else its comm (`grouping` in the config), capped to the `top_groups` largest by mapped bytes plus `other`.\n\n\
          | metric | type | labels | meaning |\n| --- | --- | --- | --- |\n",
+        crate::config::DEFAULT_METRICS_ADDR
     );
     for d in CATALOG {
         out.push_str(&format!(

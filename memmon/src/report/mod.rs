@@ -5,7 +5,6 @@
 
 mod build;
 mod elf_cache;
-pub mod render;
 mod summary;
 
 use std::collections::BTreeMap;

@@ -5,8 +5,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::ps::{ListArgs, aslr_status, fetch, print};
-use crate::rules::AslrStatus;
+use crate::{
+    ps::{ListArgs, fetch, print},
+    render::json_name,
+};
+use memmon::rules::AslrStatus;
 
 /// List processes whose ASLR is off (randomize_va_space=0, setarch -R,
 /// gdb), partial (non-PIE executable, randomize_va_space=1) or unknown
@@ -23,7 +26,7 @@ pub fn run(args: AslrArgs) -> anyhow::Result<ExitCode> {
     // Worst first.
     processes.sort_by(|a, b| b.aslr.status.cmp(&a.aslr.status).then(a.pid.cmp(&b.pid)));
     print(&processes, args.list.json, &["ASLR", "REASONS"], |p| {
-        vec![aslr_status(p), p.aslr.reasons.join("; ")]
+        vec![json_name(&p.aslr.status), p.aslr.reasons.join("; ")]
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,19 @@
-//! Command-line interface: one file per subcommand.
+//! The `memmon` binary: the command-line interface over the library, one
+//! file per subcommand. Human rendering (tables, sizes) lives here too;
+//! the library hands over typed data.
 
 mod aslr;
 mod daemon;
 mod ps;
 mod query;
+mod render;
 mod trace;
 mod verify;
 mod wx;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// memmon: a live memory-map monitor for Linux.
 ///
@@ -35,13 +38,20 @@ enum Command {
     Verify(verify::VerifyArgs),
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
-    let cli = Cli::parse();
+    // The matches, not just the parsed values: `daemon` must tell a flag
+    // given from a default shown in --help.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|err| err.format(&mut Cli::command()).exit());
     let result = match cli.command {
-        Command::Daemon(args) => daemon::run(args),
+        Command::Daemon(args) => {
+            let (_, given) = matches.subcommand().expect("clap requires a subcommand");
+            daemon::run(args, given)
+        }
         Command::Query(args) => query::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Aslr(args) => aslr::run(args),

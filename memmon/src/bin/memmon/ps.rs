@@ -6,13 +6,15 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets::NOTHING};
 
-use crate::{
+use memmon::{
     classify::RegionKind,
     client::{Client, DEFAULT_SOCKET},
     protocol::{Reply, Request},
-    report::{ProcessSummary, render::human_size},
+    report::ProcessSummary,
     users,
 };
+
+use crate::render::{human_size, json_name};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SortKey {
@@ -34,7 +36,7 @@ pub struct ListArgs {
     user: Option<String>,
     /// Print a JSON array instead of a table.
     #[arg(long)]
-    pub(super) json: bool,
+    pub(crate) json: bool,
     /// The daemon's socket.
     #[arg(long, value_name = "PATH", env = "MEMMON_SOCKET", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -52,7 +54,7 @@ pub struct PsArgs {
 }
 
 /// Asks the daemon and applies the filters.
-pub(super) fn fetch(args: &ListArgs) -> anyhow::Result<Vec<ProcessSummary>> {
+pub(crate) fn fetch(args: &ListArgs) -> anyhow::Result<Vec<ProcessSummary>> {
     let mut client = Client::connect(&args.socket)?;
     let Reply::Processes { mut processes } = client.request(Request::List)? else {
         bail!("unexpected reply from the daemon");
@@ -79,16 +81,9 @@ fn bytes_of(p: &ProcessSummary, kinds: &[RegionKind]) -> u64 {
     kinds.iter().filter_map(|k| p.by_kind.get(k)).sum()
 }
 
-fn status(p: &ProcessSummary) -> String {
-    serde_json::to_value(p.aslr.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Prints `processes` as JSON or as a table with `columns` after the
 /// common ones.
-pub(super) fn print(
+pub(crate) fn print(
     processes: &[ProcessSummary],
     json: bool,
     columns: &[&str],
@@ -140,13 +135,9 @@ pub fn run(args: PsArgs) -> anyhow::Result<ExitCode> {
             human_size(bytes_of(p, &[K::Arena])),
             human_size(bytes_of(p, &[K::Stack, K::ThreadStack, K::Guard])),
             human_size(bytes_of(p, &[K::File, K::Shm])),
-            status(p),
+            json_name(&p.aslr.status),
             p.wx_count.to_string(),
         ]
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(super) fn aslr_status(p: &ProcessSummary) -> String {
-    status(p)
 }

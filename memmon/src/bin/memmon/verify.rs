@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::bail;
 use clap::Args;
 
-use crate::{
+use memmon::{
     client::{Client, ClientError, DEFAULT_SOCKET},
     protocol::{ErrorKind, Reply, Request, VerifyReport},
 };
@@ -35,7 +35,7 @@ pub struct VerifyArgs {
 fn verify_one(client: &mut Client, pid: u32) -> Result<VerifyReport, ClientError> {
     match client.request(Request::Verify { pid })? {
         Reply::Verify(report) => Ok(report),
-        other => Err(ClientError::Daemon(crate::protocol::ErrorReply {
+        other => Err(ClientError::Daemon(memmon::protocol::ErrorReply {
             kind: ErrorKind::Internal,
             message: format!("unexpected reply {other:?}"),
         })),
@@ -80,7 +80,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 
 fn verify_all(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
     let (mut agree, mut differ, mut skipped) = (0, 0, 0);
-    for pid in crate::seed::list_pids()? {
+    for pid in memmon::seed::list_pids()? {
         match verify_one(client, pid) {
             Ok(report) => {
                 if report.agree {

@@ -8,7 +8,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::bpf::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes};
+use memmon::bpf::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes};
 
 /// Stream memory syscalls, exec, fork and exit events, one per line.
 ///

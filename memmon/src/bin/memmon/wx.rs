@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::ps::{ListArgs, fetch, print};
-use crate::report::render::human_size;
+use crate::{
+    ps::{ListArgs, fetch, print},
+    render::human_size,
+};
 
 /// List processes that break W^X: memory both writable and executable, or
 /// executable memory backed by no file (JIT code, shellcode). `memmon

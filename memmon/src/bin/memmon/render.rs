@@ -6,8 +6,16 @@ use std::fmt::Write as _;
 use bytesize::ByteSize;
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets::NOTHING};
 
-use super::Layout;
-use crate::classify::RegionKind;
+use memmon::{classify::RegionKind, report::Layout};
+
+/// An enum's name as the JSON output spells it (`partial`,
+/// `writable-executable`, ...), so the text and JSON views agree.
+pub fn json_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 /// Binary units, exact when they divide evenly: `132 KiB`, `127 TiB`, `1.5 MiB`.
 pub fn human_size(bytes: u64) -> String {
@@ -59,10 +67,7 @@ fn header(layout: &Layout) -> String {
     let _ = writeln!(
         out,
         "ASLR {}: {}",
-        serde_json::to_value(layout.aslr.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        json_name(&layout.aslr.status),
         layout.aslr.reasons.join("; ")
     );
     if layout.wx.is_empty() {
@@ -72,14 +77,14 @@ fn header(layout: &Layout) -> String {
         );
     } else {
         for w in &layout.wx {
-            let reason = serde_json::to_value(w.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "W^X  {}-{} {} {} {:?}",
-                w.start, w.end, w.perms, reason, w.path
+                w.start,
+                w.end,
+                w.perms,
+                json_name(&w.reason),
+                w.path
             );
         }
     }
@@ -192,5 +197,15 @@ mod tests {
         assert_eq!(human_size(4096), "4 KiB");
         assert_eq!(human_size(127 * (1u64 << 40)), "127 TiB");
         assert_eq!(human_size(12), "12 B");
+    }
+
+    #[test]
+    fn enum_names_are_the_jsons() {
+        use memmon::rules::{AslrStatus, WxReason};
+        assert_eq!(json_name(&AslrStatus::Partial), "partial");
+        assert_eq!(
+            json_name(&WxReason::ExecutableAnonymous),
+            "executable-anonymous"
+        );
     }
 }

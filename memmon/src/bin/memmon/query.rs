@@ -5,11 +5,13 @@ use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode, time::Duration}
 use anyhow::bail;
 use clap::Args;
 
-use crate::{
+use memmon::{
     client::{Client, DEFAULT_SOCKET},
     protocol::{Reply, Request},
-    report::{Layout, render::render_text},
+    report::Layout,
 };
+
+use crate::render::render_text;
 
 /// Show a process's memory layout: every region with its size, permissions
 /// and what it is (text, data, bss, heap, mmap'd chunk, arena, thread stack,
