@@ -7,12 +7,22 @@
 
 mod support;
 
-use std::{fs, os::unix::fs::PermissionsExt as _};
+use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
 
 use support::{
-    Stopped, TEST_USER, assert_agrees, check_ps_entry, entry_for, fixture, group_daemon, listing,
-    maps_of, memmon, query_json, require_bpf, sh, spawn_as_user, test_user,
+    Stopped, TEST_USER, TestUser, assert_agrees, check_ps_entry, entry_for, fixture, group_daemon,
+    listing, maps_of, memmon, query_json, require_bpf, sh, spawn_as_user, test_user,
 };
+
+/// `memmon <args>` as `user` is refused for want of permission, in one
+/// line with nothing on stdout.
+fn assert_refused(user: &TestUser, socket: &Path, args: &[&str]) {
+    let err = memmon(Some(user), socket, args).one_line_error();
+    assert!(
+        err.contains("permission") || err.contains("another user"),
+        "{err}"
+    );
+}
 
 #[test]
 fn an_unprivileged_user_sees_only_their_own_processes() {
@@ -52,21 +62,8 @@ fn an_unprivileged_user_sees_only_their_own_processes() {
     assert_agrees(&layout, &maps_of(mine.pid));
 
     // Root's process: refused, in one line, with nothing on stdout.
-    let err = memmon(
-        Some(user),
-        socket,
-        &["query", &roots.pid.to_string(), "--json"],
-    )
-    .one_line_error();
-    assert!(
-        err.contains("permission") || err.contains("another user"),
-        "{err}"
-    );
-    let err = memmon(Some(user), socket, &["query", &roots.pid.to_string()]).one_line_error();
-    assert!(
-        err.contains("permission") || err.contains("another user"),
-        "{err}"
-    );
+    assert_refused(user, socket, &["query", &roots.pid.to_string(), "--json"]);
+    assert_refused(user, socket, &["query", &roots.pid.to_string()]);
     // Nor may they verify it.
     let verify = memmon(Some(user), socket, &["verify", &roots.pid.to_string()]);
     assert!(!verify.success, "{verify:?}");
@@ -92,8 +89,7 @@ fn an_unprivileged_user_sees_only_their_own_processes() {
     }
 
     for run in [mine, roots] {
-        run.resume();
-        run.finish();
+        run.resume_and_finish();
     }
     assert!(daemon.alive(), "{:?}", daemon.stderr());
 }
@@ -127,16 +123,6 @@ fn a_setuid_root_process_started_by_the_user_stays_hidden_from_them() {
         !kernel.status.success() || kernel.stdout.is_empty(),
         "the kernel showed the maps of a setuid process to its invoker"
     );
-    let err = memmon(
-        Some(user),
-        socket,
-        &["query", &run.pid.to_string(), "--json"],
-    )
-    .one_line_error();
-    assert!(
-        err.contains("permission") || err.contains("another user"),
-        "{err}"
-    );
-    run.resume();
-    run.finish();
+    assert_refused(user, socket, &["query", &run.pid.to_string(), "--json"]);
+    run.resume_and_finish();
 }

@@ -11,20 +11,21 @@ use std::{fs, path::Path};
 
 use serde_json::json;
 use support::{
-    Daemon, Stopped, assert_agrees, check_ps_entry, connect, entry_for, exchange, fixture, frame,
-    free_pid, hex, listing, maps_of, memmon, query_json, require_bpf,
+    QueryMe, Stopped, assert_agrees, check_ps_entry, connect, entry_for, exchange, fixture, frame,
+    free_pid, hex, listing, maps_of, memmon, query_json, shared_daemon,
 };
 
 #[test]
 fn query_json_agrees_with_proc_maps_and_carries_recent_events() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
-    let (_dir, program) = fixture("query_me");
-    let mut run = Stopped::spawn(&program, &[]);
-    let cp = run.checkpoint("ready");
-    daemon.assert_verified(run.pid, "query_me: ready");
+    };
+    let QueryMe {
+        run,
+        ready: cp,
+        program,
+        dir: _dir,
+    } = QueryMe::start(daemon, "query_me");
 
     let layout = query_json(None, daemon.socket(), run.pid, &[]);
     assert_eq!(layout["pid"], run.pid);
@@ -82,16 +83,14 @@ fn query_json_agrees_with_proc_maps_and_carries_recent_events() {
     let last = events.last().unwrap()["line"].as_str().unwrap();
     assert!(last.contains(&format!(" pid={} ", run.pid)), "{last}");
 
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 #[test]
 fn query_of_a_missing_pid_is_one_line_and_says_so() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
+    };
     let pid = free_pid();
     let err = memmon(
         None,
@@ -107,14 +106,10 @@ fn query_of_a_missing_pid_is_one_line_and_says_so() {
 
 #[test]
 fn list_request_over_the_socket_returns_processes() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
-    let (_dir, program) = fixture("list");
-    let mut run = Stopped::spawn(&program, &[]);
-    run.checkpoint("ready");
-    daemon.assert_verified(run.pid, "query_me: ready");
+    };
+    let QueryMe { run, dir: _dir, .. } = QueryMe::start(daemon, "list");
     let mut stream = connect(daemon.socket());
     let reply = exchange(
         &mut stream,
@@ -126,20 +121,15 @@ fn list_request_over_the_socket_returns_processes() {
     let processes = reply["ok"]["processes"].as_array().expect("processes");
     let ours = entry_for(processes, run.pid).expect("the fixture is listed");
     check_ps_entry(ours, run.pid, 0, "root");
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 #[test]
 fn ps_sorts_filters_and_matches_query() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
-    let (_dir, program) = fixture("ps");
-    let mut run = Stopped::spawn(&program, &[]);
-    run.checkpoint("ready");
-    daemon.assert_verified(run.pid, "query_me: ready");
+    };
+    let QueryMe { run, dir: _dir, .. } = QueryMe::start(daemon, "ps");
     let socket = daemon.socket();
 
     let all = listing(None, socket, &["ps", "--json", "--sort", "pid"]);
@@ -187,16 +177,14 @@ fn ps_sorts_filters_and_matches_query() {
         "{}",
         text.stdout
     );
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 #[test]
 fn aslr_and_wx_list_only_the_offenders() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
+    };
     let (_dir, program) = fixture("offenders");
     let program = program.to_str().unwrap();
     let mut clean = Stopped::spawn(Path::new(program), &[]);
@@ -234,7 +222,6 @@ fn aslr_and_wx_list_only_the_offenders() {
     assert!(entry_for(&wx, clean.pid).is_none(), "{wx:?}");
 
     for run in [clean, bad] {
-        run.resume();
-        run.finish();
+        run.resume_and_finish();
     }
 }

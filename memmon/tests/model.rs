@@ -15,7 +15,7 @@ use std::{fs, path::PathBuf};
 
 use support::{
     Checkpoint, Daemon, Stopped, TempDir, compile, maps_line_at, maps_line_containing, maps_range,
-    require_bpf, wait_stopped,
+    require_bpf, shared_daemon, wait_stopped,
 };
 
 const PAGE: u64 = 4096;
@@ -331,10 +331,9 @@ fn brk_up_and_down() {
 
 #[test]
 fn fork_parent_and_child_both_verify() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
+    };
     let fx = fixture("fork_child");
     let mut run = Stopped::spawn(&fx.program, &[]);
     run.checkpoint("before-fork");
@@ -362,8 +361,7 @@ fn fork_parent_and_child_both_verify() {
     run.resume();
     run.checkpoint("reaped");
     daemon.assert_verified(run.pid, "fork_child: reaped");
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 #[test]

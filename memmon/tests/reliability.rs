@@ -18,9 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
 use support::{
-    Daemon, LineCollector, MEMMON, Stopped, TempDir, compile, metric, require_bpf, wait_stopped,
+    Daemon, LineCollector, Stopped, TempDir, compile, listing, metric, require_bpf, wait_stopped,
     wait_timeout,
 };
 
@@ -143,19 +142,7 @@ fn live_processes() -> usize {
 
 /// Pids the daemon lists with comm `comm` (`memmon ps --json --comm`).
 fn listed_with_comm(daemon: &Daemon, comm: &str) -> Vec<u64> {
-    let out = Command::new(MEMMON)
-        .args(["ps", "--json", "--comm", comm, "--socket"])
-        .arg(daemon.socket())
-        .output()
-        .expect("run memmon ps");
-    assert!(
-        out.status.success(),
-        "memmon ps failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).expect("ps --json prints JSON");
-    list.as_array()
-        .expect("an array")
+    listing(None, daemon.socket(), &["ps", "--json", "--comm", comm])
         .iter()
         .filter(|p| p["comm"] == comm)
         .filter_map(|p| p["pid"].as_u64())

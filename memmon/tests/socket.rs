@@ -19,8 +19,8 @@ use std::{
 
 use serde_json::json;
 use support::{
-    Daemon, Stopped, TempDir, connect, error_kind, exchange, fixture, frame, free_pid, memmon,
-    query_json, raw_frame, read_reply, require_bpf,
+    Daemon, QueryMe, TempDir, connect, error_kind, exchange, frame, free_pid, memmon, query_json,
+    raw_frame, read_reply, require_bpf,
 };
 
 #[test]
@@ -30,10 +30,7 @@ fn the_socket_survives_abuse_and_keeps_serving_others() {
     }
     let daemon = Daemon::start();
     let socket = daemon.socket().to_owned();
-    let (_dir, program) = fixture("abuse");
-    let mut run = Stopped::spawn(&program, &[]);
-    run.checkpoint("ready");
-    daemon.assert_verified(run.pid, "query_me: ready");
+    let QueryMe { run, dir: _dir, .. } = QueryMe::start(&daemon, "abuse");
     let pid = run.pid;
     let query_works = |when: &str| {
         let layout = query_json(None, &socket, pid, &[]);
@@ -140,8 +137,7 @@ fn the_socket_survives_abuse_and_keeps_serving_others() {
     thread::sleep(Duration::from_millis(200));
     assert!(daemon.alive(), "the daemon died: {:?}", daemon.stderr());
     query_works("at the end");
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 // ---- the client against no daemon, or a foreign one ---------------------------

@@ -11,7 +11,9 @@ use std::{
 use serde_json::Value;
 
 use super::MEMMON;
+use super::daemon::Daemon;
 use super::fixtures::{TempDir, compile};
+use super::stopped::{Checkpoint, Stopped};
 use super::user::TestUser;
 
 /// What one `memmon` run printed.
@@ -23,14 +25,19 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn json(&self) -> Value {
+    /// Asserts success; returns stdout.
+    pub fn ok(&self) -> &str {
         assert!(
             self.success,
             "memmon failed; stderr: {}\nstdout: {}",
             self.stderr, self.stdout
         );
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+        &self.stdout
+    }
+
+    pub fn json(&self) -> Value {
+        let stdout = self.ok();
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
     }
 
     /// Asserts a failure reported as exactly one line on stderr, with
@@ -114,6 +121,30 @@ pub fn free_pid() -> u32 {
     (999_999..)
         .find(|p| !Path::new(&format!("/proc/{p}")).exists())
         .unwrap()
+}
+
+/// The query_me fixture (see [`fixture`]) stopped at its `ready`
+/// checkpoint, where `daemon` agrees with /proc.
+pub struct QueryMe {
+    pub run: Stopped,
+    pub ready: Checkpoint,
+    pub program: PathBuf,
+    pub dir: TempDir,
+}
+
+impl QueryMe {
+    pub fn start(daemon: &Daemon, tag: &str) -> Self {
+        let (dir, program) = fixture(tag);
+        let mut run = Stopped::spawn(&program, &[]);
+        let ready = run.checkpoint("ready");
+        daemon.assert_verified(run.pid, "query_me: ready");
+        Self {
+            run,
+            ready,
+            program,
+            dir,
+        }
+    }
 }
 
 /// A fixture binary in a directory every user can traverse.

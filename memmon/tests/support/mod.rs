@@ -26,7 +26,7 @@ use std::{
 
 #[allow(unused_imports)]
 pub use client::{
-    Run, check_ps_entry, entry_for, fixture, free_pid, hex, listing, memmon, query_json,
+    QueryMe, Run, check_ps_entry, entry_for, fixture, free_pid, hex, listing, memmon, query_json,
 };
 #[allow(unused_imports)]
 pub use daemon::Daemon;
@@ -74,6 +74,12 @@ pub fn require_bpf() -> bool {
             false
         }
     }
+}
+
+/// [`require_bpf`], then the daemon shared by the whole test binary; None
+/// means the test should return at once.
+pub fn shared_daemon() -> Option<&'static Daemon> {
+    require_bpf().then(Daemon::shared)
 }
 
 fn probe_bpf() -> Result<(), String> {

@@ -160,6 +160,12 @@ impl Stopped {
         assert!(signal(pid as i32, libc::SIGCONT), "SIGCONT to {pid}");
     }
 
+    /// [`Stopped::resume`], then [`Stopped::finish`].
+    pub fn resume_and_finish(self) {
+        self.resume();
+        self.finish();
+    }
+
     /// Waits for the fixture to exit and asserts it succeeded.
     pub fn finish(mut self) {
         let status = wait_timeout(&mut self.child, STOP_TIMEOUT).unwrap_or_else(|| {
