@@ -10,8 +10,8 @@ mod support;
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
 
 use support::{
-    Stopped, TEST_USER, TestUser, assert_agrees, check_ps_entry, entry_for, fixture, group_daemon,
-    listing, maps_of, memmon, query_json, require_bpf, sh, spawn_as_user, test_user,
+    Daemon, Stopped, TEST_USER, TestUser, assert_agrees, check_ps_entry, entry_for, fixture,
+    group_daemon, listing, maps_of, memmon, query_json, require_bpf, sh, spawn_as_user, test_user,
 };
 
 /// `memmon <args>` as `user` is refused for want of permission, in one
@@ -24,13 +24,17 @@ fn assert_refused(user: &TestUser, socket: &Path, args: &[&str]) {
     );
 }
 
+/// The test user and a daemon whose socket its group may use; None when
+/// the eBPF tests cannot run here.
+fn user_and_daemon() -> Option<(&'static TestUser, Daemon)> {
+    require_bpf().then(|| (test_user(), group_daemon()))
+}
+
 #[test]
 fn an_unprivileged_user_sees_only_their_own_processes() {
-    if !require_bpf() {
+    let Some((user, daemon)) = user_and_daemon() else {
         return;
-    }
-    let user = test_user();
-    let daemon = group_daemon();
+    };
     let socket = daemon.socket();
     let meta = fs::metadata(socket).expect("socket");
     assert_eq!(meta.permissions().mode() & 0o777, 0o660, "socket mode");
@@ -100,11 +104,9 @@ fn an_unprivileged_user_sees_only_their_own_processes() {
 /// layout (and with it, its ASLR offsets) either.
 #[test]
 fn a_setuid_root_process_started_by_the_user_stays_hidden_from_them() {
-    if !require_bpf() {
+    let Some((user, daemon)) = user_and_daemon() else {
         return;
-    }
-    let user = test_user();
-    let daemon = group_daemon();
+    };
     let socket = daemon.socket();
     let (_dir, program) = fixture("setuid");
     fs::set_permissions(&program, fs::Permissions::from_mode(0o4755)).unwrap();

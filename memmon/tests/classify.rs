@@ -8,9 +8,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{
-    Daemon, Stopped, TempDir, compile, hex, memmon, query_json, require_bpf, shared_daemon,
-};
+use support::{Daemon, Stopped, compiled, hex, memmon, query_json, require_bpf, shared_daemon};
 
 fn query(daemon: &Daemon, pid: u32, extra: &[&str]) -> String {
     let pid = pid.to_string();
@@ -47,8 +45,7 @@ fn at_checkpoint(
     check: impl FnOnce(&Value, &support::Checkpoint),
 ) {
     let daemon = Daemon::shared();
-    let dir = TempDir::new("classify_me");
-    let program = compile(&dir, "classify_me", flags);
+    let (_dir, program) = compiled("classify_me", flags);
     let mut run = if wrapper.is_empty() {
         Stopped::spawn(&program, &[])
     } else {
@@ -157,8 +154,7 @@ fn the_human_table_shows_the_132_kib_heap_and_gaps_in_binary_units() {
     let Some(daemon) = shared_daemon() else {
         return;
     };
-    let dir = TempDir::new("classify_me");
-    let program = compile(&dir, "classify_me", &[]);
+    let (_dir, program) = compiled("classify_me", &[]);
     let mut run = Stopped::spawn(&program, &[]);
     run.checkpoint("layout");
     daemon.assert_verified(run.pid, "classify_me: layout");

@@ -14,7 +14,7 @@ mod support;
 use std::{fs, path::PathBuf};
 
 use support::{
-    Checkpoint, Daemon, Stopped, TempDir, compile, maps_line_at, maps_line_containing, maps_range,
+    Checkpoint, Daemon, Stopped, TempDir, compiled, maps_line_at, maps_line_containing, maps_range,
     require_bpf, shared_daemon, wait_stopped,
 };
 
@@ -27,8 +27,7 @@ struct Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
-    let dir = TempDir::new(name);
-    let program = compile(&dir, name, &[]);
+    let (dir, program) = compiled(name, &[]);
     Fixture { _dir: dir, program }
 }
 

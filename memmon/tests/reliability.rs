@@ -2,7 +2,7 @@
 //! programs: event loss and recovery, and bounded memory under pid churn
 //! (a crash and restart in the middle of churn is in restart.rs). The
 //! tests share the machine's CPUs and the daemon's tracepoints with each
-//! other, so they run one at a time ([`serial`]); cargo runs test binaries
+//! other, so they run one at a time ([`serial_bpf`]); cargo runs test binaries
 //! one after another.
 //!
 //! Run as root: `cargo test -p memmon --test reliability -- --test-threads=1`
@@ -19,7 +19,7 @@ use std::{
 };
 
 use support::{
-    Daemon, LineCollector, Stopped, TempDir, compile, listing, metric, require_bpf, wait_stopped,
+    Daemon, LineCollector, Stopped, compiled, listing, metric, require_bpf, wait_stopped,
     wait_timeout,
 };
 
@@ -27,11 +27,13 @@ use support::{
 const RSS_BOUND_BYTES: u64 = 64 << 20;
 
 /// One test at a time: each starts its own daemon and loads the CPUs.
-fn serial() -> MutexGuard<'static, ()> {
+/// None (after [`require_bpf`] said why) when the test cannot run here.
+fn serial_bpf() -> Option<MutexGuard<'static, ()>> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
+    let serial = SERIAL
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    require_bpf().then_some(serial)
 }
 
 fn scrape_value(daemon: &Daemon, name: &str, labels: &str) -> f64 {
@@ -46,12 +48,10 @@ const STORM_ITERS: usize = 17_000;
 
 #[test]
 fn a_storm_through_a_tiny_ring_buffer_is_lost_then_resynced_to_agreement() {
-    let _serial = serial();
-    if !require_bpf() {
+    let Some(_serial) = serial_bpf() else {
         return;
-    }
-    let dir = TempDir::new("storm");
-    let storm = compile(&dir, "storm", &[]);
+    };
+    let (_dir, storm) = compiled("storm", &[]);
     // No periodic verification: only the kernel's loss report may repair.
     let daemon = Daemon::start_with(&["--ringbuf-size", "4096", "--verify-interval", "0"]);
     let lost_before = scrape_value(&daemon, "memmon_events_lost_total", "");
@@ -160,12 +160,10 @@ const CHURN_EXEC_EVERY: u32 = 16;
 
 #[test]
 fn pid_churn_keeps_the_daemon_small_and_exited_processes_are_forgotten() {
-    let _serial = serial();
-    if !require_bpf() {
+    let Some(_serial) = serial_bpf() else {
         return;
-    }
-    let dir = TempDir::new("forker");
-    let forker = compile(&dir, "forker", &[]);
+    };
+    let (_dir, forker) = compiled("forker", &[]);
     let daemon = Daemon::start();
     let pid = daemon.pid();
     let tracked_before = scrape_value(&daemon, "memmon_tracked_processes", "");

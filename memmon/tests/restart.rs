@@ -17,7 +17,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, Stopped, TempDir, compile, proc_state, require_bpf, signal};
+use support::{Daemon, Stopped, compiled, proc_state, require_bpf, signal};
 
 /// Kernel object ids (programs, maps) a process holds open, from the
 /// `prog_id:`/`map_id:` lines of its /proc/PID/fdinfo entries.
@@ -227,8 +227,7 @@ fn a_daemon_killed_mid_churn_leaves_nothing_behind_and_its_successor_converges()
         return;
     }
     assert_nothing_pinned();
-    let dir = TempDir::new("rchurn");
-    let rchurn = compile(&dir, "rchurn", &[]);
+    let (_dir, rchurn) = compiled("rchurn", &[]);
 
     let mut first = Daemon::start();
     let held_first = check_held(&first);

@@ -36,3 +36,11 @@ pub fn compile(dir: &TempDir, name: &str, extra_flags: &[&str]) -> PathBuf {
     );
     out
 }
+
+/// A fresh directory (removed with it) holding fixture `name`, compiled
+/// with `extra_flags`: see [`compile`].
+pub fn compiled(name: &str, extra_flags: &[&str]) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let program = compile(&dir, name, extra_flags);
+    (dir, program)
+}

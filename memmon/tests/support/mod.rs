@@ -33,7 +33,7 @@ pub use daemon::Daemon;
 #[allow(unused_imports)]
 pub use fidelity::assert_agrees;
 #[allow(unused_imports)]
-pub use fixtures::{TempDir, compile, fixture_source};
+pub use fixtures::{TempDir, compile, compiled, fixture_source};
 #[allow(unused_imports)]
 pub use frames::{connect, error_kind, exchange, frame, raw_frame, read_reply};
 #[allow(unused_imports)]
