@@ -26,7 +26,7 @@ use crate::bench_support::{IDLE_PROCESSES, TempDir};
 use crate::env::{cargo, describe, is_root, repo_root, run, target_dir};
 use crate::setup::setup;
 use measure::{
-    Bench, Scan, machine, other_bpf_holders, overhead_rounds, proc_status_mib, rate_run, scan,
+    Bench, machine, other_bpf_holders, overhead_rounds, proc_status_mib, rate_run, scan,
 };
 use report::Report;
 
@@ -169,7 +169,7 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
     bench.reaper.stop(daemon.pid, "TERM");
 
     println!("\n== initial scan: {IDLE_PROCESSES} more idle processes ==");
-    let scanned: Scan = scan(&mut bench)?;
+    let scanned = scan(&mut bench)?;
 
     Report {
         machine,
