@@ -7,32 +7,20 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
-use support::{Daemon, MEMMON, Stopped, TempDir, compile, require_bpf};
+use support::{Daemon, Stopped, compiled, hex, memmon, query_json, require_bpf, shared_daemon};
 
 fn query(daemon: &Daemon, pid: u32, extra: &[&str]) -> String {
-    let out = Command::new(MEMMON)
-        .args(["query", &pid.to_string(), "--socket"])
-        .arg(daemon.socket())
-        .args(extra)
-        .output()
-        .expect("run memmon query");
-    assert!(
-        out.status.success(),
-        "memmon query {pid} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
+    let pid = pid.to_string();
+    let args: Vec<&str> = ["query", pid.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    memmon(None, daemon.socket(), &args).ok().to_owned()
 }
 
 fn layout(daemon: &Daemon, pid: u32) -> Value {
-    serde_json::from_str(&query(daemon, pid, &["--json"])).expect("query --json is JSON")
-}
-
-fn hex(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().expect("hex string").trim_start_matches("0x"), 16).unwrap()
+    query_json(None, daemon.socket(), pid, &[])
 }
 
 /// The region of `layout` holding `addr`.
@@ -57,8 +45,7 @@ fn at_checkpoint(
     check: impl FnOnce(&Value, &support::Checkpoint),
 ) {
     let daemon = Daemon::shared();
-    let dir = TempDir::new("classify_me");
-    let program = compile(&dir, "classify_me", flags);
+    let (_dir, program) = compiled("classify_me", flags);
     let mut run = if wrapper.is_empty() {
         Stopped::spawn(&program, &[])
     } else {
@@ -72,8 +59,7 @@ fn at_checkpoint(
     daemon.assert_verified(run.pid, "classify_me: layout");
     let layout = layout(daemon, run.pid);
     check(&layout, &cp);
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 #[test]
@@ -165,12 +151,10 @@ fn every_region_of_the_fixture_gets_its_seed_document_name() {
 
 #[test]
 fn the_human_table_shows_the_132_kib_heap_and_gaps_in_binary_units() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
-    let dir = TempDir::new("classify_me");
-    let program = compile(&dir, "classify_me", &[]);
+    };
+    let (_dir, program) = compiled("classify_me", &[]);
     let mut run = Stopped::spawn(&program, &[]);
     run.checkpoint("layout");
     daemon.assert_verified(run.pid, "classify_me: layout");
@@ -189,8 +173,7 @@ fn the_human_table_shows_the_132_kib_heap_and_gaps_in_binary_units() {
         "gaps: {gaps:#?}"
     );
     assert!(table.contains("ASLR full"), "{table}");
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 #[test]

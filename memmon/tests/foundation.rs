@@ -16,7 +16,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{MEMMON, Summary, TempDir, Trace, brief, compile, is_root, require_bpf, run_to_end};
+use support::{MEMMON, Summary, Trace, brief, compiled, is_root, require_bpf, run_to_end};
 
 /// One `event KIND key=value...` line printed by the sequence fixture.
 #[derive(Debug)]
@@ -83,8 +83,7 @@ fn every_event_carries_the_exact_arguments_and_results() {
     if !require_bpf() {
         return;
     }
-    let dir = TempDir::new("sequence");
-    let fixture = compile(&dir, "sequence", &[]);
+    let (dir, fixture) = compiled("sequence", &[]);
     let trace = Trace::start(&["--json", "--comm", "sequence"], true);
     let data_dir = dir.path().to_str().expect("utf-8 temp path");
     let (status, lines, pid) = run_to_end(&fixture, &[data_dir], Duration::from_secs(30));
@@ -195,8 +194,7 @@ fn churn_under_trace(
     let _one_at_a_time = STORM
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let dir = TempDir::new("churn");
-    let fixture = compile(&dir, "churn", &[]);
+    let (_dir, fixture) = compiled("churn", &[]);
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     let trace = Trace::start_with(memmon, &args, false);

@@ -18,7 +18,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, TempDir, require_bpf};
+use support::{Daemon, TempDir, require_bpf, shared_daemon};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -104,10 +104,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn exposition_passes_promtool_and_has_no_pid_or_address() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
+    };
     // A busy system: a few processes mapping and unmapping while we scrape.
     let churn: Vec<Child> = (0..4)
         .map(|_| {
@@ -360,10 +359,9 @@ impl Drop for Prometheus {
 
 #[test]
 fn a_real_prometheus_scrapes_memmon_and_sees_aslr_off() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
+    };
     let target = daemon
         .metrics_url()
         .trim_start_matches("http://")

@@ -14,8 +14,8 @@ mod support;
 use std::{fs, path::PathBuf};
 
 use support::{
-    Checkpoint, Daemon, Stopped, TempDir, compile, maps_line_at, maps_line_containing, maps_range,
-    require_bpf, wait_stopped,
+    Checkpoint, Daemon, Stopped, TempDir, compiled, maps_line_at, maps_line_containing, maps_range,
+    require_bpf, shared_daemon, wait_stopped,
 };
 
 const PAGE: u64 = 4096;
@@ -27,8 +27,7 @@ struct Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
-    let dir = TempDir::new(name);
-    let program = compile(&dir, name, &[]);
+    let (dir, program) = compiled(name, &[]);
     Fixture { _dir: dir, program }
 }
 
@@ -331,10 +330,9 @@ fn brk_up_and_down() {
 
 #[test]
 fn fork_parent_and_child_both_verify() {
-    if !require_bpf() {
+    let Some(daemon) = shared_daemon() else {
         return;
-    }
-    let daemon = Daemon::shared();
+    };
     let fx = fixture("fork_child");
     let mut run = Stopped::spawn(&fx.program, &[]);
     run.checkpoint("before-fork");
@@ -362,8 +360,7 @@ fn fork_parent_and_child_both_verify() {
     run.resume();
     run.checkpoint("reaped");
     daemon.assert_verified(run.pid, "fork_child: reaped");
-    run.resume();
-    run.finish();
+    run.resume_and_finish();
 }
 
 #[test]

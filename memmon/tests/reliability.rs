@@ -1,17 +1,16 @@
 //! Reliability under stress, with the real daemon and the real kernel
-//! programs: event loss and recovery, a crash and restart in the middle of
-//! churn (and no kernel object left behind), and bounded memory under pid
-//! churn. The tests share the machine's CPUs and the daemon's tracepoints
-//! with each other, so they run one at a time ([`serial`]).
+//! programs: event loss and recovery, and bounded memory under pid churn
+//! (a crash and restart in the middle of churn is in restart.rs). The
+//! tests share the machine's CPUs and the daemon's tracepoints with each
+//! other, so they run one at a time ([`serial_bpf`]); cargo runs test binaries
+//! one after another.
 //!
 //! Run as root: `cargo test -p memmon --test reliability -- --test-threads=1`
-//! (about a minute and a half). `bpftool` must be installed (`cargo xtask
-//! setup` installs it).
+//! (about a minute).
 
 mod support;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
     fs,
     process::{Command, Stdio},
     sync::{Mutex, MutexGuard},
@@ -19,54 +18,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
 use support::{
-    Daemon, LineCollector, MEMMON, Stopped, TempDir, compile, metric, proc_state, require_bpf,
-    signal, wait_stopped, wait_timeout,
+    Daemon, LineCollector, Stopped, compiled, listing, metric, require_bpf, wait_stopped,
+    wait_timeout,
 };
 
 /// The daemon's resident memory must stay below this under pid churn.
 const RSS_BOUND_BYTES: u64 = 64 << 20;
 
 /// One test at a time: each starts its own daemon and loads the CPUs.
-fn serial() -> MutexGuard<'static, ()> {
+/// None (after [`require_bpf`] said why) when the test cannot run here.
+fn serial_bpf() -> Option<MutexGuard<'static, ()>> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
+    let serial = SERIAL
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    require_bpf().then_some(serial)
 }
 
 fn scrape_value(daemon: &Daemon, name: &str, labels: &str) -> f64 {
     metric(&daemon.scrape(), name, labels).unwrap_or(0.0)
-}
-
-/// Polls `memmon verify PID` until it agrees; the time it took, or the
-/// last report at the deadline.
-fn converge(
-    daemon: &Daemon,
-    pid: u32,
-    since: Instant,
-    deadline: Instant,
-) -> Result<Duration, String> {
-    loop {
-        let (ok, text) = daemon.verify(pid);
-        if ok {
-            return Ok(since.elapsed());
-        }
-        if Instant::now() >= deadline {
-            return Err(text);
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn fail_to_converge(daemon: &Daemon, pid: u32, what: &str, report: &str) -> ! {
-    panic!(
-        "memmon verify {pid} ({what}) never agreed:\n{report}\n--- /proc/{pid}/maps ---\n{}\
-         --- daemon stderr ---\n{}",
-        fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(),
-        daemon.stderr().join("\n")
-    )
 }
 
 // ---- 1. loss and recovery ------------------------------------------------------
@@ -77,12 +48,10 @@ const STORM_ITERS: usize = 17_000;
 
 #[test]
 fn a_storm_through_a_tiny_ring_buffer_is_lost_then_resynced_to_agreement() {
-    let _serial = serial();
-    if !require_bpf() {
+    let Some(_serial) = serial_bpf() else {
         return;
-    }
-    let dir = TempDir::new("storm");
-    let storm = compile(&dir, "storm", &[]);
+    };
+    let (_dir, storm) = compiled("storm", &[]);
     // No periodic verification: only the kernel's loss report may repair.
     let daemon = Daemon::start_with(&["--ringbuf-size", "4096", "--verify-interval", "0"]);
     let lost_before = scrape_value(&daemon, "memmon_events_lost_total", "");
@@ -130,9 +99,9 @@ fn a_storm_through_a_tiny_ring_buffer_is_lost_then_resynced_to_agreement() {
     let deadline = all_stopped + Duration::from_secs(10);
     let mut times = Vec::new();
     for (what, pid) in &stopped {
-        match converge(&daemon, *pid, all_stopped, deadline) {
-            Ok(t) => times.push(t),
-            Err(report) => fail_to_converge(&daemon, *pid, what, &report),
+        match daemon.verify_until(*pid, deadline) {
+            Ok(_) => times.push(all_stopped.elapsed()),
+            Err((_, report)) => daemon.verify_failed(*pid, &format!("({what})"), &report),
         }
     }
     let slowest = times.iter().max().copied().unwrap_or_default();
@@ -151,289 +120,7 @@ fn a_storm_through_a_tiny_ring_buffer_is_lost_then_resynced_to_agreement() {
     run.finish();
 }
 
-// ---- 2. crash and restart under churn -----------------------------------------
-
-/// Kernel object ids (programs, maps) a process holds open, from the
-/// `prog_id:`/`map_id:` lines of its /proc/PID/fdinfo entries.
-#[derive(Debug, Default)]
-struct BpfIds {
-    progs: BTreeSet<u64>,
-    maps: BTreeSet<u64>,
-}
-
-fn bpf_ids_held_by(pid: i32) -> BpfIds {
-    let mut ids = BpfIds::default();
-    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return ids;
-    };
-    for entry in entries.flatten() {
-        let Ok(text) = fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        for line in text.lines() {
-            let mut parts = line.split(':');
-            let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let Ok(id) = value.trim().parse() else {
-                continue;
-            };
-            match key {
-                "prog_id" => ids.progs.insert(id),
-                "map_id" => ids.maps.insert(id),
-                _ => false,
-            };
-        }
-    }
-    ids
-}
-
-/// `bpftool {prog|map} show --json`: id -> name (bpftool shows at most 15
-/// bytes of a name).
-fn bpftool_show(what: &str) -> BTreeMap<u64, String> {
-    let out = Command::new("bpftool")
-        .args([what, "show", "--json"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run bpftool ({e}): install it (`cargo xtask setup` does, Debian package bpftool)")
-        });
-    assert!(
-        out.status.success(),
-        "bpftool {what} show failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).expect("bpftool prints JSON");
-    list.as_array()
-        .expect("a JSON array")
-        .iter()
-        .filter_map(|o| {
-            Some((
-                o["id"].as_u64()?,
-                o["name"].as_str().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect()
-}
-
-/// memmon's program names, as bpftool shows them (15 bytes).
-const PROGRAMS: [&str; 7] = [
-    "sys_enter_memory",
-    "sys_exit_memory",
-    "sys_enter_prctl",
-    "sys_exit_prctl",
-    "sched_process_exec",
-    "sched_process_fork",
-    "sched_process_exit",
-];
-const MAPS: [&str; 5] = ["EVENTS", "PENDING", "PENDING_NAME", "COUNTERS", "LOST_PIDS"];
-
-fn truncated(name: &str) -> &str {
-    &name[..name.len().min(15)]
-}
-
-/// Whether bpftool's `shown` name is `name`: in full (newer bpftool reads
-/// program names from BTF) or cut to the kernel's 15 bytes.
-fn same_name(shown: &str, name: &str) -> bool {
-    shown == name || shown == truncated(name)
-}
-
-/// Of `held`, the programs and maps the kernel still lists, with names.
-fn still_listed(held: &BpfIds) -> Vec<String> {
-    let progs = bpftool_show("prog");
-    let maps = bpftool_show("map");
-    let mut left: Vec<String> = held
-        .progs
-        .iter()
-        .filter_map(|id| progs.get(id).map(|n| format!("prog {id} {n}")))
-        .collect();
-    left.extend(
-        held.maps
-            .iter()
-            .filter_map(|id| maps.get(id).map(|n| format!("map {id} {n}"))),
-    );
-    left
-}
-
-/// What a running daemon holds: all of memmon's programs and maps, named
-/// as bpftool shows them.
-fn check_held(daemon: &Daemon) -> BpfIds {
-    let held = bpf_ids_held_by(daemon.pid());
-    let progs = bpftool_show("prog");
-    let maps = bpftool_show("map");
-    let prog_names: BTreeSet<&str> = held
-        .progs
-        .iter()
-        .filter_map(|id| progs.get(id).map(String::as_str))
-        .collect();
-    let map_names: BTreeSet<&str> = held
-        .maps
-        .iter()
-        .filter_map(|id| maps.get(id).map(String::as_str))
-        .collect();
-    for name in PROGRAMS {
-        assert!(
-            prog_names.iter().any(|shown| same_name(shown, name)),
-            "the daemon holds no program named {name}: {prog_names:?}"
-        );
-    }
-    for name in MAPS {
-        assert!(
-            map_names.iter().any(|shown| same_name(shown, name)),
-            "the daemon holds no map named {name}: {map_names:?}"
-        );
-    }
-    held
-}
-
-/// Waits until the kernel has freed every object of `held`; how long it took.
-fn wait_released(held: &BpfIds, whose: &str) -> Duration {
-    let since = Instant::now();
-    loop {
-        let left = still_listed(held);
-        if left.is_empty() {
-            return since.elapsed();
-        }
-        if since.elapsed() > Duration::from_secs(10) {
-            panic!("{whose} is gone, but the kernel still lists its objects 10 s later: {left:?}");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Nothing of memmon's is pinned in the BPF filesystem.
-fn assert_nothing_pinned() {
-    let mut pinned = Vec::new();
-    let mut dirs = vec![std::path::PathBuf::from("/sys/fs/bpf")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.contains("memmon")
-                || PROGRAMS
-                    .iter()
-                    .chain(&MAPS)
-                    .any(|n| name.contains(truncated(n)))
-            {
-                pinned.push(path.display().to_string());
-            }
-        }
-    }
-    assert!(
-        pinned.is_empty(),
-        "memmon objects pinned in bpffs: {pinned:?}"
-    );
-}
-
-/// Pids of process group `pgrp`, with their state letters.
-fn group_members(pgrp: u32) -> Vec<(u32, char)> {
-    let mut members = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // After the comm: state ppid pgrp ...
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgrp)
-            && let Some(state) = proc_state(&stat)
-        {
-            members.push((pid, state));
-        }
-    }
-    members
-}
-
-#[test]
-fn a_daemon_killed_mid_churn_leaves_nothing_behind_and_its_successor_converges() {
-    let _serial = serial();
-    if !require_bpf() {
-        return;
-    }
-    assert_nothing_pinned();
-    let dir = TempDir::new("rchurn");
-    let rchurn = compile(&dir, "rchurn", &[]);
-
-    let mut first = Daemon::start();
-    let held_first = check_held(&first);
-    let churn = Stopped::spawn(&rchurn, &["3"]);
-    let pgrp = churn.pid;
-    thread::sleep(Duration::from_millis(1500));
-    assert!(first.alive(), "the first daemon died under churn");
-    first.kill9();
-    let freed_first = wait_released(&held_first, "the kill -9'd daemon");
-    assert_nothing_pinned();
-
-    // A successor on the same socket path (the dead one's socket file is
-    // still there), seeded while the churn goes on.
-    let second = Daemon::start_in(first.dir(), &[]);
-    let held_second = check_held(&second);
-    thread::sleep(Duration::from_millis(1500));
-
-    // Freeze the churn: every member stops where it is, between syscalls.
-    assert!(
-        signal(-(pgrp as i32), libc::SIGSTOP),
-        "SIGSTOP to group {pgrp}"
-    );
-    let frozen = Instant::now();
-    let members = loop {
-        let members = group_members(pgrp);
-        if members.iter().all(|(_, s)| matches!(s, 'T' | 'Z')) {
-            break members;
-        }
-        assert!(
-            frozen.elapsed() < Duration::from_secs(10),
-            "group {pgrp} did not stop: {members:?}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stopped: Vec<u32> = members
-        .iter()
-        .filter(|(_, s)| *s == 'T')
-        .map(|(p, _)| *p)
-        .collect();
-    assert!(
-        stopped.len() >= 4,
-        "expected the churn's top process and 3 workers stopped: {members:?}"
-    );
-    let deadline = frozen + Duration::from_secs(10);
-    let mut slowest = Duration::ZERO;
-    for &pid in &stopped {
-        match converge(&second, pid, frozen, deadline) {
-            Ok(t) => slowest = slowest.max(t),
-            Err(report) => fail_to_converge(&second, pid, "frozen churn", &report),
-        }
-    }
-
-    drop(second);
-    let freed_second = wait_released(&held_second, "the SIGTERM'd daemon");
-    assert_nothing_pinned();
-    eprintln!(
-        "restart: first daemon held {} programs / {} maps, all freed {:.2} s after kill -9; \
-         {} frozen churn processes agree with /proc {:.2} s after SIGSTOP; second daemon's \
-         objects freed {:.2} s after SIGTERM",
-        held_first.progs.len(),
-        held_first.maps.len(),
-        freed_first.as_secs_f64(),
-        stopped.len(),
-        slowest.as_secs_f64(),
-        freed_second.as_secs_f64()
-    );
-    drop(churn); // SIGKILL to the whole group
-}
-
-// ---- 3. bounded memory under pid churn ----------------------------------------
+// ---- 2. bounded memory under pid churn ----------------------------------------
 
 /// A /proc/PID/status field in bytes (`VmRSS`, `VmHWM`).
 fn status_bytes(pid: i32, field: &str) -> u64 {
@@ -455,19 +142,7 @@ fn live_processes() -> usize {
 
 /// Pids the daemon lists with comm `comm` (`memmon ps --json --comm`).
 fn listed_with_comm(daemon: &Daemon, comm: &str) -> Vec<u64> {
-    let out = Command::new(MEMMON)
-        .args(["ps", "--json", "--comm", comm, "--socket"])
-        .arg(daemon.socket())
-        .output()
-        .expect("run memmon ps");
-    assert!(
-        out.status.success(),
-        "memmon ps failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).expect("ps --json prints JSON");
-    list.as_array()
-        .expect("an array")
+    listing(None, daemon.socket(), &["ps", "--json", "--comm", comm])
         .iter()
         .filter(|p| p["comm"] == comm)
         .filter_map(|p| p["pid"].as_u64())
@@ -485,12 +160,10 @@ const CHURN_EXEC_EVERY: u32 = 16;
 
 #[test]
 fn pid_churn_keeps_the_daemon_small_and_exited_processes_are_forgotten() {
-    let _serial = serial();
-    if !require_bpf() {
+    let Some(_serial) = serial_bpf() else {
         return;
-    }
-    let dir = TempDir::new("forker");
-    let forker = compile(&dir, "forker", &[]);
+    };
+    let (_dir, forker) = compiled("forker", &[]);
     let daemon = Daemon::start();
     let pid = daemon.pid();
     let tracked_before = scrape_value(&daemon, "memmon_tracked_processes", "");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::bench_support::{
-    IDLE_PROCESSES, Reaper, Scratch, start_daemon, state_of, wait_for_line,
+    IDLE_PROCESSES, Reaper, TempDir, start_daemon, state_of, wait_for_line,
 };
 use crate::env::{cargo, is_root, output, repo_root, run, target_dir};
 use crate::setup::setup;
@@ -73,8 +73,8 @@ pub fn bench_query() -> Result<()> {
     let bench = release.join("examples").join("bench_query");
 
     let started = Instant::now();
-    let scratch = Scratch::new("bench")?;
-    let fixture = scratch.0.join("many_regions");
+    let scratch = TempDir::create("bench")?;
+    let fixture = scratch.path().join("many_regions");
     let source = repo_root().join("memmon/tests/fixtures/many_regions.c");
     run(Command::new("cc")
         .args(["-O1", "-o"])
@@ -105,7 +105,7 @@ pub fn bench_query() -> Result<()> {
     reaper.spawn_idle_processes()?;
 
     // The daemon seeds all of them from /proc before it says it is ready.
-    let socket = scratch.0.join("memmon.sock");
+    let socket = scratch.path().join("memmon.sock");
     let left = BUDGET.saturating_sub(started.elapsed());
     let daemon = start_daemon(&mut reaper, &memmon, &socket, left)?;
     let ready = &daemon.ready;

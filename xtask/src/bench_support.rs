@@ -1,15 +1,18 @@
-//! What the benchmarks share: children that are always cleaned up, a
-//! scratch directory, waiting for a child's "ready" line, starting the
-//! release daemon and reading its /metrics.
+//! What the benchmarks share: children that are always cleaned up,
+//! waiting for a child's "ready" line, starting the release daemon and
+//! reading its /metrics. What the integration tests need too is in
+//! memmon-testkit.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use memmon_testkit::{
+    DAEMON_READY_LINE, LineCollector, daemon_command, metrics_url, tracked_processes, wait_timeout,
+};
+pub use memmon_testkit::{TempDir, metric, state_of};
 
 /// Children killed (SIGTERM, then SIGKILL) and reaped on drop.
 #[derive(Default)]
@@ -32,9 +35,7 @@ fn signal(name: &str, pids: impl IntoIterator<Item = u32>) {
 
 /// Waits up to `deadline` for `child` to exit, then kills and reaps it.
 fn reap(child: &mut Child, deadline: Instant) {
-    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_timeout(child, deadline.saturating_duration_since(Instant::now()));
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -86,59 +87,21 @@ impl Drop for Reaper {
     }
 }
 
-/// A temporary directory, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("memmon-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).context("creating the scratch directory")?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, ...).
-pub fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
 /// The first line of `pipe` that holds `needle`, within `timeout`; the
 /// pipe is drained on a thread afterwards so the writer never blocks.
 pub fn wait_for_line(
     pipe: impl Read + Send + 'static,
-    needle: &'static str,
+    needle: &str,
     timeout: Duration,
 ) -> Result<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut found = false;
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if !found && line.contains(needle) {
-                found = true;
-                let _ = tx.send(Ok(line));
-            } else if !found {
-                seen.push(line);
-            }
-        }
-        if !found {
-            let _ = tx.send(Err(seen.join(" | ")));
-        }
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(line)) => Ok(line),
-        Ok(Err(seen)) => bail!("no `{needle}` before the output ended: {seen}"),
-        Err(_) => bail!("no `{needle}` within {timeout:?}"),
-    }
+    LineCollector::new(pipe)
+        .wait_for_line(needle, timeout)
+        .map_err(anyhow::Error::msg)
+}
+
+/// The body of one GET of the daemon's /metrics `url`.
+pub fn scrape(url: &str) -> Result<String> {
+    Ok(memmon_testkit::http_get(url, Duration::from_secs(10))?)
 }
 
 /// A release daemon started by [`start_daemon`].
@@ -153,17 +116,14 @@ pub struct Daemon {
 impl Daemon {
     /// `http://127.0.0.1:PORT/metrics`, from the ready line.
     pub fn metrics_url(&self) -> Result<String> {
-        self.ready
-            .split("metrics on ")
-            .nth(1)
-            .map(|u| u.trim().to_owned())
+        metrics_url(&self.ready)
+            .map(str::to_owned)
             .context("the ready line names no metrics URL")
     }
 
     /// The number in `N processes tracked` of the ready line.
     pub fn tracked(&self) -> Option<u64> {
-        let (_, rest) = self.ready.split_once("daemon ready: ")?;
-        rest.split_whitespace().next()?.parse().ok()
+        tracked_processes(&self.ready)
     }
 }
 
@@ -178,90 +138,16 @@ pub fn start_daemon(
 ) -> Result<Daemon> {
     let started = Instant::now();
     let daemon = reaper.add(
-        Command::new(memmon)
-            .arg("daemon")
-            .arg("--socket")
-            .arg(socket)
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .env_remove("MEMMON_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        daemon_command(memmon, socket)
             .spawn()
             .context("starting the release daemon")?,
     );
     let pid = daemon.id();
     let stderr = daemon.stderr.take().unwrap();
-    let ready = wait_for_line(stderr, "memmon: daemon ready", timeout)?;
+    let ready = wait_for_line(stderr, DAEMON_READY_LINE, timeout)?;
     Ok(Daemon {
         pid,
         ready,
         startup: started.elapsed(),
     })
-}
-
-/// The body of one HTTP/1.0 GET of `url` (http://HOST:PORT/PATH).
-pub fn http_get(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("not an http:// URL: {url}"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream =
-        std::net::TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .with_context(|| format!("reading {url}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("{url}: no end of the HTTP header"))?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        bail!("{url} answered {}", head.lines().next().unwrap_or(""));
-    }
-    Ok(body.to_owned())
-}
-
-/// The value of the unlabelled sample `name` in a Prometheus exposition.
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Daemon, metric};
-    use std::time::Duration;
-
-    #[test]
-    fn metrics_are_read_by_exact_name() {
-        let text = "# TYPE memmon_events_total counter\n\
-                    memmon_events_total 1234\n\
-                    memmon_events_lost_total 0\n\
-                    memmon_syscalls_total{syscall=\"mmap\",group=\"x\"} 7\n\
-                    process_resident_memory_bytes 2.5e+07\n";
-        assert_eq!(metric(text, "memmon_events_total"), Some(1234.0));
-        assert_eq!(metric(text, "memmon_events_lost_total"), Some(0.0));
-        assert_eq!(metric(text, "process_resident_memory_bytes"), Some(2.5e7));
-        assert_eq!(metric(text, "memmon_syscalls_total"), None);
-        assert_eq!(metric(text, "memmon_events"), None);
-    }
-
-    #[test]
-    fn the_ready_line_is_read() {
-        let d = Daemon {
-            pid: 1,
-            ready: "memmon: daemon ready: 1070 processes tracked, serving /tmp/s, \
-                    metrics on http://127.0.0.1:4242/metrics"
-                .into(),
-            startup: Duration::ZERO,
-        };
-        assert_eq!(d.tracked(), Some(1070));
-        assert_eq!(d.metrics_url().unwrap(), "http://127.0.0.1:4242/metrics");
-    }
 }

@@ -60,6 +60,14 @@ pub fn toolchain() -> Result<String> {
     }
 }
 
+/// The chosen toolchain's sysroot: rust-src (setup) and libLLVM
+/// (bpf-linker) both live under it.
+pub fn sysroot() -> Result<PathBuf> {
+    Ok(PathBuf::from(output(
+        rust_cmd("rustc")?.args(["--print", "sysroot"]),
+    )?))
+}
+
 /// A command run from the repo root on the chosen toolchain.
 pub fn rust_cmd(program: &str) -> Result<Command> {
     let mut cmd = Command::new(program);

@@ -7,8 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::env::{output, run, rust_cmd, target_dir};
-use crate::setup::sysroot;
+use crate::env::{output, run, rust_cmd, sysroot, target_dir};
 
 const VERSION: &str = "0.13.0";
 /// Cargo feature matching the LLVM major version of the pinned toolchain.

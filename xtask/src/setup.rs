@@ -1,10 +1,8 @@
 //! `cargo xtask setup`: every other subcommand runs this first.
 
-use std::path::PathBuf;
-
 use anyhow::{Result, bail};
 
-use crate::env::{output, run, rust_cmd, toolchain};
+use crate::env::{run, rust_cmd, sysroot, toolchain};
 use crate::{apt, linker};
 
 pub fn setup() -> Result<()> {
@@ -12,12 +10,6 @@ pub fn setup() -> Result<()> {
     linker::ensure()?;
     apt::ensure()?;
     Ok(())
-}
-
-pub fn sysroot() -> Result<PathBuf> {
-    Ok(PathBuf::from(output(
-        rust_cmd("rustc")?.args(["--print", "sysroot"]),
-    )?))
 }
 
 /// `-Z build-std=core` for the eBPF target compiles core from rust-src.

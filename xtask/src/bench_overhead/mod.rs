@@ -1,0 +1,209 @@
+//! `cargo xtask bench`: what tracing costs the traced, against the release
+//! daemon and against bpftrace counting the same tracepoints, in one run.
+//!
+//! 1. Overhead: xtask/bench/memloop.c times mmap+munmap pairs and brk
+//!    up+down pairs untraced, under bpftrace and under the daemon, in
+//!    interleaved rounds (the order rotates each round); the medians over
+//!    rounds are compared.
+//! 2. Event rate: the mmap loop flat out for 10 s, one copy then two,
+//!    under the daemon; events/s reached, the daemon's loss counter, CPU
+//!    and RSS from its /metrics.
+//! 3. Initial scan: the daemon's start-to-ready time with 1,000 more idle
+//!    processes, and its RSS with them.
+//!
+//! Missed goals are reported, not failed: the exit code is non-zero only
+//! when something could not be run. Everything started is stopped again.
+
+mod measure;
+mod report;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::bench_support::{IDLE_PROCESSES, TempDir};
+use crate::env::{cargo, describe, is_root, repo_root, run, target_dir};
+use crate::setup::setup;
+use measure::{
+    Bench, machine, other_bpf_holders, overhead_rounds, proc_status_mib, rate_run, scan,
+};
+use report::Report;
+
+/// Time for the interleaved rounds; rounds left when it runs out are skipped.
+const ROUNDS_BUDGET: Duration = Duration::from_secs(120);
+/// How long a tracer may take to attach (bpftrace compiles with LLVM).
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+const RATE_SECS: u32 = 10;
+
+/// The tracepoints memmon attaches, as bpftrace probes: enter and exit of
+/// each memory syscall and prctl, clone's enter, and the sched events.
+const BPFTRACE_PROBES: &[&str] = &[
+    "mmap",
+    "munmap",
+    "brk",
+    "mprotect",
+    "pkey_mprotect",
+    "mremap",
+    "shmat",
+    "shmdt",
+    "prctl",
+];
+
+fn bpftrace_script() -> String {
+    let mut probes: Vec<String> = BPFTRACE_PROBES
+        .iter()
+        .flat_map(|s| {
+            [
+                format!("tracepoint:syscalls:sys_enter_{s}"),
+                format!("tracepoint:syscalls:sys_exit_{s}"),
+            ]
+        })
+        .collect();
+    probes.extend(
+        [
+            "syscalls:sys_enter_clone",
+            "syscalls:sys_enter_clone3",
+            "sched:sched_process_exec",
+            "sched:sched_process_fork",
+            "sched:sched_process_exit",
+        ]
+        .map(|p| format!("tracepoint:{p}")),
+    );
+    // BEGIN fires once every probe is attached.
+    format!(
+        "BEGIN {{ printf(\"bench: attached\\n\"); }} {} {{ @[probe] = count(); }}",
+        probes.join(",")
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tracer {
+    None,
+    Bpftrace,
+    Memmon,
+}
+
+impl Tracer {
+    const ALL: [Tracer; 3] = [Tracer::None, Tracer::Bpftrace, Tracer::Memmon];
+
+    fn name(self) -> &'static str {
+        match self {
+            Tracer::None => "untraced",
+            Tracer::Bpftrace => "bpftrace",
+            Tracer::Memmon => "memmon daemon",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Loop {
+    Mmap,
+    Brk,
+}
+
+impl Loop {
+    const ALL: [Loop; 2] = [Loop::Mmap, Loop::Brk];
+
+    fn arg(self) -> &'static str {
+        match self {
+            Loop::Mmap => "mmap",
+            Loop::Brk => "brk",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Loop::Mmap => "mmap+munmap",
+            Loop::Brk => "brk up+down",
+        }
+    }
+}
+
+pub fn bench(iters: u64, rounds: usize) -> Result<()> {
+    if !is_root()? {
+        bail!("bench loads eBPF programs (memmon's and bpftrace's): run it as root");
+    }
+    if rounds == 0 || iters == 0 {
+        bail!("--rounds and --iters must be positive");
+    }
+    setup()?;
+    run(cargo()?.args(["build", "--release", "-p", "memmon", "--bins"]))?;
+    let started = Instant::now();
+    let scratch = TempDir::create("bench-overhead")?;
+    let memloop = scratch.path().join("memloop");
+    run(Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&memloop)
+        .arg(repo_root().join("xtask/bench/memloop.c")))?;
+    let mut bench = Bench::new(
+        target_dir().join("release").join("memmon"),
+        memloop,
+        scratch,
+    );
+
+    let machine = machine();
+    let others = other_bpf_holders();
+    println!("machine: {machine}");
+    println!(
+        "bpftrace script: {}",
+        describe(Command::new("bpftrace").arg("-e").arg(bpftrace_script()))
+    );
+
+    println!("\n== overhead: {rounds} interleaved rounds of {iters} pairs per loop ==");
+    let (samples, done) = overhead_rounds(&mut bench, iters, rounds)?;
+
+    println!("\n== event rate: the mmap loop flat out for {RATE_SECS} s under the daemon ==");
+    let daemon = bench.daemon()?;
+    let url = daemon.metrics_url()?;
+    let mut rates = Vec::new();
+    for loops in [1, 2] {
+        let r = rate_run(&bench, &url, loops)?;
+        println!(
+            "{loops} loop(s): {:.0} events/s, daemon saw {:.0}/s, lost {}, CPU {:.0}%, RSS {:.1} MiB",
+            r.events_per_sec, r.seen_per_sec, r.lost, r.cpu_percent, r.rss_mib
+        );
+        rates.push(r);
+    }
+    let rate_hwm = proc_status_mib(daemon.pid, "VmHWM");
+    bench.reaper.stop(daemon.pid, "TERM");
+
+    println!("\n== initial scan: {IDLE_PROCESSES} more idle processes ==");
+    let scanned = scan(&mut bench)?;
+
+    Report {
+        machine,
+        others,
+        iters,
+        rounds: done,
+        samples,
+        rates,
+        rate_hwm,
+        startups: std::mem::take(&mut bench.startups),
+        scanned,
+        notes: std::mem::take(&mut bench.notes),
+    }
+    .print();
+    drop(bench);
+    println!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bpftrace_script;
+
+    #[test]
+    fn the_script_covers_memmons_tracepoints() {
+        let s = bpftrace_script();
+        for tp in [
+            "syscalls:sys_enter_mmap,",
+            "syscalls:sys_exit_munmap,",
+            "syscalls:sys_exit_brk,",
+            "syscalls:sys_enter_mremap,",
+            "sched:sched_process_exit ",
+        ] {
+            assert!(s.contains(tp), "{tp} missing from {s}");
+        }
+    }
+}
