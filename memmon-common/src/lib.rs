@@ -7,6 +7,8 @@
 //! sizes so that an accidental change breaks the build instead of the decoder.
 #![no_std]
 
+pub mod tracepoints;
+
 /// Length of `task_struct::comm`, including the NUL.
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec filename we copy; longer paths are truncated.
