@@ -34,23 +34,45 @@ fn event(pid: u32, tid: u32, body: EventBody) -> Event {
     }
 }
 
+/// mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0).
+pub(super) fn anon_mmap(len: u64, ret: i64) -> EventBody {
+    EventBody::Mmap {
+        addr: 0,
+        len,
+        prot: 3,
+        flags: 0x22,
+        fd: -1,
+        offset: 0,
+        ret,
+    }
+}
+
+/// munmap of an unaligned byte: EINVAL.
+fn bad_munmap() -> EventBody {
+    EventBody::Munmap {
+        addr: 0x1000,
+        len: 1,
+        ret: -22,
+    }
+}
+
+/// mremap of one page at 0x1000 to two.
+fn grow(flags: u64, new_addr: u64, ret: i64) -> EventBody {
+    EventBody::Mremap {
+        old_addr: 0x1000,
+        old_len: 4096,
+        new_len: 8192,
+        flags,
+        new_addr,
+        ret,
+    }
+}
+
 /// One event of every kind, with the line and the JSON object it renders to.
 fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
     vec![
         (
-            event(
-                1234,
-                1235,
-                EventBody::Mmap {
-                    addr: 0,
-                    len: 8192,
-                    prot: 3,
-                    flags: 0x22,
-                    fd: -1,
-                    offset: 0,
-                    ret: 0x7f15_a082_3000,
-                },
-            ),
+            event(1234, 1235, anon_mmap(8192, 0x7f15_a082_3000)),
             "mmap  pid=1234 tid=1235 comm=foo addr=0x0 len=8192 prot=RW- flags=PRIVATE|ANONYMOUS fd=-1 off=0 -> 0x7f15a0823000",
             r#"{"kind":"mmap","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x0","len":8192,"prot":3,"prot_str":"RW-","flags":34,"flags_str":"PRIVATE|ANONYMOUS","fd":-1,"offset":0,"ret":"0x7f15a0823000","duration_ns":5}"#,
         ),
@@ -72,15 +94,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
             r#"{"kind":"mmap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","len":4096,"prot":5,"prot_str":"R-X","flags":19,"flags_str":"SHARED_VALIDATE|FIXED","fd":3,"offset":8192,"ret":-12,"errno":"ENOMEM","duration_ns":5}"#,
         ),
         (
-            event(
-                1234,
-                1234,
-                EventBody::Munmap {
-                    addr: 0x1000,
-                    len: 1,
-                    ret: -22,
-                },
-            ),
+            event(1234, 1234, bad_munmap()),
             "munmap pid=1234 tid=1234 comm=foo addr=0x1000 len=1 -> -22 (EINVAL)",
             r#"{"kind":"munmap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x1000","len":1,"ret":-22,"errno":"EINVAL","duration_ns":5}"#,
         ),
@@ -140,34 +154,12 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
             r#"{"kind":"pkey_mprotect","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x1000","len":4096,"prot":7,"prot_str":"RWX","pkey":3,"ret":-1,"errno":"EPERM","duration_ns":5}"#,
         ),
         (
-            event(
-                1234,
-                1234,
-                EventBody::Mremap {
-                    old_addr: 0x1000,
-                    old_len: 4096,
-                    new_len: 8192,
-                    flags: 1,
-                    new_addr: 0,
-                    ret: 0x2000,
-                },
-            ),
+            event(1234, 1234, grow(1, 0, 0x2000)),
             "mremap pid=1234 tid=1234 comm=foo old_addr=0x1000 old_len=4096 new_len=8192 flags=MAYMOVE new_addr=0x0 -> 0x2000",
             r#"{"kind":"mremap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"old_addr":"0x1000","old_len":4096,"new_len":8192,"flags":1,"flags_str":"MAYMOVE","new_addr":"0x0","ret":"0x2000","duration_ns":5}"#,
         ),
         (
-            event(
-                1234,
-                1234,
-                EventBody::Mremap {
-                    old_addr: 0x1000,
-                    old_len: 4096,
-                    new_len: 8192,
-                    flags: 7,
-                    new_addr: 0x9000,
-                    ret: -4095,
-                },
-            ),
+            event(1234, 1234, grow(7, 0x9000, -4095)),
             "mremap pid=1234 tid=1234 comm=foo old_addr=0x1000 old_len=4096 new_len=8192 flags=MAYMOVE|FIXED|DONTUNMAP new_addr=0x9000 -> -4095",
             r#"{"kind":"mremap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"old_addr":"0x1000","old_len":4096,"new_len":8192,"flags":7,"flags_str":"MAYMOVE|FIXED|DONTUNMAP","new_addr":"0x9000","ret":-4095,"duration_ns":5}"#,
         ),
@@ -312,4 +304,55 @@ fn every_kind_renders_as_documented() {
         Event::KINDS,
         "one case of every kind, in table order"
     );
+}
+
+#[test]
+fn mmap_line_matches_the_documented_form() {
+    let e = event(1234, 1234, anon_mmap(8192, 0x7f15_a082_3000));
+    assert_eq!(
+        e.to_line(),
+        "mmap  pid=1234 tid=1234 comm=foo addr=0x0 len=8192 prot=RW- flags=PRIVATE|ANONYMOUS fd=-1 off=0 -> 0x7f15a0823000"
+    );
+    let j = e.to_json();
+    assert_eq!(j["kind"], "mmap");
+    assert_eq!(j["addr"], "0x0");
+    assert_eq!(j["len"], 8192);
+    assert_eq!(j["fd"], -1);
+    assert_eq!(j["ret"], "0x7f15a0823000");
+}
+
+#[test]
+fn errors_print_errno_names() {
+    let e = event(1234, 1234, bad_munmap());
+    assert!(e.to_line().ends_with("-> -22 (EINVAL)"), "{}", e.to_line());
+    assert_eq!(e.to_json()["ret"], -22);
+    assert_eq!(e.to_json()["errno"], "EINVAL");
+    let failed_mmap = event(1234, 1234, anon_mmap(1 << 50, -12));
+    assert_eq!(failed_mmap.to_json()["ret"], -12);
+}
+
+#[test]
+fn fork_says_thread_or_process() {
+    let thread = event(
+        1234,
+        1234,
+        EventBody::Fork {
+            child_pid: 1234,
+            child_tid: 1240,
+            clone_flags: 0x10000,
+        },
+    );
+    assert!(thread.to_line().contains("thread"));
+    assert_eq!(thread.to_json()["thread"], true);
+    let process = event(
+        1234,
+        1234,
+        EventBody::Fork {
+            child_pid: 1300,
+            child_tid: 1300,
+            clone_flags: 0,
+        },
+    );
+    assert_eq!(process.to_json()["child_pid"], 1300);
+    assert_eq!(process.to_json()["thread"], false);
 }
