@@ -4,17 +4,23 @@ use serde::{Deserialize, Serialize};
 
 use super::{AddressSpace, Backing, BrkState, Perms, Region, page_align_up};
 
-pub const MAP_SHARED: u64 = 0x01;
-pub const MAP_PRIVATE: u64 = 0x02;
-pub const MAP_SHARED_VALIDATE: u64 = 0x03;
-pub const MAP_TYPE: u64 = 0x0f;
-pub const MAP_ANONYMOUS: u64 = 0x20;
-pub const MAP_GROWSDOWN: u64 = 0x0100;
-pub const MAP_STACK: u64 = 0x20000;
+// The flag bits the model interprets, from libc, widened to the u64 the
+// tracepoints carry (all are positive, so the cast only widens).
+pub const MAP_SHARED: u64 = libc::MAP_SHARED as u64;
+pub const MAP_PRIVATE: u64 = libc::MAP_PRIVATE as u64;
+pub const MAP_SHARED_VALIDATE: u64 = libc::MAP_SHARED_VALIDATE as u64;
+pub const MAP_TYPE: u64 = libc::MAP_TYPE as u64;
+pub const MAP_ANONYMOUS: u64 = libc::MAP_ANONYMOUS as u64;
+pub const MAP_GROWSDOWN: u64 = libc::MAP_GROWSDOWN as u64;
+pub const MAP_STACK: u64 = libc::MAP_STACK as u64;
 
-pub const MREMAP_MAYMOVE: u64 = 1;
-pub const MREMAP_FIXED: u64 = 2;
-pub const MREMAP_DONTUNMAP: u64 = 4;
+pub const MREMAP_MAYMOVE: u64 = libc::MREMAP_MAYMOVE as u64;
+pub const MREMAP_FIXED: u64 = libc::MREMAP_FIXED as u64;
+pub const MREMAP_DONTUNMAP: u64 = libc::MREMAP_DONTUNMAP as u64;
+
+pub const PROT_READ: u64 = libc::PROT_READ as u64;
+pub const PROT_WRITE: u64 = libc::PROT_WRITE as u64;
+pub const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 
 /// How /proc names shared anonymous memory (a shmem file with no name).
 pub const SHARED_ANON_PATH: &str = "/dev/zero (deleted)";
@@ -181,7 +187,7 @@ impl AddressSpace {
             self.map_region(Region::new(
                 old,
                 new,
-                Perms::from_prot(Perms::PROT_READ | Perms::PROT_WRITE, false),
+                Perms::from_prot(PROT_READ | PROT_WRITE, false),
                 0,
                 Backing::anonymous(),
             ));
