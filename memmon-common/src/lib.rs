@@ -206,8 +206,9 @@ pub const CLONE_THREAD: u64 = 0x0001_0000;
 
 #[cfg(feature = "user")]
 mod user_pod {
-    // SAFETY: plain #[repr(C)] integers and arrays with explicit padding.
+    // SAFETY: plain #[repr(C)] integers with no padding left implicit.
     unsafe impl aya::Pod for super::TracepointLayout {}
+    // SAFETY: plain #[repr(C)] integers and arrays, padding explicit.
     unsafe impl aya::Pod for super::PendingSyscall {}
 }
 
