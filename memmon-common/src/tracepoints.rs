@@ -146,3 +146,30 @@ pub const PROGRAMS: [Program; 7] = [
 pub fn all_tracepoints() -> impl Iterator<Item = TracepointId> {
     PROGRAMS.iter().flat_map(|p| p.tracepoints())
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{collections::BTreeSet, string::ToString, vec::Vec};
+
+    use super::*;
+
+    #[test]
+    fn the_plan_spells_every_tracepoint_once() {
+        let all: Vec<TracepointId> = all_tracepoints().collect();
+        // Enter and exit of 8 memory syscalls and prctl, enter of clone
+        // and clone3, three sched events.
+        assert_eq!(all.len(), 8 * 2 + 2 + 2 + 3);
+        let unique: BTreeSet<_> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(unique.len(), all.len());
+        assert!(unique.contains("syscalls/sys_enter_pkey_mprotect"));
+        assert!(unique.contains("syscalls/sys_exit_shmdt"));
+        assert!(unique.contains("syscalls/sys_enter_clone3"));
+        assert!(!unique.contains("syscalls/sys_exit_clone"));
+        assert!(unique.contains("syscalls/sys_exit_prctl"));
+        assert!(unique.contains("sched/sched_process_exit"));
+        let exits: Vec<_> = PROGRAMS[1].tracepoints().collect();
+        assert_eq!(exits.len(), MEMORY_SYSCALLS.len());
+        assert!(exits.iter().all(|tp| tp.name.starts_with("sys_exit_")));
+    }
+}
