@@ -4,23 +4,30 @@ use serde::{Deserialize, Serialize};
 
 use super::{AddressSpace, Backing, BrkState, Perms, Region, page_align_up};
 
-// The flag bits the model interprets, from libc, widened to the u64 the
-// tracepoints carry (all are positive, so the cast only widens).
-pub const MAP_SHARED: u64 = libc::MAP_SHARED as u64;
-pub const MAP_PRIVATE: u64 = libc::MAP_PRIVATE as u64;
-pub const MAP_SHARED_VALIDATE: u64 = libc::MAP_SHARED_VALIDATE as u64;
-pub const MAP_TYPE: u64 = libc::MAP_TYPE as u64;
-pub const MAP_ANONYMOUS: u64 = libc::MAP_ANONYMOUS as u64;
-pub const MAP_GROWSDOWN: u64 = libc::MAP_GROWSDOWN as u64;
-pub const MAP_STACK: u64 = libc::MAP_STACK as u64;
+/// Declares libc's flag bits as the u64 words the tracepoints carry (all
+/// are positive, so the cast only widens).
+macro_rules! flags_from_libc {
+    ($($name:ident),* $(,)?) => {
+        $(pub const $name: u64 = libc::$name as u64;)*
+    };
+}
 
-pub const MREMAP_MAYMOVE: u64 = libc::MREMAP_MAYMOVE as u64;
-pub const MREMAP_FIXED: u64 = libc::MREMAP_FIXED as u64;
-pub const MREMAP_DONTUNMAP: u64 = libc::MREMAP_DONTUNMAP as u64;
-
-pub const PROT_READ: u64 = libc::PROT_READ as u64;
-pub const PROT_WRITE: u64 = libc::PROT_WRITE as u64;
-pub const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+// The flag bits the model interprets.
+flags_from_libc!(
+    MAP_SHARED,
+    MAP_PRIVATE,
+    MAP_SHARED_VALIDATE,
+    MAP_TYPE,
+    MAP_ANONYMOUS,
+    MAP_GROWSDOWN,
+    MAP_STACK,
+    MREMAP_MAYMOVE,
+    MREMAP_FIXED,
+    MREMAP_DONTUNMAP,
+    PROT_READ,
+    PROT_WRITE,
+    PROT_EXEC,
+);
 
 /// How /proc names shared anonymous memory (a shmem file with no name).
 pub const SHARED_ANON_PATH: &str = "/dev/zero (deleted)";
