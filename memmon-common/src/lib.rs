@@ -25,8 +25,8 @@ pub const PR_SET_VMA_ANON_NAME: u64 = 0;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// A memory syscall (mmap, munmap, brk, mprotect, pkey_mprotect, mremap,
-    /// shmat, shmdt), paired enter+exit: [`SyscallEvent`].
+    /// A memory syscall ([`tracepoints::MEMORY_SYSCALLS`]), paired
+    /// enter+exit: [`SyscallEvent`].
     Syscall = 1,
     /// `sched_process_exec`: [`ExecEvent`].
     Exec = 2,

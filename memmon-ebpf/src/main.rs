@@ -169,8 +169,8 @@ fn emit_in_place<T: 'static>(tgid: u32, fill: impl FnOnce(*mut T)) {
 
 // ---- memory syscalls -------------------------------------------------------
 
-/// Attached to sys_enter of mmap, munmap, brk, mprotect, pkey_mprotect,
-/// mremap, shmat, shmdt, and clone/clone3 (whose flags the fork program reads).
+/// Attached to sys_enter of every memory syscall and of clone/clone3 (whose
+/// flags the fork program reads): see `memmon_common::tracepoints::PROGRAMS`.
 #[tracepoint]
 pub fn sys_enter_memory(ctx: TracePointContext) -> u32 {
     let _ = try_sys_enter_memory(&ctx);

@@ -5,7 +5,10 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use memmon_common::{TracepointLayout, counter, names, tracepoints::PROGRAMS};
+use memmon_common::{
+    TracepointLayout, counter, names,
+    tracepoints::{PROGRAMS, all_tracepoints},
+};
 
 use super::{
     BpfError, EventStream,
@@ -56,10 +59,8 @@ impl Probes {
         check_btf()?;
         ensure_tracefs()?;
         let layout = read_layout()?;
-        for program in &PROGRAMS {
-            for tp in program.tracepoints().filter(|tp| tp.category == "syscalls") {
-                check_syscall_args(tp, &layout)?;
-            }
+        for tp in all_tracepoints().filter(|tp| tp.category == "syscalls") {
+            check_syscall_args(tp, &layout)?;
         }
         // Wake the consumer once an eighth of the buffer is queued; the
         // reader's poll timer picks up anything below that.
