@@ -7,6 +7,8 @@
 //! sizes so that an accidental change breaks the build instead of the decoder.
 #![no_std]
 
+pub mod tracepoints;
+
 /// Length of `task_struct::comm`, including the NUL.
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec filename we copy; longer paths are truncated.
@@ -23,8 +25,8 @@ pub const PR_SET_VMA_ANON_NAME: u64 = 0;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// A memory syscall (mmap, munmap, brk, mprotect, pkey_mprotect, mremap,
-    /// shmat, shmdt), paired enter+exit: [`SyscallEvent`].
+    /// A memory syscall ([`tracepoints::MEMORY_SYSCALLS`]), paired
+    /// enter+exit: [`SyscallEvent`].
     Syscall = 1,
     /// `sched_process_exec`: [`ExecEvent`].
     Exec = 2,
@@ -204,8 +206,9 @@ pub const CLONE_THREAD: u64 = 0x0001_0000;
 
 #[cfg(feature = "user")]
 mod user_pod {
-    // SAFETY: plain #[repr(C)] integers and arrays with explicit padding.
+    // SAFETY: plain #[repr(C)] integers with no padding left implicit.
     unsafe impl aya::Pod for super::TracepointLayout {}
+    // SAFETY: plain #[repr(C)] integers and arrays, padding explicit.
     unsafe impl aya::Pod for super::PendingSyscall {}
 }
 

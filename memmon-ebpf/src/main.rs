@@ -91,13 +91,40 @@ fn bump(index: u32) {
 #[inline(always)]
 fn record_loss(tgid: u32) {
     bump(counter::RINGBUF_LOST);
-    // SAFETY: the pointer comes from the map and is used at once.
     match LOST_PIDS.get_ptr_mut(tgid) {
+        // SAFETY: the pointer comes from the map and is used at once.
         Some(lost) => unsafe { *lost += 1 },
         None => {
             let _ = LOST_PIDS.insert(tgid, 1u64, 0);
         }
     }
+}
+
+/// The integer types the programs read from tracepoint records: valid for
+/// any bit pattern, so a copy of any bytes is a value.
+trait Plain: Copy {}
+impl Plain for u8 {}
+impl Plain for i32 {}
+impl Plain for u32 {}
+impl Plain for i64 {}
+impl Plain for u64 {}
+
+/// The `T` at `offset` in the tracepoint record.
+#[inline(always)]
+fn field<T: Plain>(ctx: &TracePointContext, offset: u32) -> Result<T, i64> {
+    // SAFETY: read_at copies with bpf_probe_read_kernel, which checks the
+    // address and returns an error instead of faulting, and `T` is valid for
+    // any bytes. Offsets come from the tracepoint's tracefs format file
+    // (memmon::bpf::layout), so the bytes are the field's.
+    unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| e as i64)
+}
+
+/// Argument `i` (from 0) of a `sys_enter_*` record: consecutive `unsigned
+/// long`s from `syscall_args`, as userspace checked for every attached
+/// tracepoint before loading.
+#[inline(always)]
+fn arg(ctx: &TracePointContext, layout: &TracepointLayout, i: u32) -> Result<u64, i64> {
+    field(ctx, layout.syscall_args + 8 * i)
 }
 
 #[inline(always)]
@@ -114,10 +141,23 @@ fn header(kind: EventKind) -> EventHeader {
     }
 }
 
-/// Reserves a record, lets `fill` write it and submits it; counts a loss
+/// Reserves a record, writes `value` whole and submits it; counts a loss
 /// when the ring buffer is full.
 #[inline(always)]
-fn emit<T: 'static>(tgid: u32, fill: impl FnOnce(*mut T)) {
+fn emit<T: 'static>(tgid: u32, value: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(value);
+            entry.submit(submit_flags());
+        }
+        None => record_loss(tgid),
+    }
+}
+
+/// As [`emit`], for a record too large to build on the 512-byte BPF stack
+/// ([`ExecEvent`]): `fill` must initialize every field in place.
+#[inline(always)]
+fn emit_in_place<T: 'static>(tgid: u32, fill: impl FnOnce(*mut T)) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             fill(entry.as_mut_ptr());
@@ -129,8 +169,8 @@ fn emit<T: 'static>(tgid: u32, fill: impl FnOnce(*mut T)) {
 
 // ---- memory syscalls -------------------------------------------------------
 
-/// Attached to sys_enter of mmap, munmap, brk, mprotect, pkey_mprotect,
-/// mremap, shmat, shmdt, and clone/clone3 (whose flags the fork program reads).
+/// Attached to sys_enter of every memory syscall and of clone/clone3 (whose
+/// flags the fork program reads): see `memmon_common::tracepoints::PROGRAMS`.
 #[tracepoint]
 pub fn sys_enter_memory(ctx: TracePointContext) -> u32 {
     let _ = try_sys_enter_memory(&ctx);
@@ -139,8 +179,7 @@ pub fn sys_enter_memory(ctx: TracePointContext) -> u32 {
 
 fn try_sys_enter_memory(ctx: &TracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let nr: i32 = unsafe { ctx.read_at(layout.syscall_nr as usize) }.map_err(|e| e as i64)?;
-    let base = layout.syscall_args as usize;
+    let nr: i32 = field(ctx, layout.syscall_nr)?;
     let mut pending = PendingSyscall {
         nr: nr as u32,
         _pad0: 0,
@@ -148,9 +187,8 @@ fn try_sys_enter_memory(ctx: &TracePointContext) -> Result<(), i64> {
         enter_ns: unsafe { bpf_ktime_get_ns() },
         args: [0; 6],
     };
-    for (i, arg) in pending.args.iter_mut().enumerate() {
-        // SAFETY: reading the tracepoint record at an offset from its format.
-        *arg = unsafe { ctx.read_at::<u64>(base + i * 8) }.map_err(|e| e as i64)?;
+    for (i, value) in pending.args.iter_mut().enumerate() {
+        *value = arg(ctx, &layout, i as u32)?;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
     PENDING.insert(tid, pending, 0)?;
@@ -166,8 +204,8 @@ pub fn sys_exit_memory(ctx: TracePointContext) -> u32 {
 
 fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let nr: i32 = unsafe { ctx.read_at(layout.syscall_nr as usize) }.map_err(|e| e as i64)?;
-    let ret: i64 = unsafe { ctx.read_at(layout.syscall_ret as usize) }.map_err(|e| e as i64)?;
+    let nr: i32 = field(ctx, layout.syscall_nr)?;
+    let ret: i64 = field(ctx, layout.syscall_ret)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(pending) = PENDING.get_ptr(tid) else {
         bump(counter::UNPAIRED_EXIT);
@@ -182,19 +220,17 @@ fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let header = header(EventKind::Syscall);
     let exit_ns = header.ts_ns;
-    emit::<SyscallEvent>(header.tgid, |event| {
-        // SAFETY: `event` points at a reserved record of the right size.
-        unsafe {
-            event.write(SyscallEvent {
-                header,
-                nr: pending.nr,
-                _pad0: 0,
-                args: pending.args,
-                ret,
-                duration_ns: exit_ns.saturating_sub(pending.enter_ns),
-            })
-        }
-    });
+    emit(
+        header.tgid,
+        SyscallEvent {
+            header,
+            nr: pending.nr,
+            _pad0: 0,
+            args: pending.args,
+            ret,
+            duration_ns: exit_ns.saturating_sub(pending.enter_ns),
+        },
+    );
     Ok(())
 }
 
@@ -208,14 +244,13 @@ pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
 
 fn try_sys_enter_prctl(ctx: &TracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let base = layout.syscall_args as usize;
-    let option: u64 = unsafe { ctx.read_at(base) }.map_err(|e| e as i64)?;
-    let sub: u64 = unsafe { ctx.read_at(base + 8) }.map_err(|e| e as i64)?;
+    let option = arg(ctx, &layout, 0)?;
+    let sub = arg(ctx, &layout, 1)?;
     if option != PR_SET_VMA || sub != PR_SET_VMA_ANON_NAME {
         return Ok(());
     }
     try_sys_enter_memory(ctx)?;
-    let name_ptr: u64 = unsafe { ctx.read_at(base + 32) }.map_err(|e| e as i64)?;
+    let name_ptr = arg(ctx, &layout, 4)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let mut name = [0u8; VMA_NAME_LEN];
     if name_ptr != 0 {
@@ -249,20 +284,18 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) -> Result<(), i64> {
     if pending.nr != layout.nr_prctl {
         return Ok(());
     }
-    let ret: i64 = unsafe { ctx.read_at(layout.syscall_ret as usize) }.map_err(|e| e as i64)?;
+    let ret: i64 = field(ctx, layout.syscall_ret)?;
     let header = header(EventKind::VmaName);
-    emit::<VmaNameEvent>(header.tgid, |event| {
-        // SAFETY: `event` points at a reserved record of the right size.
-        unsafe {
-            event.write(VmaNameEvent {
-                header,
-                addr: pending.args[2],
-                len: pending.args[3],
-                ret,
-                name,
-            })
-        }
-    });
+    emit(
+        header.tgid,
+        VmaNameEvent {
+            header,
+            addr: pending.args[2],
+            len: pending.args[3],
+            ret,
+            name,
+        },
+    );
     Ok(())
 }
 
@@ -276,14 +309,12 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let data_loc: u32 =
-        unsafe { ctx.read_at(layout.exec_filename as usize) }.map_err(|e| e as i64)?;
-    let old_tid: i32 =
-        unsafe { ctx.read_at(layout.exec_old_pid as usize) }.map_err(|e| e as i64)?;
+    let data_loc: u32 = field(ctx, layout.exec_filename)?;
+    let old_tid: i32 = field(ctx, layout.exec_old_pid)?;
     // __data_loc: low 16 bits are the offset from the record start.
     let filename = (ctx.as_ptr() as usize + (data_loc & 0xffff) as usize) as *const u8;
     let header = header(EventKind::Exec);
-    emit::<ExecEvent>(header.tgid, |event| {
+    emit_in_place::<ExecEvent>(header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; fields are written in
         // place (the filename is too large to build on the BPF stack).
         unsafe {
@@ -306,8 +337,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let child_tid: i32 =
-        unsafe { ctx.read_at(layout.fork_child_pid as usize) }.map_err(|e| e as i64)?;
+    let child_tid: i32 = field(ctx, layout.fork_child_pid)?;
     let header = header(EventKind::Fork);
     // The fork tracepoint fires inside the parent's clone: its pending entry
     // says whether the child joins the parent's thread group.
@@ -334,17 +364,15 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
     if child_tgid != header.tgid && LOST_PIDS.get_ptr(header.tgid).is_some() {
         let _ = LOST_PIDS.insert(child_tgid, 0u64, 0);
     }
-    emit::<ForkEvent>(header.tgid, |event| {
-        // SAFETY: `event` points at a reserved record of the right size.
-        unsafe {
-            event.write(ForkEvent {
-                header,
-                child_tgid,
-                child_tid: child_tid as u32,
-                clone_flags,
-            })
-        }
-    });
+    emit(
+        header.tgid,
+        ForkEvent {
+            header,
+            child_tgid,
+            child_tid: child_tid as u32,
+            clone_flags,
+        },
+    );
     Ok(())
 }
 
@@ -362,20 +390,17 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // Older kernels: the best available guess is the leader's exit.
         (header.tid == header.tgid) as u8
     } else {
-        let dead: u8 =
-            unsafe { ctx.read_at(layout.exit_group_dead as usize) }.map_err(|e| e as i64)?;
+        let dead: u8 = field(ctx, layout.exit_group_dead)?;
         (dead != 0) as u8
     };
-    emit::<ExitEvent>(header.tgid, |event| {
-        // SAFETY: `event` points at a reserved record of the right size.
-        unsafe {
-            event.write(ExitEvent {
-                header,
-                group_dead,
-                _pad0: [0; 7],
-            })
-        }
-    });
+    emit(
+        header.tgid,
+        ExitEvent {
+            header,
+            group_dead,
+            _pad0: [0; 7],
+        },
+    );
     Ok(())
 }
 

@@ -52,25 +52,12 @@ fn query_json_agrees_with_proc_maps_and_carries_recent_events() {
         "--events 5 gave {} events: {events:?}",
         events.len()
     );
-    const KINDS: [&str; 12] = [
-        "mmap",
-        "munmap",
-        "brk",
-        "mprotect",
-        "pkey_mprotect",
-        "mremap",
-        "shmat",
-        "shmdt",
-        "vma_name",
-        "exec",
-        "fork",
-        "exit",
-    ];
+    let kinds = memmon::events::Event::KINDS;
     let mut last_ts = 0;
     for e in events {
         let line = e["line"].as_str().unwrap_or_else(|| panic!("{e}"));
         let kind = line.split_whitespace().next().unwrap_or_default();
-        assert!(KINDS.contains(&kind), "not a trace line: {line:?}");
+        assert!(kinds.contains(&kind), "not a trace line: {line:?}");
         assert!(
             line.contains(" pid=") && line.contains(" comm="),
             "not a trace line: {line:?}"

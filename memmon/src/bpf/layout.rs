@@ -3,38 +3,13 @@
 
 use std::{fs, path::Path};
 
-use memmon_common::TracepointLayout;
+pub use memmon_common::tracepoints::TracepointId;
+use memmon_common::{
+    TracepointLayout,
+    tracepoints::{MEMORY_SYSCALLS, SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT, SCHED_PROCESS_FORK},
+};
 
 use super::{BpfError, preflight::TRACEFS};
-
-/// A tracepoint as `category/name`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TracepointId {
-    pub category: &'static str,
-    pub name: &'static str,
-}
-
-impl TracepointId {
-    pub const fn syscall(name: &'static str) -> Self {
-        Self {
-            category: "syscalls",
-            name,
-        }
-    }
-
-    pub const fn sched(name: &'static str) -> Self {
-        Self {
-            category: "sched",
-            name,
-        }
-    }
-}
-
-impl std::fmt::Display for TracepointId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.category, self.name)
-    }
-}
 
 /// Offset of `field` in a format file's text.
 pub fn field_offset(format: &str, field: &str) -> Option<u32> {
@@ -76,11 +51,10 @@ fn required(format: &str, tp: TracepointId, field: &str) -> Result<u32, BpfError
 
 /// Reads every layout the kernel programs depend on.
 pub fn read_layout() -> Result<TracepointLayout, BpfError> {
-    let enter = TracepointId::syscall("sys_enter_mmap");
-    let exit = TracepointId::syscall("sys_exit_mmap");
-    let fork = TracepointId::sched("sched_process_fork");
-    let exec = TracepointId::sched("sched_process_exec");
-    let exit_tp = TracepointId::sched("sched_process_exit");
+    // Every syscall's record has the same layout; mmap's stands for all
+    // (check_syscall_args verifies each one).
+    let (enter, exit) = (MEMORY_SYSCALLS[0].enter, MEMORY_SYSCALLS[0].exit);
+    let (fork, exec, exit_tp) = (SCHED_PROCESS_FORK, SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT);
     let enter_fmt = read_format(enter)?;
     let exit_fmt = read_format(exit)?;
     let exit_tp_fmt = read_format(exit_tp)?;

@@ -5,14 +5,16 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use memmon_common::{TracepointLayout, counter, names};
+use memmon_common::{
+    TracepointLayout, counter, names,
+    tracepoints::{PROGRAMS, all_tracepoints},
+};
 
 use super::{
     BpfError, EventStream,
-    layout::{TracepointId, check_syscall_args, read_layout},
+    layout::{check_syscall_args, read_layout},
     preflight::{check_btf, check_privileges, ensure_tracefs},
 };
-use crate::events::Syscall;
 
 /// 4 MiB: at ~280 k events/s a 256 KiB buffer dropped 0.1% and 1 MiB none.
 pub const DEFAULT_RINGBUF_SIZE: u64 = 4 * 1024 * 1024;
@@ -42,66 +44,6 @@ pub struct Probes {
     pub attached: Vec<String>,
 }
 
-/// `(program, tracepoints)`: which program serves which tracepoints.
-fn attachments() -> Vec<(&'static str, Vec<TracepointId>)> {
-    let enter: &[&'static str] = &[
-        "sys_enter_mmap",
-        "sys_enter_munmap",
-        "sys_enter_brk",
-        "sys_enter_mprotect",
-        "sys_enter_pkey_mprotect",
-        "sys_enter_mremap",
-        "sys_enter_shmat",
-        "sys_enter_shmdt",
-        // clone/clone3 arguments tell the fork program thread from process.
-        "sys_enter_clone",
-        "sys_enter_clone3",
-    ];
-    let exit: Vec<&'static str> = Syscall::ALL
-        .iter()
-        .map(|s| match s {
-            Syscall::Mmap => "sys_exit_mmap",
-            Syscall::Munmap => "sys_exit_munmap",
-            Syscall::Brk => "sys_exit_brk",
-            Syscall::Mprotect => "sys_exit_mprotect",
-            Syscall::PkeyMprotect => "sys_exit_pkey_mprotect",
-            Syscall::Mremap => "sys_exit_mremap",
-            Syscall::Shmat => "sys_exit_shmat",
-            Syscall::Shmdt => "sys_exit_shmdt",
-        })
-        .collect();
-    vec![
-        (
-            "sys_enter_memory",
-            enter.iter().map(|n| TracepointId::syscall(n)).collect(),
-        ),
-        (
-            "sys_exit_memory",
-            exit.into_iter().map(TracepointId::syscall).collect(),
-        ),
-        (
-            "sys_enter_prctl",
-            vec![TracepointId::syscall("sys_enter_prctl")],
-        ),
-        (
-            "sys_exit_prctl",
-            vec![TracepointId::syscall("sys_exit_prctl")],
-        ),
-        (
-            "sched_process_exec",
-            vec![TracepointId::sched("sched_process_exec")],
-        ),
-        (
-            "sched_process_fork",
-            vec![TracepointId::sched("sched_process_fork")],
-        ),
-        (
-            "sched_process_exit",
-            vec![TracepointId::sched("sched_process_exit")],
-        ),
-    ]
-}
-
 impl Probes {
     /// Runs the preflight checks, loads and attaches. Every failure is one
     /// clear sentence (see [`BpfError`]).
@@ -117,11 +59,8 @@ impl Probes {
         check_btf()?;
         ensure_tracefs()?;
         let layout = read_layout()?;
-        let plan = attachments();
-        for (_, tps) in &plan {
-            for tp in tps.iter().filter(|tp| tp.category == "syscalls") {
-                check_syscall_args(*tp, &layout)?;
-            }
+        for tp in all_tracepoints().filter(|tp| tp.category == "syscalls") {
+            check_syscall_args(tp, &layout)?;
         }
         // Wake the consumer once an eighth of the buffer is queued; the
         // reader's poll timer picks up anything below that.
@@ -132,7 +71,8 @@ impl Probes {
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
-        for (program_name, tracepoints) in plan {
+        for plan in &PROGRAMS {
+            let program_name = plan.name;
             let program: &mut TracePoint = ebpf
                 .program_mut(program_name)
                 .ok_or_else(|| BpfError::Program {
@@ -148,7 +88,7 @@ impl Probes {
                 what: format!("loading {program_name}"),
                 source,
             })?;
-            for tp in tracepoints {
+            for tp in plan.tracepoints() {
                 program
                     .attach(tp.category, tp.name)
                     .map_err(|source| BpfError::Program {

@@ -169,6 +169,7 @@ mod tests {
     use memmon_common::{CLONE_THREAD, COMM_LEN, FILENAME_LEN, VMA_NAME_LEN};
 
     use super::*;
+    use crate::events::tests::anon_mmap;
 
     fn header(kind: EventKind) -> EventHeader {
         let mut comm = [0u8; COMM_LEN];
@@ -217,18 +218,7 @@ mod tests {
                 comm: "fixture".into()
             }
         );
-        assert_eq!(
-            event.body,
-            EventBody::Mmap {
-                addr: 0,
-                len: 8192,
-                prot: 3,
-                flags: 0x22,
-                fd: -1,
-                offset: 0,
-                ret: 0x7f15_a082_3000
-            }
-        );
+        assert_eq!(event.body, anon_mmap(8192, 0x7f15_a082_3000));
         assert_eq!(event.duration_ns, 900);
         assert_eq!(event.kind(), "mmap");
         assert!(!event.failed());

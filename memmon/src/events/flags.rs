@@ -1,6 +1,18 @@
 //! Human names for the flag words of memory syscalls, as strace prints them.
+//! The bits come from libc, widened to the u64 the tracepoints carry.
 
-const PROT_NAMES: [(u64, char); 3] = [(0x1, 'R'), (0x2, 'W'), (0x4, 'X')];
+use libc::c_int;
+
+/// A libc flag as a syscall argument word (every flag here is positive).
+const fn bit(flag: c_int) -> u64 {
+    flag as u64
+}
+
+const PROT_NAMES: [(u64, char); 3] = [
+    (bit(libc::PROT_READ), 'R'),
+    (bit(libc::PROT_WRITE), 'W'),
+    (bit(libc::PROT_EXEC), 'X'),
+];
 
 /// `RW-` style; unknown bits are appended in hex.
 pub fn prot_string(prot: u64) -> String {
@@ -15,35 +27,40 @@ pub fn prot_string(prot: u64) -> String {
     out
 }
 
+/// libc has no MAP_UNINITIALIZED for glibc targets; the kernel's value
+/// (include/uapi/asm-generic/mman-common.h), honoured only without an MMU.
+const MAP_UNINITIALIZED: u64 = 0x400_0000;
+
 const MMAP_FLAGS: &[(u64, &str)] = &[
-    (0x01, "SHARED"),
-    (0x02, "PRIVATE"),
-    (0x10, "FIXED"),
-    (0x20, "ANONYMOUS"),
-    (0x100, "GROWSDOWN"),
-    (0x800, "DENYWRITE"),
-    (0x1000, "EXECUTABLE"),
-    (0x2000, "LOCKED"),
-    (0x4000, "NORESERVE"),
-    (0x8000, "POPULATE"),
-    (0x10000, "NONBLOCK"),
-    (0x20000, "STACK"),
-    (0x40000, "HUGETLB"),
-    (0x80000, "SYNC"),
-    (0x100000, "FIXED_NOREPLACE"),
-    (0x4000000, "UNINITIALIZED"),
+    (bit(libc::MAP_SHARED), "SHARED"),
+    (bit(libc::MAP_PRIVATE), "PRIVATE"),
+    (bit(libc::MAP_FIXED), "FIXED"),
+    (bit(libc::MAP_ANONYMOUS), "ANONYMOUS"),
+    (bit(libc::MAP_GROWSDOWN), "GROWSDOWN"),
+    (bit(libc::MAP_DENYWRITE), "DENYWRITE"),
+    (bit(libc::MAP_EXECUTABLE), "EXECUTABLE"),
+    (bit(libc::MAP_LOCKED), "LOCKED"),
+    (bit(libc::MAP_NORESERVE), "NORESERVE"),
+    (bit(libc::MAP_POPULATE), "POPULATE"),
+    (bit(libc::MAP_NONBLOCK), "NONBLOCK"),
+    (bit(libc::MAP_STACK), "STACK"),
+    (bit(libc::MAP_HUGETLB), "HUGETLB"),
+    (bit(libc::MAP_SYNC), "SYNC"),
+    (bit(libc::MAP_FIXED_NOREPLACE), "FIXED_NOREPLACE"),
+    (MAP_UNINITIALIZED, "UNINITIALIZED"),
 ];
 
-const MREMAP_FLAGS: &[(u64, &str)] = &[(0x1, "MAYMOVE"), (0x2, "FIXED"), (0x4, "DONTUNMAP")];
+const MREMAP_FLAGS: &[(u64, &str)] = &[
+    (bit(libc::MREMAP_MAYMOVE), "MAYMOVE"),
+    (bit(libc::MREMAP_FIXED), "FIXED"),
+    (bit(libc::MREMAP_DONTUNMAP), "DONTUNMAP"),
+];
 
-fn flag_string(value: u64, table: &[(u64, &str)]) -> String {
-    let mut parts = Vec::new();
+/// `A|B|0x..`: `first` (a word for bits already taken out of `value`),
+/// then the names of `value`'s bits in `table`, then what is left in hex.
+fn flag_string(first: Option<&str>, value: u64, table: &[(u64, &str)]) -> String {
+    let mut parts: Vec<String> = first.into_iter().map(str::to_owned).collect();
     let mut rest = value;
-    // MAP_SHARED_VALIDATE is SHARED|PRIVATE (0x3): print it as one word.
-    if table.as_ptr() == MMAP_FLAGS.as_ptr() && value & 0x3 == 0x3 {
-        parts.push("SHARED_VALIDATE".to_owned());
-        rest &= !0x3;
-    }
     for &(bit, name) in table {
         if rest & bit != 0 {
             parts.push(name.to_owned());
@@ -61,11 +78,17 @@ fn flag_string(value: u64, table: &[(u64, &str)]) -> String {
 }
 
 pub fn mmap_flags_string(flags: u64) -> String {
-    flag_string(flags, MMAP_FLAGS)
+    // MAP_SHARED_VALIDATE is SHARED|PRIVATE (0x3): print it as one word.
+    let validate = bit(libc::MAP_SHARED_VALIDATE);
+    if flags & validate == validate {
+        flag_string(Some("SHARED_VALIDATE"), flags & !validate, MMAP_FLAGS)
+    } else {
+        flag_string(None, flags, MMAP_FLAGS)
+    }
 }
 
 pub fn mremap_flags_string(flags: u64) -> String {
-    flag_string(flags, MREMAP_FLAGS)
+    flag_string(None, flags, MREMAP_FLAGS)
 }
 
 /// `ENOMEM` for 12, etc.; None for numbers this table doesn't know.
@@ -109,6 +132,11 @@ mod tests {
         assert_eq!(mmap_flags_string(0x1000_0002), "PRIVATE|0x10000000");
         assert_eq!(mmap_flags_string(0), "0");
         assert_eq!(mremap_flags_string(3), "MAYMOVE|FIXED");
+        assert_eq!(mremap_flags_string(0x4), "DONTUNMAP");
+        assert_eq!(
+            mmap_flags_string(0x10_0000 | 0x400_0000 | 0x1_0000_0000),
+            "FIXED_NOREPLACE|UNINITIALIZED|0x100000000"
+        );
         assert_eq!(errno_name(12), Some("ENOMEM"));
         assert_eq!(errno_name(4095), None);
     }

@@ -3,15 +3,18 @@
 mod decode;
 mod flags;
 mod format;
+#[cfg(test)]
+mod tests;
 
+use memmon_common::tracepoints::{MEMORY_SYSCALLS, TracedSyscall};
 use serde::Serialize;
 
 pub use decode::{DecodeError, decode};
 pub use flags::{errno_name, mmap_flags_string, mremap_flags_string, prot_string};
 
-/// The memory syscalls memmon traces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
+/// The memory syscalls memmon traces, in the order of
+/// [`MEMORY_SYSCALLS`]: the discriminant indexes that table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Syscall {
     Mmap,
     Munmap,
@@ -24,7 +27,7 @@ pub enum Syscall {
 }
 
 impl Syscall {
-    pub const ALL: [Syscall; 8] = [
+    pub const ALL: [Syscall; MEMORY_SYSCALLS.len()] = [
         Syscall::Mmap,
         Syscall::Munmap,
         Syscall::Brk,
@@ -35,18 +38,14 @@ impl Syscall {
         Syscall::Shmdt,
     ];
 
+    /// Its entry in the shared table: name and tracepoints.
+    pub const fn traced(self) -> &'static TracedSyscall {
+        &MEMORY_SYSCALLS[self as usize]
+    }
+
     /// The name used in tracepoints (`sys_enter_<name>`) and in output.
     pub const fn name(self) -> &'static str {
-        match self {
-            Syscall::Mmap => "mmap",
-            Syscall::Munmap => "munmap",
-            Syscall::Brk => "brk",
-            Syscall::Mprotect => "mprotect",
-            Syscall::PkeyMprotect => "pkey_mprotect",
-            Syscall::Mremap => "mremap",
-            Syscall::Shmat => "shmat",
-            Syscall::Shmdt => "shmdt",
-        }
+        self.traced().name
     }
 
     /// This architecture's syscall number.
@@ -73,6 +72,12 @@ impl Syscall {
             self,
             Syscall::Mmap | Syscall::Brk | Syscall::Mremap | Syscall::Shmat
         )
+    }
+}
+
+impl Serialize for Syscall {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -158,6 +163,13 @@ pub enum EventBody {
     },
 }
 
+/// The `kind` words of the events that are not memory syscalls.
+const VMA_NAME: &str = "vma_name";
+const EXEC: &str = "exec";
+const FORK: &str = "fork";
+const EXIT: &str = "exit";
+const OTHER_KINDS: [&str; 4] = [VMA_NAME, EXEC, FORK, EXIT];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub meta: Meta,
@@ -167,21 +179,33 @@ pub struct Event {
 }
 
 impl Event {
+    /// Every `kind` word ([`Event::kind`]): the memory syscalls' names,
+    /// then the other events'. `trace` starts each line with one.
+    pub const KINDS: [&'static str; MEMORY_SYSCALLS.len() + OTHER_KINDS.len()] = {
+        let mut kinds = [""; MEMORY_SYSCALLS.len() + OTHER_KINDS.len()];
+        let mut i = 0;
+        while i < kinds.len() {
+            kinds[i] = if i < MEMORY_SYSCALLS.len() {
+                MEMORY_SYSCALLS[i].name
+            } else {
+                OTHER_KINDS[i - MEMORY_SYSCALLS.len()]
+            };
+            i += 1;
+        }
+        kinds
+    };
+
     /// The `kind` word used in `trace` output and JSON.
     pub fn kind(&self) -> &'static str {
+        if let Some(syscall) = self.syscall() {
+            return syscall.name();
+        }
         match &self.body {
-            EventBody::Mmap { .. } => "mmap",
-            EventBody::Munmap { .. } => "munmap",
-            EventBody::Brk { .. } => "brk",
-            EventBody::Mprotect { pkey: None, .. } => "mprotect",
-            EventBody::Mprotect { pkey: Some(_), .. } => "pkey_mprotect",
-            EventBody::Mremap { .. } => "mremap",
-            EventBody::Shmat { .. } => "shmat",
-            EventBody::Shmdt { .. } => "shmdt",
-            EventBody::VmaName { .. } => "vma_name",
-            EventBody::Exec { .. } => "exec",
-            EventBody::Fork { .. } => "fork",
-            EventBody::Exit { .. } => "exit",
+            EventBody::VmaName { .. } => VMA_NAME,
+            EventBody::Exec { .. } => EXEC,
+            EventBody::Fork { .. } => FORK,
+            EventBody::Exit { .. } => EXIT,
+            _ => unreachable!("every other body is a memory syscall's"),
         }
     }
 

@@ -4,17 +4,30 @@ use serde::{Deserialize, Serialize};
 
 use super::{AddressSpace, Backing, BrkState, Perms, Region, page_align_up};
 
-pub const MAP_SHARED: u64 = 0x01;
-pub const MAP_PRIVATE: u64 = 0x02;
-pub const MAP_SHARED_VALIDATE: u64 = 0x03;
-pub const MAP_TYPE: u64 = 0x0f;
-pub const MAP_ANONYMOUS: u64 = 0x20;
-pub const MAP_GROWSDOWN: u64 = 0x0100;
-pub const MAP_STACK: u64 = 0x20000;
+/// Declares libc's flag bits as the u64 words the tracepoints carry (all
+/// are positive, so the cast only widens).
+macro_rules! flags_from_libc {
+    ($($name:ident),* $(,)?) => {
+        $(pub const $name: u64 = libc::$name as u64;)*
+    };
+}
 
-pub const MREMAP_MAYMOVE: u64 = 1;
-pub const MREMAP_FIXED: u64 = 2;
-pub const MREMAP_DONTUNMAP: u64 = 4;
+// The flag bits the model interprets.
+flags_from_libc!(
+    MAP_SHARED,
+    MAP_PRIVATE,
+    MAP_SHARED_VALIDATE,
+    MAP_TYPE,
+    MAP_ANONYMOUS,
+    MAP_GROWSDOWN,
+    MAP_STACK,
+    MREMAP_MAYMOVE,
+    MREMAP_FIXED,
+    MREMAP_DONTUNMAP,
+    PROT_READ,
+    PROT_WRITE,
+    PROT_EXEC,
+);
 
 /// How /proc names shared anonymous memory (a shmem file with no name).
 pub const SHARED_ANON_PATH: &str = "/dev/zero (deleted)";
@@ -181,7 +194,7 @@ impl AddressSpace {
             self.map_region(Region::new(
                 old,
                 new,
-                Perms::from_prot(Perms::PROT_READ | Perms::PROT_WRITE, false),
+                Perms::from_prot(PROT_READ | PROT_WRITE, false),
                 0,
                 Backing::anonymous(),
             ));

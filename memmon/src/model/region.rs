@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ops::{PROT_EXEC, PROT_READ, PROT_WRITE};
+
 pub const PAGE_SIZE: u64 = 4096;
 
 /// Rounds up to the next page boundary (saturating at the top of the space).
@@ -23,16 +25,12 @@ pub struct Perms {
 }
 
 impl Perms {
-    pub const PROT_READ: u64 = 0x1;
-    pub const PROT_WRITE: u64 = 0x2;
-    pub const PROT_EXEC: u64 = 0x4;
-
     /// From mmap/mprotect `prot` bits and the sharing mode.
     pub fn from_prot(prot: u64, shared: bool) -> Self {
         Self {
-            read: prot & Self::PROT_READ != 0,
-            write: prot & Self::PROT_WRITE != 0,
-            exec: prot & Self::PROT_EXEC != 0,
+            read: prot & PROT_READ != 0,
+            write: prot & PROT_WRITE != 0,
+            exec: prot & PROT_EXEC != 0,
             shared,
         }
     }

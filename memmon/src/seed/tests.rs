@@ -28,6 +28,7 @@ fn own_snapshot_agrees_with_fresh_maps() {
     assert_eq!(snap.pid, own_pid());
     assert!(snap.start_time_ticks > 0);
     assert!(!snap.comm.is_empty());
+    // SAFETY: getuid has no preconditions and cannot fail.
     assert_eq!(snap.uid, unsafe { libc::getuid() });
     assert!(snap.exe.is_some());
     assert!(snap.space.start_stack.is_some());

@@ -5,13 +5,13 @@ use crate::{
     events::{Event, EventBody},
     model::{
         Backing,
-        ops::{MAP_ANONYMOUS, MAP_SHARED, MemOp},
+        ops::{MAP_ANONYMOUS, MAP_SHARED, MemOp, PROT_EXEC, PROT_READ, PROT_WRITE},
     },
 };
 
-/// shmat flags (include/uapi/linux/shm.h).
-const SHM_RDONLY: u64 = 0o10000;
-const SHM_EXEC: u64 = 0o100000;
+/// shmat flags, widened to the u64 the tracepoints carry.
+const SHM_RDONLY: u64 = libc::SHM_RDONLY as u64;
+const SHM_EXEC: u64 = libc::SHM_EXEC as u64;
 
 /// Shown while a mapped file is unknown; a snapshot replaces it.
 pub const UNRESOLVED_PATH: &str = "<unresolved>";
@@ -100,9 +100,13 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             shmid, flags, ret, ..
         } => {
             let addr = *ret as u64;
-            let mut prot = if flags & SHM_RDONLY != 0 { 0x1 } else { 0x3 };
+            let mut prot = if flags & SHM_RDONLY != 0 {
+                PROT_READ
+            } else {
+                PROT_READ | PROT_WRITE
+            };
             if flags & SHM_EXEC != 0 {
-                prot |= 0x4;
+                prot |= PROT_EXEC;
             }
             match resolver.shm_segment(pid, *shmid, addr) {
                 Some((backing, size)) => (

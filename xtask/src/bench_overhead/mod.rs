@@ -36,40 +36,11 @@ const ROUNDS_BUDGET: Duration = Duration::from_secs(120);
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 const RATE_SECS: u32 = 10;
 
-/// The tracepoints memmon attaches, as bpftrace probes: enter and exit of
-/// each memory syscall and prctl, clone's enter, and the sched events.
-const BPFTRACE_PROBES: &[&str] = &[
-    "mmap",
-    "munmap",
-    "brk",
-    "mprotect",
-    "pkey_mprotect",
-    "mremap",
-    "shmat",
-    "shmdt",
-    "prctl",
-];
-
 fn bpftrace_script() -> String {
-    let mut probes: Vec<String> = BPFTRACE_PROBES
-        .iter()
-        .flat_map(|s| {
-            [
-                format!("tracepoint:syscalls:sys_enter_{s}"),
-                format!("tracepoint:syscalls:sys_exit_{s}"),
-            ]
-        })
+    // Exactly the tracepoints memmon attaches, from its attach plan.
+    let probes: Vec<String> = memmon_common::tracepoints::all_tracepoints()
+        .map(|tp| format!("tracepoint:{}:{}", tp.category, tp.name))
         .collect();
-    probes.extend(
-        [
-            "syscalls:sys_enter_clone",
-            "syscalls:sys_enter_clone3",
-            "sched:sched_process_exec",
-            "sched:sched_process_fork",
-            "sched:sched_process_exit",
-        ]
-        .map(|p| format!("tracepoint:{p}")),
-    );
     // BEGIN fires once every probe is attached.
     format!(
         "BEGIN {{ printf(\"bench: attached\\n\"); }} {} {{ @[probe] = count(); }}",
@@ -205,5 +176,16 @@ mod tests {
         ] {
             assert!(s.contains(tp), "{tp} missing from {s}");
         }
+        for tp in memmon_common::tracepoints::all_tracepoints() {
+            let probe = format!("tracepoint:{}:{}", tp.category, tp.name);
+            assert_eq!(
+                s.matches(&format!("{probe},")).count() + s.matches(&format!("{probe} ")).count(),
+                1,
+                "{probe} in {s}"
+            );
+        }
+        // 8 memory syscalls (enter and exit), clone and clone3 (enter),
+        // prctl (enter and exit), three sched events.
+        assert_eq!(s.matches("tracepoint:").count(), 8 * 2 + 2 + 2 + 3, "{s}");
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::model::ops::{
     MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE,
-    MREMAP_DONTUNMAP, MemOp, SHARED_ANON_PATH, shared_anon_backing,
+    MREMAP_DONTUNMAP, MemOp, PROT_READ, PROT_WRITE, SHARED_ANON_PATH, shared_anon_backing,
 };
 use crate::model::{AddressSpace, Backing, BrkState, PAGE_SIZE, Perms, page_align_up};
 
@@ -193,7 +193,7 @@ impl Reference {
         let state = self.brk.expect("the reference starts with a break");
         let (old, new) = (idx(page_align_up(state.brk)), idx(page_align_up(brk)));
         let heap = Page {
-            perms: Perms::from_prot(Perms::PROT_READ | Perms::PROT_WRITE, false),
+            perms: Perms::from_prot(PROT_READ | PROT_WRITE, false),
             backing: Backing::anonymous(),
             offset: 0,
             map_stack: false,

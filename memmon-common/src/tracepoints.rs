@@ -1,0 +1,175 @@
+//! What memmon traces, in one table: the memory syscalls, the tracepoints
+//! that carry them, and which kernel program serves which tracepoint. The
+//! loader attaches from [`PROGRAMS`], userspace names syscalls from
+//! [`MEMORY_SYSCALLS`], and the overhead bench attaches bpftrace to the
+//! same tracepoints.
+
+use core::fmt;
+
+/// A tracepoint as `category/name`, e.g. `syscalls/sys_enter_mmap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TracepointId {
+    pub category: &'static str,
+    pub name: &'static str,
+}
+
+impl TracepointId {
+    pub const fn syscall(name: &'static str) -> Self {
+        Self {
+            category: "syscalls",
+            name,
+        }
+    }
+
+    pub const fn sched(name: &'static str) -> Self {
+        Self {
+            category: "sched",
+            name,
+        }
+    }
+}
+
+impl fmt::Display for TracepointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.category, self.name)
+    }
+}
+
+/// A traced syscall: its name and its enter and exit tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracedSyscall {
+    pub name: &'static str,
+    pub enter: TracepointId,
+    pub exit: TracepointId,
+}
+
+/// One table entry per syscall name; the tracepoint names are spelled from it.
+macro_rules! traced {
+    ($($name:literal),* $(,)?) => {
+        [$(TracedSyscall {
+            name: $name,
+            enter: TracepointId::syscall(concat!("sys_enter_", $name)),
+            exit: TracepointId::syscall(concat!("sys_exit_", $name)),
+        }),*]
+    };
+}
+
+/// The memory syscalls, paired enter+exit by `sys_enter_memory` and
+/// `sys_exit_memory`. `memmon::events::Syscall` follows this order.
+pub const MEMORY_SYSCALLS: [TracedSyscall; 8] = traced![
+    "mmap",
+    "munmap",
+    "brk",
+    "mprotect",
+    "pkey_mprotect",
+    "mremap",
+    "shmat",
+    "shmdt",
+];
+
+/// Only their entry is traced: the fork program reads the clone flags
+/// stored there to tell a thread from a process.
+pub const CLONES: [TracedSyscall; 2] = traced!["clone", "clone3"];
+
+/// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ...) names anonymous memory.
+pub const PRCTL: TracedSyscall = traced!["prctl"][0];
+
+pub const SCHED_PROCESS_EXEC: TracepointId = TracepointId::sched("sched_process_exec");
+pub const SCHED_PROCESS_FORK: TracepointId = TracepointId::sched("sched_process_fork");
+pub const SCHED_PROCESS_EXIT: TracepointId = TracepointId::sched("sched_process_exit");
+
+/// Which tracepoints of a group of syscalls a program serves.
+#[derive(Clone, Copy, Debug)]
+pub enum Serves {
+    Enter(&'static [TracedSyscall]),
+    Exit(&'static [TracedSyscall]),
+    Tracepoint(TracepointId),
+}
+
+/// A kernel program (named as its `#[tracepoint]` fn in memmon-ebpf) and
+/// the tracepoints it is attached to.
+#[derive(Clone, Copy, Debug)]
+pub struct Program {
+    pub name: &'static str,
+    pub serves: &'static [Serves],
+}
+
+impl Program {
+    pub fn tracepoints(&self) -> impl Iterator<Item = TracepointId> + '_ {
+        self.serves.iter().flat_map(|s| {
+            let (syscalls, single, enter) = match *s {
+                Serves::Enter(list) => (list, None, true),
+                Serves::Exit(list) => (list, None, false),
+                Serves::Tracepoint(tp) => (&[][..], Some(tp), false),
+            };
+            syscalls
+                .iter()
+                .map(move |s| if enter { s.enter } else { s.exit })
+                .chain(single)
+        })
+    }
+}
+
+/// The attach plan: every program and every tracepoint memmon attaches.
+pub const PROGRAMS: [Program; 7] = [
+    Program {
+        name: "sys_enter_memory",
+        serves: &[Serves::Enter(&MEMORY_SYSCALLS), Serves::Enter(&CLONES)],
+    },
+    Program {
+        name: "sys_exit_memory",
+        serves: &[Serves::Exit(&MEMORY_SYSCALLS)],
+    },
+    Program {
+        name: "sys_enter_prctl",
+        serves: &[Serves::Enter(&[PRCTL])],
+    },
+    Program {
+        name: "sys_exit_prctl",
+        serves: &[Serves::Exit(&[PRCTL])],
+    },
+    Program {
+        name: "sched_process_exec",
+        serves: &[Serves::Tracepoint(SCHED_PROCESS_EXEC)],
+    },
+    Program {
+        name: "sched_process_fork",
+        serves: &[Serves::Tracepoint(SCHED_PROCESS_FORK)],
+    },
+    Program {
+        name: "sched_process_exit",
+        serves: &[Serves::Tracepoint(SCHED_PROCESS_EXIT)],
+    },
+];
+
+/// Every tracepoint of [`PROGRAMS`], in attach order.
+pub fn all_tracepoints() -> impl Iterator<Item = TracepointId> {
+    PROGRAMS.iter().flat_map(|p| p.tracepoints())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{collections::BTreeSet, string::ToString, vec::Vec};
+
+    use super::*;
+
+    #[test]
+    fn the_plan_spells_every_tracepoint_once() {
+        let all: Vec<TracepointId> = all_tracepoints().collect();
+        // Enter and exit of 8 memory syscalls and prctl, enter of clone
+        // and clone3, three sched events.
+        assert_eq!(all.len(), 8 * 2 + 2 + 2 + 3);
+        let unique: BTreeSet<_> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(unique.len(), all.len());
+        assert!(unique.contains("syscalls/sys_enter_pkey_mprotect"));
+        assert!(unique.contains("syscalls/sys_exit_shmdt"));
+        assert!(unique.contains("syscalls/sys_enter_clone3"));
+        assert!(!unique.contains("syscalls/sys_exit_clone"));
+        assert!(unique.contains("syscalls/sys_exit_prctl"));
+        assert!(unique.contains("sched/sched_process_exit"));
+        let exits: Vec<_> = PROGRAMS[1].tracepoints().collect();
+        assert_eq!(exits.len(), MEMORY_SYSCALLS.len());
+        assert!(exits.iter().all(|tp| tp.name.starts_with("sys_exit_")));
+    }
+}
