@@ -81,16 +81,10 @@ fn bpftool_show(what: &str) -> BTreeMap<u64, String> {
         .collect()
 }
 
-/// memmon's program names, as bpftool shows them (15 bytes).
-const PROGRAMS: [&str; 7] = [
-    "sys_enter_memory",
-    "sys_exit_memory",
-    "sys_enter_prctl",
-    "sys_exit_prctl",
-    "sched_process_exec",
-    "sched_process_fork",
-    "sched_process_exit",
-];
+/// memmon's program names (bpftool shows at most 15 bytes of them).
+fn programs() -> impl Iterator<Item = &'static str> {
+    memmon_common::tracepoints::PROGRAMS.iter().map(|p| p.name)
+}
 const MAPS: [&str; 5] = ["EVENTS", "PENDING", "PENDING_NAME", "COUNTERS", "LOST_PIDS"];
 
 fn truncated(name: &str) -> &str {
@@ -136,7 +130,7 @@ fn check_held(daemon: &Daemon) -> BpfIds {
         .iter()
         .filter_map(|id| maps.get(id).map(String::as_str))
         .collect();
-    for name in PROGRAMS {
+    for name in programs() {
         assert!(
             prog_names.iter().any(|shown| same_name(shown, name)),
             "the daemon holds no program named {name}: {prog_names:?}"
@@ -182,10 +176,7 @@ fn assert_nothing_pinned() {
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.contains("memmon")
-                || PROGRAMS
-                    .iter()
-                    .chain(&MAPS)
-                    .any(|n| name.contains(truncated(n)))
+                || programs().chain(MAPS).any(|n| name.contains(truncated(n)))
             {
                 pinned.push(path.display().to_string());
             }
