@@ -142,9 +142,14 @@ pub struct PendingSyscall {
 pub mod counter {
     /// Records dropped because the ring buffer was full.
     pub const RINGBUF_LOST: u32 = 0;
-    /// `sys_exit` seen with no matching `sys_enter` (e.g. programs attached mid-syscall).
+    /// `sys_exit` seen with no matching `sys_enter` (programs attached
+    /// mid-syscall, or the pairing entry evicted): the process is marked
+    /// lost, like a ring-buffer loss.
     pub const UNPAIRED_EXIT: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// A process could not be marked lost because `LOST_PIDS` was full:
+    /// userspace must resync every process.
+    pub const LOST_PIDS_FULL: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Names of the maps and globals, shared so that both sides spell them alike.

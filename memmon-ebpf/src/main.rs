@@ -23,7 +23,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
     macros::{map, tracepoint},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use memmon_common::{
@@ -49,10 +49,12 @@ static PENDING_NAME: LruHashMap<u32, [u8; VMA_NAME_LEN]> = LruHashMap::with_max_
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// Thread groups that lost at least one record (value: records lost), so
-/// that userspace can resync exactly those from /proc.
+/// Thread groups that lost at least one record or pairing (value: how
+/// many), so that userspace can resync exactly those from /proc. Not LRU:
+/// an evicted entry would be a silent gap; a full map is counted
+/// (`LOST_PIDS_FULL`) and userspace then resyncs everything.
 #[map]
-static LOST_PIDS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
+static LOST_PIDS: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
 
 /// Queued bytes above which a submit wakes the consumer.
 #[unsafe(no_mangle)]
@@ -88,16 +90,32 @@ fn bump(index: u32) {
     }
 }
 
+/// Marks `tgid` for a resync from /proc: something it did was not seen.
+#[inline(always)]
+fn mark_lost(tgid: u32, records: u64) {
+    match LOST_PIDS.get_ptr_mut(tgid) {
+        // SAFETY: the pointer comes from the map and is used at once.
+        Some(lost) => unsafe { *lost += records },
+        None => {
+            if LOST_PIDS.insert(tgid, records, 0).is_err() {
+                bump(counter::LOST_PIDS_FULL);
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn record_loss(tgid: u32) {
     bump(counter::RINGBUF_LOST);
-    match LOST_PIDS.get_ptr_mut(tgid) {
-        // SAFETY: the pointer comes from the map and is used at once.
-        Some(lost) => unsafe { *lost += 1 },
-        None => {
-            let _ = LOST_PIDS.insert(tgid, 1u64, 0);
-        }
-    }
+    mark_lost(tgid, 1);
+}
+
+/// A sys_exit whose sys_enter was not seen (attached mid-call, or its
+/// PENDING entry evicted): its effect is unknown, so the process resyncs.
+#[inline(always)]
+fn unpaired_exit() {
+    bump(counter::UNPAIRED_EXIT);
+    mark_lost((bpf_get_current_pid_tgid() >> 32) as u32, 1);
 }
 
 /// The integer types the programs read from tracepoint records: valid for
@@ -208,14 +226,14 @@ fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
     let ret: i64 = field(ctx, layout.syscall_ret)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(pending) = PENDING.get_ptr(tid) else {
-        bump(counter::UNPAIRED_EXIT);
+        unpaired_exit();
         return Ok(());
     };
     // SAFETY: pointer from the map; copied out at once.
     let pending = unsafe { *pending };
     let _ = PENDING.remove(tid);
     if pending.nr != nr as u32 {
-        bump(counter::UNPAIRED_EXIT);
+        unpaired_exit();
         return Ok(());
     }
     let header = header(EventKind::Syscall);
@@ -275,6 +293,7 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let Some(pending) = PENDING.get_ptr(tid) else {
         let _ = PENDING_NAME.remove(tid);
+        unpaired_exit();
         return Ok(());
     };
     // SAFETY: pointers from the maps; copied out before removal.
@@ -282,6 +301,7 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) -> Result<(), i64> {
     let _ = PENDING.remove(tid);
     let _ = PENDING_NAME.remove(tid);
     if pending.nr != layout.nr_prctl {
+        unpaired_exit();
         return Ok(());
     }
     let ret: i64 = field(ctx, layout.syscall_ret)?;
@@ -362,7 +382,7 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
     // A process forked after its parent lost records starts from the
     // parent's model, which is already wrong: it is lost too.
     if child_tgid != header.tgid && LOST_PIDS.get_ptr(header.tgid).is_some() {
-        let _ = LOST_PIDS.insert(child_tgid, 0u64, 0);
+        mark_lost(child_tgid, 0);
     }
     emit(
         header.tgid,
