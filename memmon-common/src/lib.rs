@@ -161,6 +161,22 @@ pub mod names {
     pub const LAYOUT: &str = "LAYOUT";
 }
 
+/// Where `syscalls:sys_enter_*` and `sys_exit_*` records keep their fields
+/// (unchanged since Linux 4.x on every architecture memmon builds for).
+/// The kernel programs read them with direct context loads, which are
+/// several times cheaper than `bpf_probe_read` but need the offset in the
+/// instruction itself: the verifier refuses a context pointer moved by a
+/// register. So these are build-time constants, and the loader checks the
+/// tracefs format files agree before loading.
+pub mod syscall_record {
+    /// `__syscall_nr` (an `int`).
+    pub const NR: u32 = 8;
+    /// The first argument (`unsigned long`s follow, 8 bytes apart).
+    pub const ARGS: u32 = 16;
+    /// `ret` (a `long`) in `sys_exit_*`.
+    pub const RET: u32 = 16;
+}
+
 /// Tracepoint field offsets, read by userspace from tracefs `format` files
 /// and handed to the kernel programs as a global, so that a kernel whose
 /// layouts moved is handled (or refused by name) instead of misread.
@@ -193,9 +209,9 @@ impl TracepointLayout {
     pub const ABSENT: u32 = u32::MAX;
     /// The layout of Linux 6.x on x86_64; userspace always overwrites it.
     pub const DEFAULT: Self = Self {
-        syscall_args: 16,
-        syscall_ret: 16,
-        syscall_nr: 8,
+        syscall_args: syscall_record::ARGS,
+        syscall_ret: syscall_record::RET,
+        syscall_nr: syscall_record::NR,
         fork_child_pid: 20,
         exec_filename: 8,
         exec_old_pid: 16,

@@ -29,7 +29,7 @@ use aya_ebpf::{
 use memmon_common::{
     CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, PR_SET_VMA,
     PR_SET_VMA_ANON_NAME, PendingSyscall, SyscallEvent, TracepointLayout, VMA_NAME_LEN,
-    VmaNameEvent, counter,
+    VmaNameEvent, counter, syscall_record,
 };
 
 /// Userspace sets the real size (`--ringbuf-size`) at load time.
@@ -126,6 +126,7 @@ impl Plain for i32 {}
 impl Plain for u32 {}
 impl Plain for i64 {}
 impl Plain for u64 {}
+impl Plain for [u64; 6] {}
 
 /// The `T` at `offset` in the tracepoint record.
 #[inline(always)]
@@ -137,12 +138,41 @@ fn field<T: Plain>(ctx: &TracePointContext, offset: u32) -> Result<T, i64> {
     unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| e as i64)
 }
 
-/// Argument `i` (from 0) of a `sys_enter_*` record: consecutive `unsigned
-/// long`s from `syscall_args`, as userspace checked for every attached
-/// tracepoint before loading.
+/// A field of a syscall record at a build-time offset, by a direct context
+/// load (no helper call: the hot path's cheapest read). The verifier checks
+/// the access is inside the record and aligned, or refuses to load.
 #[inline(always)]
-fn arg(ctx: &TracePointContext, layout: &TracepointLayout, i: u32) -> Result<u64, i64> {
-    field(ctx, layout.syscall_args + 8 * i)
+fn record<T: Plain, const OFFSET: u32>(ctx: &TracePointContext) -> T {
+    // SAFETY: the context is the tracepoint's record, at least as long as
+    // the offsets in `syscall_record`, which the loader checked against
+    // this kernel's tracefs format files; the fields are naturally aligned
+    // and `T` is valid for any bytes.
+    unsafe {
+        (ctx.as_ptr() as *const u8)
+            .add(OFFSET as usize)
+            .cast::<T>()
+            .read()
+    }
+}
+
+#[inline(always)]
+fn syscall_nr(ctx: &TracePointContext) -> u32 {
+    record::<i32, { syscall_record::NR }>(ctx) as u32
+}
+
+#[inline(always)]
+fn syscall_ret(ctx: &TracePointContext) -> i64 {
+    record::<i64, { syscall_record::RET }>(ctx)
+}
+
+/// The six argument slots of a `sys_enter_*` record, in one helper call.
+/// Not direct loads: one program serves syscalls of 1 to 6 arguments, and
+/// the kernel refuses to attach a program whose direct loads reach past a
+/// tracepoint's record (munmap's ends after 2). Slots past a syscall's own
+/// arguments hold whatever follows its record; the decoder ignores them.
+#[inline(always)]
+fn syscall_args(ctx: &TracePointContext) -> Result<[u64; 6], i64> {
+    field(ctx, syscall_record::ARGS)
 }
 
 #[inline(always)]
@@ -196,18 +226,13 @@ pub fn sys_enter_memory(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sys_enter_memory(ctx: &TracePointContext) -> Result<(), i64> {
-    let layout = layout();
-    let nr: i32 = field(ctx, layout.syscall_nr)?;
-    let mut pending = PendingSyscall {
-        nr: nr as u32,
+    let pending = PendingSyscall {
+        nr: syscall_nr(ctx),
         _pad0: 0,
         // SAFETY: helper without preconditions.
         enter_ns: unsafe { bpf_ktime_get_ns() },
-        args: [0; 6],
+        args: syscall_args(ctx)?,
     };
-    for (i, value) in pending.args.iter_mut().enumerate() {
-        *value = arg(ctx, &layout, i as u32)?;
-    }
     let tid = bpf_get_current_pid_tgid() as u32;
     PENDING.insert(tid, pending, 0)?;
     Ok(())
@@ -221,9 +246,8 @@ pub fn sys_exit_memory(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
-    let layout = layout();
-    let nr: i32 = field(ctx, layout.syscall_nr)?;
-    let ret: i64 = field(ctx, layout.syscall_ret)?;
+    let nr = syscall_nr(ctx);
+    let ret = syscall_ret(ctx);
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(pending) = PENDING.get_ptr(tid) else {
         unpaired_exit();
@@ -232,7 +256,7 @@ fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: pointer from the map; copied out at once.
     let pending = unsafe { *pending };
     let _ = PENDING.remove(tid);
-    if pending.nr != nr as u32 {
+    if pending.nr != nr {
         unpaired_exit();
         return Ok(());
     }
@@ -261,14 +285,11 @@ pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sys_enter_prctl(ctx: &TracePointContext) -> Result<(), i64> {
-    let layout = layout();
-    let option = arg(ctx, &layout, 0)?;
-    let sub = arg(ctx, &layout, 1)?;
+    let [option, sub, _, _, name_ptr, _] = syscall_args(ctx)?;
     if option != PR_SET_VMA || sub != PR_SET_VMA_ANON_NAME {
         return Ok(());
     }
     try_sys_enter_memory(ctx)?;
-    let name_ptr = arg(ctx, &layout, 4)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let mut name = [0u8; VMA_NAME_LEN];
     if name_ptr != 0 {
@@ -304,7 +325,7 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) -> Result<(), i64> {
         unpaired_exit();
         return Ok(());
     }
-    let ret: i64 = field(ctx, layout.syscall_ret)?;
+    let ret = syscall_ret(ctx);
     let header = header(EventKind::VmaName);
     emit(
         header.tgid,

@@ -1,11 +1,13 @@
-//! Tracepoint field offsets, read from tracefs `format` files: syscall
-//! record layouts changed across kernel versions, so none are assumed.
+//! Tracepoint field offsets, read from tracefs `format` files: sched
+//! record layouts changed across kernel versions, so none are assumed; the
+//! syscall records' offsets are built into the programs (direct loads) and
+//! checked here.
 
 use std::{fs, path::Path};
 
 pub use memmon_common::tracepoints::TracepointId;
 use memmon_common::{
-    TracepointLayout,
+    TracepointLayout, syscall_record,
     tracepoints::{MEMORY_SYSCALLS, SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT, SCHED_PROCESS_FORK},
 };
 
@@ -49,6 +51,24 @@ fn required(format: &str, tp: TracepointId, field: &str) -> Result<u32, BpfError
     })
 }
 
+/// A syscall record field the kernel programs read at a build-time offset
+/// (see `memmon_common::syscall_record`): this kernel must agree.
+fn fixed(format: &str, tp: TracepointId, field: &str, built: u32) -> Result<u32, BpfError> {
+    let found = required(format, tp, field)?;
+    if found == built {
+        Ok(found)
+    } else {
+        Err(BpfError::Layout {
+            tracepoint: tp.to_string(),
+            field: field.to_owned(),
+            why: format!(
+                "at offset {found}, but memmon's kernel programs read it at {built} \
+                 (fixed when they were built); this kernel needs a memmon built for it"
+            ),
+        })
+    }
+}
+
 /// Reads every layout the kernel programs depend on.
 pub fn read_layout() -> Result<TracepointLayout, BpfError> {
     // Every syscall's record has the same layout; mmap's stands for all
@@ -60,9 +80,9 @@ pub fn read_layout() -> Result<TracepointLayout, BpfError> {
     let exit_tp_fmt = read_format(exit_tp)?;
     let exec_fmt = read_format(exec)?;
     Ok(TracepointLayout {
-        syscall_args: required(&enter_fmt, enter, "addr")?,
-        syscall_ret: required(&exit_fmt, exit, "ret")?,
-        syscall_nr: required(&enter_fmt, enter, "__syscall_nr")?,
+        syscall_args: fixed(&enter_fmt, enter, "addr", syscall_record::ARGS)?,
+        syscall_ret: fixed(&exit_fmt, exit, "ret", syscall_record::RET)?,
+        syscall_nr: fixed(&enter_fmt, enter, "__syscall_nr", syscall_record::NR)?,
         fork_child_pid: required(&read_format(fork)?, fork, "child_pid")?,
         exec_filename: required(&exec_fmt, exec, "filename")?,
         exec_old_pid: required(&exec_fmt, exec, "old_pid")?,
