@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod elf;
+pub mod escape;
 pub mod events;
 pub mod metrics;
 pub mod model;
