@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod classify;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod daemon;
 pub mod elf;
 pub mod escape;
