@@ -8,11 +8,9 @@
 //! request and [`WRITE_TIMEOUT`] to read each reply, and a reply larger
 //! than the client accepts ([`MAX_REPLY_BYTES`]) is answered `too_large`.
 
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-};
+mod bind;
+
+use std::path::PathBuf;
 
 use thiserror::Error;
 use tokio::{
@@ -47,7 +45,16 @@ pub enum ServerError {
     InUse(PathBuf),
     #[error("cannot listen on {0}: {1}")]
     Bind(PathBuf, std::io::Error),
+    #[error(
+        "refusing the socket directory {0}: it {1}; use a directory only root can write \
+         (like /run/memmon, mode 0755) or fix its owner and mode"
+    )]
+    UnsafeDir(PathBuf, String),
+    #[error("{0} exists and is not a socket: remove it or choose another socket path")]
+    NotASocket(PathBuf),
 }
+
+pub use bind::bind;
 
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,29 +68,6 @@ const LIMITS: Limits = Limits {
     total: 128,
     per_key: |uid| if uid == 0 { 64 } else { 16 },
 };
-
-/// Binds the socket, mode 0660, owned by `group` when given so that its
-/// members may connect (each still sees only their own processes).
-pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| ServerError::Dir(dir.into(), e))?;
-    }
-    if path.exists() {
-        // A live daemon answers; a stale socket file from a crash does not.
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(ServerError::InUse(path.into()));
-        }
-        let _ = fs::remove_file(path);
-    }
-    let listener = UnixListener::bind(path).map_err(|e| ServerError::Bind(path.into(), e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o660))
-        .map_err(|e| ServerError::Bind(path.into(), e))?;
-    if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .map_err(|e| ServerError::Bind(path.into(), e))?;
-    }
-    Ok(listener)
-}
 
 pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
     let slots = Slots::new(LIMITS, &QUERY_SOCKET);
