@@ -150,6 +150,7 @@ impl Daemon {
             tracked_processes: self.tracker.len() as u64,
             cpu_seconds_total,
             resident_memory_bytes,
+            connections: crate::connections::stats(),
             per_pid,
         }
     }

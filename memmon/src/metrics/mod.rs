@@ -68,6 +68,8 @@ pub struct MetricsSnapshot {
     pub tracked_processes: u64,
     pub cpu_seconds_total: f64,
     pub resident_memory_bytes: u64,
+    /// What the bounds on /metrics and query-socket connections did.
+    pub connections: crate::connections::ConnectionStats,
     /// Opt-in: `(pid, comm, mapped bytes)` of the largest processes.
     pub per_pid: Vec<(u32, String, u64)>,
 }

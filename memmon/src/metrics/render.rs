@@ -9,6 +9,7 @@ use prometheus_client::{
 };
 
 use super::MetricsSnapshot;
+use crate::connections::EndpointStats;
 use crate::rules::AslrStatus;
 
 type Labels = Vec<(String, String)>;
@@ -158,6 +159,36 @@ pub const CATALOG: &[MetricDoc] = &[
         "gauge",
         &[],
         "Processes with a live model.",
+    ),
+    doc(
+        "memmon_connections_open",
+        "gauge",
+        &["endpoint"],
+        "Open connections to the /metrics endpoint (metrics) or the query socket (socket).",
+    ),
+    doc(
+        "memmon_connections_refused_total",
+        "counter",
+        &["endpoint"],
+        "Connections closed at once because the connection cap was reached and every open connection was busy.",
+    ),
+    doc(
+        "memmon_connections_evicted_total",
+        "counter",
+        &["endpoint"],
+        "Idle connections (no complete request yet, or between requests) closed to make room for a new one at the cap.",
+    ),
+    doc(
+        "memmon_connection_timeouts_total",
+        "counter",
+        &["endpoint"],
+        "Connections closed because the peer sent nothing or too slowly, did not read its reply, or outlived the connection lifetime.",
+    ),
+    doc(
+        "memmon_replies_too_large_total",
+        "counter",
+        &[],
+        "Query replies over the protocol's size limit, answered with a too_large error instead.",
     ),
     doc(
         "memmon_build_info",
@@ -312,7 +343,36 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
+    let per_endpoint = |f: fn(&EndpointStats) -> u64| {
+        snap.connections
+            .by_endpoint()
+            .map(|(endpoint, stats)| (labels(&[("endpoint", endpoint)]), f(&stats)))
+    };
+    gauges(
+        &mut r,
+        "memmon_connections_open",
+        per_endpoint(|s| s.open).map(|(l, v)| (l, clamp(v))),
+    );
+    counters(
+        &mut r,
+        "memmon_connections_refused_total",
+        per_endpoint(|s| s.refused),
+    );
+    counters(
+        &mut r,
+        "memmon_connections_evicted_total",
+        per_endpoint(|s| s.evicted),
+    );
+    counters(
+        &mut r,
+        "memmon_connection_timeouts_total",
+        per_endpoint(|s| s.timeouts),
+    );
     for (name, value) in [
+        (
+            "memmon_replies_too_large_total",
+            snap.connections.replies_too_large,
+        ),
         ("memmon_events_total", snap.events_total),
         ("memmon_events_lost_total", snap.events_lost_total),
         (

@@ -3,13 +3,14 @@
 //!
 //! Connections are served by their own tasks; every request is forwarded
 //! to the daemon's loop, the single owner of the models, with a oneshot
-//! channel for the reply.
+//! channel for the reply. Connections are bounded per uid and in total
+//! (see [`crate::connections`]); a peer has [`READ_TIMEOUT`] to send each
+//! request and [`WRITE_TIMEOUT`] to read each reply, and a reply larger
+//! than the client accepts ([`MAX_REPLY_BYTES`]) is answered `too_large`.
 
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-};
+mod bind;
+
+use std::path::PathBuf;
 
 use thiserror::Error;
 use tokio::{
@@ -20,7 +21,11 @@ use tokio::{
 };
 
 use crate::{
-    protocol::{ErrorKind, MAX_REQUEST_BYTES, ReplyEnvelope, Request, decode_request, encode},
+    connections::{Limits, QUERY_SOCKET, REPLIES_TOO_LARGE, Slot, Slots},
+    protocol::{
+        ErrorKind, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, ReplyEnvelope, Request, decode_request,
+        encode,
+    },
     throttle::accept_loop,
 };
 
@@ -40,62 +45,101 @@ pub enum ServerError {
     InUse(PathBuf),
     #[error("cannot listen on {0}: {1}")]
     Bind(PathBuf, std::io::Error),
+    #[error(
+        "refusing the socket directory {0}: it {1}; use a directory only root can write \
+         (like /run/memmon, mode 0755) or fix its owner and mode"
+    )]
+    UnsafeDir(PathBuf, String),
+    #[error("{0} exists and is not a socket: remove it or choose another socket path")]
+    NotASocket(PathBuf),
 }
+
+pub use bind::bind;
 
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to read its reply.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds the socket, mode 0660, owned by `group` when given so that its
-/// members may connect (each still sees only their own processes).
-pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| ServerError::Dir(dir.into(), e))?;
-    }
-    if path.exists() {
-        // A live daemon answers; a stale socket file from a crash does not.
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(ServerError::InUse(path.into()));
-        }
-        let _ = fs::remove_file(path);
-    }
-    let listener = UnixListener::bind(path).map_err(|e| ServerError::Bind(path.into(), e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o660))
-        .map_err(|e| ServerError::Bind(path.into(), e))?;
-    if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .map_err(|e| ServerError::Bind(path.into(), e))?;
-    }
-    Ok(listener)
-}
+/// Open connections: 16 per user, 64 for root, 128 in all, far below the
+/// unit's LimitNOFILE (1024) so that connections cannot starve the daemon
+/// of file descriptors.
+const LIMITS: Limits = Limits {
+    total: 128,
+    per_key: |uid| if uid == 0 { 64 } else { 16 },
+};
 
 pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
+    let slots = Slots::new(LIMITS, &QUERY_SOCKET);
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
     accept_loop("query socket", accept, |stream| {
+        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+            return;
+        };
+        // Past the cap with every connection busy: dropping it closes it.
+        let Some(slot) = slots.admit(uid) else {
+            return;
+        };
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
-            if let Err(err) = handle(stream, to_daemon).await {
-                log::debug!("query connection ended: {err}");
+            tokio::select! {
+                ended = handle(stream, uid, &slot, to_daemon) => {
+                    if let Err(err) = ended {
+                        log::debug!("query connection ended: {err}");
+                    }
+                }
+                () = slot.evicted() => {}
             }
         });
     })
     .await
 }
 
+/// Writes one reply within [`WRITE_TIMEOUT`]; a reply over the client's
+/// limit becomes a `too_large` error (it would be refused unread).
 async fn send(stream: &mut UnixStream, reply: &ReplyEnvelope) -> std::io::Result<()> {
-    let frame = encode(reply).map_err(std::io::Error::other)?;
-    stream.write_all(&frame).await
+    let frame = match encode(reply) {
+        Ok(frame) if frame.len() - 4 <= MAX_REPLY_BYTES as usize => frame,
+        too_large => {
+            REPLIES_TOO_LARGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let size = too_large.map_or("over 4 GiB".to_owned(), |f| format!("{}", f.len() - 4));
+            let msg = format!(
+                "the reply ({size} bytes) exceeds the limit of {MAX_REPLY_BYTES} bytes; ask for \
+                 fewer events, or read /proc/PID/maps for a process this large"
+            );
+            encode(&ReplyEnvelope::error(ErrorKind::TooLarge, msg))
+                .map_err(std::io::Error::other)?
+        }
+    };
+    match timeout(WRITE_TIMEOUT, stream.write_all(&frame)).await {
+        Ok(written) => written,
+        Err(_) => {
+            QUERY_SOCKET.timed_out();
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read its reply",
+            ))
+        }
+    }
 }
 
 /// Serves requests on one connection until the peer closes it.
-async fn handle(mut stream: UnixStream, to_daemon: mpsc::Sender<Incoming>) -> std::io::Result<()> {
-    let uid = stream.peer_cred()?.uid();
+async fn handle(
+    mut stream: UnixStream,
+    uid: u32,
+    slot: &Slot,
+    to_daemon: mpsc::Sender<Incoming>,
+) -> std::io::Result<()> {
     loop {
         let mut len = [0u8; 4];
         match timeout(READ_TIMEOUT, stream.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()), // idle client
+            Err(_) => {
+                QUERY_SOCKET.timed_out(); // idle client
+                return Ok(());
+            }
         }
         let len = u32::from_be_bytes(len);
         if len > MAX_REQUEST_BYTES {
@@ -108,6 +152,7 @@ async fn handle(mut stream: UnixStream, to_daemon: mpsc::Sender<Incoming>) -> st
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => {
+                QUERY_SOCKET.timed_out();
                 let msg = "request truncated: the rest of the message never arrived";
                 return send(
                     &mut stream,
@@ -116,6 +161,9 @@ async fn handle(mut stream: UnixStream, to_daemon: mpsc::Sender<Incoming>) -> st
                 .await;
             }
         }
+        // A whole request: not idle (and not to be closed for room) until
+        // its reply is written.
+        let _busy = slot.busy();
         let reply = match decode_request(&body) {
             Err(error_reply) => error_reply,
             Ok(request) => {

@@ -9,6 +9,7 @@ use comfy_table::{Table, presets::NOTHING};
 use memmon::{
     classify::RegionKind,
     client::{Client, DEFAULT_SOCKET},
+    escape::escape,
     protocol::{Reply, Request},
     report::ProcessSummary,
     users,
@@ -101,10 +102,10 @@ pub(crate) fn print(
     for p in processes {
         let mut row = vec![
             p.pid.to_string(),
-            p.user.clone().unwrap_or_default(),
-            p.comm.clone(),
+            escape(p.user.as_deref().unwrap_or_default()).into_owned(),
+            escape(&p.comm).into_owned(),
         ];
-        row.extend(cells(p));
+        row.extend(cells(p).iter().map(|cell| escape(cell).into_owned()));
         table.add_row(row);
     }
     println!("{table}");

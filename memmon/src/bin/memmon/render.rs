@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use bytesize::ByteSize;
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets::NOTHING};
 
-use memmon::{classify::RegionKind, report::Layout};
+use memmon::{classify::RegionKind, escape::escape, report::Layout};
 
 /// An enum's name as the JSON output spells it (`partial`,
 /// `writable-executable`, ...), so the text and JSON views agree.
@@ -40,8 +40,8 @@ fn header(layout: &Layout) -> String {
         out,
         "pid {} ({})  exe {}",
         layout.pid,
-        layout.comm,
-        layout.exe.as_deref().unwrap_or("-")
+        escape(&layout.comm),
+        escape(layout.exe.as_deref().unwrap_or("-"))
     );
     if let Some(elf) = &layout.elf {
         let _ = writeln!(
@@ -61,14 +61,14 @@ fn header(layout: &Layout) -> String {
                 .map(|e| format!(" (live {e})"))
                 .unwrap_or_default(),
             elf.load_bias.as_deref().unwrap_or("?"),
-            elf.interpreter.as_deref().unwrap_or("none (static)")
+            escape(elf.interpreter.as_deref().unwrap_or("none (static)"))
         );
     }
     let _ = writeln!(
         out,
         "ASLR {}: {}",
         json_name(&layout.aslr.status),
-        layout.aslr.reasons.join("; ")
+        escape(&layout.aslr.reasons.join("; "))
     );
     if layout.wx.is_empty() {
         let _ = writeln!(
@@ -157,8 +157,8 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
             Cell::new(human_size(region.size)),
             Cell::new(&region.perms),
             kind,
-            Cell::new(object),
-            Cell::new(&region.path),
+            Cell::new(escape(&object)),
+            Cell::new(escape(&region.path)),
         ]);
     }
     let mut out = header(layout);
@@ -180,7 +180,7 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
     if !layout.events.is_empty() {
         let _ = writeln!(out, "\nrecent events (oldest first):");
         for e in &layout.events {
-            let _ = writeln!(out, "  {}", e.line);
+            let _ = writeln!(out, "  {}", escape(&e.line));
         }
     }
     out
@@ -189,6 +189,40 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_sequences_in_comm_and_paths_reach_the_terminal_escaped() {
+        let layout: Layout = serde_json::from_value(serde_json::json!({
+            "pid": 42,
+            "comm": "\x1b[2Jx",
+            "exe": "/tmp/\x1b]0;t\x07",
+            "uid": 1000,
+            "elf": null,
+            "aslr": {"status": "full", "reasons": []},
+            "wx": [],
+            "heap": null,
+            "regions": [{
+                "start": "0x1000", "end": "0x2000", "size": 4096, "perms": "r--p",
+                "offset": 0, "path": "/tmp/\x1b[31mred", "kind": "file",
+                "object": null, "segment": null, "sections": []
+            }],
+            "gaps": [],
+            "totals": {},
+            "mapped_bytes": 4096,
+        }))
+        .expect("a valid layout");
+        for color in [false, true] {
+            let text = render_text(&layout, color);
+            assert!(
+                text.contains("pid 42 (\\x1b[2Jx)  exe /tmp/\\x1b]0;t\\x07"),
+                "{text}"
+            );
+            assert!(text.contains("/tmp/\\x1b[31mred"), "{text}");
+            if !color {
+                assert!(!text.contains('\x1b'), "{text:?}");
+            }
+        }
+    }
 
     #[test]
     fn sizes_are_exact_binary_units() {

@@ -8,7 +8,10 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 
-use memmon::bpf::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes};
+use memmon::{
+    bpf::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes},
+    escape::escape,
+};
 
 /// Stream memory syscalls, exec, fork and exit events, one per line.
 ///
@@ -74,7 +77,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
                     event.write_json(&mut out)?;
                     out.write_all(b"\n")?;
                 } else {
-                    writeln!(out, "{}", event.to_line())?;
+                    writeln!(out, "{}", escape(&event.to_line()))?;
                 }
             }
             out.flush().context("writing events")?;

@@ -7,6 +7,7 @@ use clap::Args;
 
 use memmon::{
     client::{Client, ClientError, DEFAULT_SOCKET},
+    escape::escape,
     protocol::{ErrorKind, Reply, Request, VerifyReport},
 };
 
@@ -48,17 +49,21 @@ fn print(report: &VerifyReport, json: bool) -> anyhow::Result<()> {
     } else if report.agree {
         println!(
             "pid {} ({}): model agrees with /proc/{}/maps ({} model regions, {} kernel lines)",
-            report.pid, report.comm, report.pid, report.model_regions, report.kernel_regions
+            report.pid,
+            escape(&report.comm),
+            report.pid,
+            report.model_regions,
+            report.kernel_regions
         );
     } else {
         println!(
             "pid {} ({}): {} differences",
             report.pid,
-            report.comm,
+            escape(&report.comm),
             report.differences.len()
         );
         for diff in &report.differences {
-            println!("  {diff}");
+            println!("  {}", escape(&diff.to_string()));
         }
     }
     Ok(())

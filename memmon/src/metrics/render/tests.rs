@@ -45,6 +45,10 @@ fn sample() -> MetricsSnapshot {
     snap.aslr_processes.insert("unknown".into(), 2);
     snap.cpu_seconds_total = 1.5;
     snap.resident_memory_bytes = 12 << 20;
+    snap.connections.socket.refused = 9;
+    snap.connections.metrics.timeouts = 13;
+    snap.connections.metrics.open = 2;
+    snap.connections.replies_too_large = 1;
     snap
 }
 
@@ -86,6 +90,11 @@ fn every_catalogued_metric_is_exposed() {
         "memmon_verify_rounds_total 8",
         "memmon_verify_processes_total 128",
         r#"memmon_aslr_processes{status="unknown"} 2"#,
+        r#"memmon_connections_refused_total{endpoint="socket"} 9"#,
+        r#"memmon_connections_refused_total{endpoint="metrics"} 0"#,
+        r#"memmon_connection_timeouts_total{endpoint="metrics"} 13"#,
+        r#"memmon_connections_open{endpoint="metrics"} 2"#,
+        "memmon_replies_too_large_total 1",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
