@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod elf;
 pub mod events;
+pub mod io_pool;
 pub mod metrics;
 pub mod model;
 pub mod procmaps;
