@@ -5,7 +5,11 @@
 //! it holds, never the caller; with every worker stuck, jobs fail fast.
 
 use std::{
-    sync::{Arc, Mutex, mpsc},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     thread,
     time::Duration,
 };
@@ -29,14 +33,18 @@ type Job = Box<dyn FnOnce() + Send>;
 
 pub struct IoPool {
     jobs: mpsc::SyncSender<Job>,
+    /// Workers waiting for a job.
+    idle: Arc<AtomicUsize>,
 }
 
 impl IoPool {
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
+        let idle = Arc::new(AtomicUsize::new(threads.max(1)));
         for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
+            let idle = Arc::clone(&idle);
             thread::Builder::new()
                 .name(format!("memmon-io-{i}"))
                 .spawn(move || {
@@ -47,13 +55,30 @@ impl IoPool {
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
+                            Ok(job) => {
+                                idle.fetch_sub(1, Ordering::SeqCst);
+                                job();
+                                idle.fetch_add(1, Ordering::SeqCst);
+                            }
                             Err(_) => return, // the pool was dropped
                         }
                     }
                 })?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, idle })
+    }
+
+    /// As [`IoPool::run`], but refused at once when no worker is idle: for
+    /// a caller that must not wait behind stuck reads (the daemon's loop).
+    pub fn run_if_idle<T: Send + 'static>(
+        &self,
+        deadline: Duration,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, IoError> {
+        if self.idle.load(Ordering::SeqCst) == 0 {
+            return Err(IoError::Busy);
+        }
+        self.run(deadline, job)
     }
 
     /// Runs `job` on a worker and waits for it at most `deadline`. A job
@@ -71,6 +96,12 @@ impl IoPool {
             .map_err(|_| IoError::Busy)?;
         rx.recv_timeout(deadline).map_err(|_| IoError::TimedOut)
     }
+}
+
+/// A poisoned lock only means a thread panicked while holding it; the data
+/// (caches, counters) stays usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -109,6 +140,16 @@ mod tests {
             Err(IoError::TimedOut)
         );
         assert!(started.elapsed() < Duration::from_secs(1));
+        // Callers that must not wait are refused without any wait.
+        let started = Instant::now();
+        assert_eq!(
+            pool.run_if_idle(Duration::from_secs(5), || 1),
+            Err(IoError::Busy)
+        );
+        assert!(started.elapsed() < Duration::from_millis(100));
         drop(release);
+        // Freed, the worker runs the queued job, then new ones.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(pool.run_if_idle(Duration::from_secs(5), || 4), Ok(4));
     }
 }

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{
     Published,
-    workers::{Workers, lock, randomize_va_space},
+    workers::{Workers, randomize_va_space},
 };
 use crate::{
     classify::RegionKind,
+    io_pool::lock,
     metrics::{GroupStats, MetricsSnapshot, OTHER_GROUP, cap_groups, group_name},
     report::{ProcessSummary, summarize},
     rules::RandomizeVaSpace,

@@ -36,7 +36,8 @@ use crate::{
     seed,
     server::{self, ServerError},
     tracker::{
-        ProcResolver, SeedReason, Tracker,
+        BoundedResolver, SeedReason, Tracker,
+        resolve::{LOOKUP_DEADLINE, LOOKUP_THREADS},
         seeder::{SeedResult, Seeder},
     },
 };
@@ -136,7 +137,7 @@ pub struct Daemon {
     /// How many processes are tracked, for pings.
     tracked: Arc<AtomicUsize>,
     metrics_bound: Option<std::net::SocketAddr>,
-    resolver: ProcResolver,
+    resolver: BoundedResolver,
     verify_cursor: u32,
     /// The longest the loop was away from the ring buffer since the last
     /// scrape.
@@ -193,7 +194,7 @@ impl Daemon {
             installs,
             tracked,
             metrics_bound,
-            resolver: ProcResolver,
+            resolver: BoundedResolver::new(LOOKUP_THREADS, LOOKUP_DEADLINE)?,
             verify_cursor: 0,
             drain_gap_max: Duration::ZERO,
             batch: Vec::with_capacity(BATCH),

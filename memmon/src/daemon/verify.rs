@@ -8,9 +8,10 @@ use tokio::time::Instant;
 
 use super::{
     Command,
-    workers::{Failure, WAIT_FOR_MODEL, Workers, blocking, lock, no_such},
+    workers::{Failure, WAIT_FOR_MODEL, Workers, blocking, no_such},
 };
 use crate::{
+    io_pool::lock,
     model::compare::compare,
     procmaps::parse_maps,
     protocol::{ErrorKind, VerifyReport},

@@ -70,11 +70,6 @@ fn stopping() -> Failure {
     (ErrorKind::Internal, "the daemon is shutting down".into())
 }
 
-/// A poisoned lock only means a worker panicked; the data stays usable.
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Workers {
     pub(super) fn new(
         config: &DaemonConfig,

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     elf::ElfInfo,
-    io_pool::{IoError, IoPool},
+    io_pool::{IoError, IoPool, lock},
 };
 
 /// How long one file may take before its regions are marked unreadable.
@@ -119,9 +119,4 @@ fn read_one(
         parsed
     });
     parsed.map_or(ElfRead::NotElf, ElfRead::Elf)
-}
-
-/// A poisoned lock only means a reader panicked; the data stays usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

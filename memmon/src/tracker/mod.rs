@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use convert::to_mem_op;
 pub use counts::{CallCount, SyscallCounts};
 pub use process::{ProcessState, ProcessView, SeedState};
-pub use resolve::{ProcResolver, Resolver};
+pub use resolve::{BoundedResolver, ProcResolver, Resolver};
 
 use crate::{
     events::{Event, EventBody},
