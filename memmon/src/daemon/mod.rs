@@ -139,8 +139,10 @@ pub struct Daemon {
     metrics_bound: Option<std::net::SocketAddr>,
     resolver: BoundedResolver,
     verify_cursor: u32,
-    /// The longest the loop was away from the ring buffer since the last
-    /// scrape.
+    /// When the loop last read the ring buffer (or woke with nothing to
+    /// read), and the longest it was busy with something else since.
+    last_read: Instant,
+    /// Reset by each scrape.
     drain_gap_max: Duration,
     batch: Vec<crate::events::Event>,
 }
@@ -196,6 +198,7 @@ impl Daemon {
             metrics_bound,
             resolver: BoundedResolver::new(LOOKUP_THREADS, LOOKUP_DEADLINE)?,
             verify_cursor: 0,
+            last_read: Instant::now(),
             drain_gap_max: Duration::ZERO,
             batch: Vec::with_capacity(BATCH),
         };
@@ -231,38 +234,37 @@ impl Daemon {
         loop {
             // Every arm is synchronous: nothing is awaited while the ring
             // buffer waits.
-            let woke;
             tokio::select! {
                 _ = &mut shutdown => break,
                 read = self.stream.next_batch(&mut self.batch, BATCH) => {
-                    woke = Instant::now();
+                    self.last_read = Instant::now();
                     read?;
                     self.apply_batch();
                 }
                 Some(result) = self.seed_results.recv() => {
-                    woke = Instant::now();
+                    self.last_read = Instant::now();
                     self.install(result);
                     if self.tracker.seeding_count() == 0 && let Some(ready) = on_ready.take() {
                         ready(&self.tracker);
                     }
                 }
                 Some(command) = self.commands.recv() => {
-                    woke = Instant::now();
+                    self.last_read = Instant::now();
                     self.command(command);
                 }
                 _ = housekeeping.tick() => {
-                    woke = Instant::now();
+                    self.last_read = Instant::now();
                     ticks += 1;
                     self.housekeeping(ticks);
                 }
                 _ = verify_tick.tick() => {
-                    woke = Instant::now();
+                    self.last_read = Instant::now();
                     self.verify_round();
                 }
             }
             self.pump_seed_requests();
             self.tracked.store(self.tracker.len(), Ordering::Relaxed);
-            self.drain_gap_max = self.drain_gap_max.max(woke.elapsed());
+            self.note_read();
         }
         let _ = std::fs::remove_file(&self.config.socket);
         Ok(())
@@ -275,9 +277,22 @@ impl Daemon {
         self.tracker.finish_batch(&self.resolver);
     }
 
+    /// Records a read of the ring buffer (or a return to waiting for
+    /// one): the time since the previous one was spent elsewhere.
+    fn note_read(&mut self) {
+        let now = Instant::now();
+        self.drain_gap_max = self.drain_gap_max.max(now - self.last_read);
+        self.last_read = now;
+    }
+
     /// Applies everything queued now, including finished snapshots.
     fn catch_up(&mut self) {
-        while self.stream.drain_ready(&mut self.batch, BATCH) > 0 {
+        loop {
+            self.note_read();
+            if self.stream.drain_ready(&mut self.batch, BATCH) == 0 {
+                break;
+            }
+            self.last_read = Instant::now();
             self.apply_batch();
         }
         while let Ok(result) = self.seed_results.try_recv() {

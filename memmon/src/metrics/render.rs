@@ -133,7 +133,7 @@ pub const CATALOG: &[MetricDoc] = &[
         "memmon_drain_gap_max_seconds",
         "gauge",
         &[],
-        "The longest the daemon's loop spent away from the ring buffer (applying one batch or handling one message) since the previous scrape.",
+        "The longest stretch the daemon's loop spent between two reads of the ring buffer while busy (applying one batch, handling one message) since the previous scrape.",
     ),
     doc(
         "memmon_snapshots_installed_total",
