@@ -61,6 +61,9 @@ pub struct Config {
     pub verify_interval_secs: u64,
     /// Processes compared with /proc per round.
     pub verify_batch: usize,
+    /// Read ELF headers of files on FUSE and network filesystems, whose
+    /// server can stall a read (their regions are otherwise marked "not read").
+    pub read_elf_on_network_fs: bool,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             per_pid_top_k: DEFAULT_PER_PID_TOP_K,
             verify_interval_secs: DEFAULT_VERIFY_INTERVAL_SECS,
             verify_batch: DEFAULT_VERIFY_BATCH,
+            read_elf_on_network_fs: false,
         }
     }
 }

@@ -1,72 +1,75 @@
-//! Gathering one scrape's numbers from the daemon's state.
+//! Gathering one scrape's numbers from a published copy of the daemon's
+//! state, on a worker.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::Daemon;
+use super::{
+    Published,
+    workers::{Workers, randomize_va_space},
+};
 use crate::{
     classify::RegionKind,
+    io_pool::lock,
     metrics::{GroupStats, MetricsSnapshot, OTHER_GROUP, cap_groups, group_name},
     report::{ProcessSummary, summarize},
-    rules::{RANDOMIZE_VA_SPACE, RandomizeVaSpace},
-    tracker::{CallCount, SyscallCounts},
+    rules::RandomizeVaSpace,
+    tracker::{CallCount, ProcessView, SyscallCounts},
 };
 
 /// A summary and the model version it was computed from.
 pub(super) struct CachedSummary {
+    start_time_ticks: Option<u64>,
     applied_events: u64,
     randomize_va_space: RandomizeVaSpace,
     summary: ProcessSummary,
 }
 
-impl Daemon {
-    /// The summary of `pid`, recomputed only when its model changed.
+impl Workers {
+    /// The summary of a process, recomputed only when its model changed.
+    /// The cache is not locked while one is computed: files may be slow.
     pub(super) fn summary(
-        &mut self,
-        pid: u32,
+        &self,
+        state: &ProcessView,
         randomize_va_space: &RandomizeVaSpace,
-    ) -> Option<ProcessSummary> {
-        let state = self
-            .tracker
-            .process(pid)
-            .filter(|p| !p.awaiting_snapshot())?;
-        if let Some(c) = self.summaries.get(&pid)
+    ) -> ProcessSummary {
+        if let Some(c) = lock(&self.summaries).get(&state.pid)
             && c.applied_events == state.applied_events
+            && c.start_time_ticks == state.start_time_ticks
             && c.randomize_va_space == *randomize_va_space
         {
-            return Some(c.summary.clone());
+            return c.summary.clone();
         }
-        let summary = summarize(state, &mut self.elf_cache, randomize_va_space);
-        let cached = CachedSummary {
-            applied_events: state.applied_events,
-            randomize_va_space: randomize_va_space.clone(),
-            summary: summary.clone(),
-        };
-        self.summaries.insert(pid, cached);
-        Some(summary)
+        let summary = summarize(state, &self.reader, randomize_va_space);
+        // One with unread files is not kept: they may answer next time.
+        if summary.notes.is_empty() {
+            let cached = CachedSummary {
+                start_time_ticks: state.start_time_ticks,
+                applied_events: state.applied_events,
+                randomize_va_space: randomize_va_space.clone(),
+                summary: summary.clone(),
+            };
+            lock(&self.summaries).insert(state.pid, cached);
+        }
+        summary
     }
 
-    /// The kernel's ASLR setting now, or why it cannot be read.
-    pub(super) fn randomize_va_space() -> RandomizeVaSpace {
-        RandomizeVaSpace::read(std::path::Path::new(RANDOMIZE_VA_SPACE))
-    }
-
-    pub(super) fn collect_metrics(&mut self) -> MetricsSnapshot {
-        self.catch_up();
-        let rva = Self::randomize_va_space();
-        let pids: Vec<u32> = self.tracker.processes().map(|p| p.pid).collect();
-        self.summaries
-            .retain(|pid, _| self.tracker.process(*pid).is_some());
-        let grouping = self.config.grouping;
+    pub(super) fn collect_metrics(&self, published: Published) -> MetricsSnapshot {
+        let counters = published.counters.unwrap_or_default();
+        let rva = randomize_va_space();
+        {
+            let pids: std::collections::HashSet<u32> =
+                published.processes.iter().map(|p| p.pid).collect();
+            lock(&self.summaries).retain(|pid, _| pids.contains(pid));
+        }
+        let grouping = self.grouping;
         let mut groups: BTreeMap<String, GroupStats> = BTreeMap::new();
         let mut aslr_processes: BTreeMap<String, u64> = BTreeMap::new();
         let mut aslr_weak: Vec<(String, Vec<String>)> = Vec::new();
         let mut per_pid: Vec<(u32, String, u64)> = Vec::new();
         let mut syscalls_by_group: HashMap<String, SyscallCounts> = HashMap::new();
-        for pid in pids {
-            let Some(summary) = self.summary(pid, &rva) else {
-                continue;
-            };
-            let state = self.tracker.process(pid).expect("listed above");
+        for state in published.processes.iter().filter(|p| !p.awaiting_snapshot) {
+            let summary = self.summary(state, &rva);
+            let pid = state.pid;
             let group = group_name(grouping, &state.comm, state.cgroup.as_deref());
             syscalls_by_group
                 .entry(group.clone())
@@ -90,7 +93,7 @@ impl Daemon {
             }
             per_pid.push((pid, summary.comm.clone(), summary.mapped_bytes));
         }
-        for ((comm, cgroup), counts) in self.tracker.retired_syscalls() {
+        for ((comm, cgroup), counts) in &counters.retired_syscalls {
             let group = if comm.is_empty() {
                 OTHER_GROUP.to_owned()
             } else {
@@ -98,7 +101,7 @@ impl Daemon {
             };
             syscalls_by_group.entry(group).or_default().add(counts);
         }
-        let (groups, kept) = cap_groups(groups, self.config.top_groups);
+        let (groups, kept) = cap_groups(groups, self.top_groups);
         let capped = |g: String| {
             if kept.contains(&g) {
                 g
@@ -124,30 +127,31 @@ impl Daemon {
             })
             .collect();
         per_pid.sort_by_key(|p| std::cmp::Reverse(p.2));
-        per_pid.truncate(self.config.per_pid_top_k);
+        per_pid.truncate(self.per_pid_top_k);
         let (cpu_seconds_total, resident_memory_bytes) = own_usage();
+        let drift = lock(&self.drift).clone();
         MetricsSnapshot {
             groups,
             syscalls,
             aslr_processes,
             aslr_disabled,
-            events_total: self.tracker.stats.events,
-            events_lost_total: self.probes.lost_events(),
-            events_undecodable_total: self.stream.decode_errors,
-            unpaired_exits_total: self.probes.unpaired_exits(),
-            resyncs_total: self
-                .tracker
-                .stats
+            events_total: counters.events,
+            events_lost_total: counters.events_lost,
+            events_undecodable_total: counters.events_undecodable,
+            unpaired_exits_total: counters.unpaired_exits,
+            buffered_events_dropped_total: counters.buffered_events_dropped,
+            drain_gap_max_seconds: counters.drain_gap_max_seconds,
+            resyncs_total: counters
                 .resyncs
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
-            snapshots_installed_total: self.tracker.stats.snapshots_installed,
-            snapshots_failed_total: self.tracker.stats.snapshots_failed,
-            model_drift_regions: self.drift.last_round_regions,
-            verify_rounds_total: self.drift.rounds,
-            verify_processes_total: self.drift.processes_checked,
-            tracked_processes: self.tracker.len() as u64,
+            snapshots_installed_total: counters.snapshots_installed,
+            snapshots_failed_total: counters.snapshots_failed,
+            model_drift_regions: drift.last_round_regions,
+            verify_rounds_total: drift.rounds,
+            verify_processes_total: drift.processes_checked,
+            tracked_processes: counters.tracked,
             cpu_seconds_total,
             resident_memory_bytes,
             connections: crate::connections::stats(),

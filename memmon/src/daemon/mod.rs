@@ -1,30 +1,48 @@
 //! The daemon: kernel events in, live models out, queries answered.
 //!
-//! One task owns everything mutable (tracker, probes): events, snapshot
-//! results, socket requests and timers are multiplexed with `select!`, so
-//! the models need no locks and see events in ring-buffer order.
+//! One task, the loop, owns everything mutable (tracker, probes): events,
+//! snapshot results, workers' commands and timers are multiplexed with
+//! `select!`, so the models need no locks and see events in ring-buffer
+//! order. The loop only applies events and hands out copies of models: it
+//! does no file or /proc I/O and builds no layouts, so no user can stall
+//! it. Queries, lists, verification and scrapes are answered by workers
+//! (`workers.rs`) from those copies.
 
+mod access;
 mod metrics;
+mod publish;
 mod verify;
+mod workers;
 
-use std::{collections::HashSet, future::Future, path::PathBuf, time::Duration};
+use std::{
+    collections::HashSet,
+    future::Future,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use thiserror::Error;
 use tokio::{
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::{MissedTickBehavior, interval},
 };
 
 use crate::{
     bpf::{BpfError, EventStream, LoadOptions, Probes},
-    protocol::{ErrorKind, Reply, ReplyEnvelope, Request},
     seed,
-    server::{self, Incoming, ServerError},
+    server::{self, ServerError},
     tracker::{
-        ProcResolver, SeedReason, Tracker,
+        BoundedResolver, SeedReason, Tracker,
+        resolve::{LOOKUP_DEADLINE, LOOKUP_THREADS},
         seeder::{SeedResult, Seeder},
     },
 };
+use publish::{Command, Counters, Published, Want};
+use workers::Workers;
 
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -43,6 +61,13 @@ pub struct DaemonConfig {
     /// Processes compared per verification round.
     pub verify_batch: usize,
     pub max_snapshots_per_sec: u32,
+    /// Threads reading files and memory that monitored processes control.
+    pub io_threads: usize,
+    /// How long one such read may take before its region is marked
+    /// "unreadable (timed out)".
+    pub read_deadline: Duration,
+    /// Read ELF headers of files on FUSE and network filesystems too.
+    pub read_elf_on_network_fs: bool,
 }
 
 /// The file's settings as the daemon takes them, except `socket_group`:
@@ -61,6 +86,9 @@ impl From<&crate::config::Config> for DaemonConfig {
             verify_interval: Duration::from_secs(config.verify_interval_secs),
             verify_batch: config.verify_batch,
             max_snapshots_per_sec: crate::tracker::seeder::DEFAULT_MAX_SNAPSHOTS_PER_SEC,
+            io_threads: crate::io_pool::DEFAULT_THREADS,
+            read_deadline: crate::report::DEFAULT_READ_DEADLINE,
+            read_elf_on_network_fs: config.read_elf_on_network_fs,
         }
     }
 }
@@ -101,14 +129,21 @@ pub struct Daemon {
     tracker: Tracker,
     seeder: Seeder,
     seed_results: mpsc::UnboundedReceiver<SeedResult>,
-    requests: mpsc::Receiver<Incoming>,
-    scrapes: mpsc::Receiver<crate::metrics::http::ScrapeRequest>,
+    commands: mpsc::Receiver<Command>,
+    workers: Arc<Workers>,
+    /// Bumped whenever a snapshot lands or fails: workers waiting for a
+    /// process's model wait on it, not on the loop.
+    installs: watch::Sender<u64>,
+    /// How many processes are tracked, for pings.
+    tracked: Arc<AtomicUsize>,
     metrics_bound: Option<std::net::SocketAddr>,
-    summaries: std::collections::HashMap<u32, metrics::CachedSummary>,
-    resolver: ProcResolver,
-    drift: DriftStats,
+    resolver: BoundedResolver,
     verify_cursor: u32,
-    elf_cache: crate::report::ElfCache,
+    /// When the loop last read the ring buffer (or woke with nothing to
+    /// read), and the longest it was busy with something else since.
+    last_read: Instant,
+    /// Reset by each scrape.
+    drain_gap_max: Duration,
     batch: Vec<crate::events::Event>,
 }
 
@@ -139,6 +174,16 @@ impl Daemon {
         for pid in seed::list_pids().map_err(|e| std::io::Error::other(e.to_string()))? {
             tracker.request_seed(pid, SeedReason::Unknown);
         }
+        let (command_tx, commands) = mpsc::channel(256);
+        let (installs, installs_rx) = watch::channel(0);
+        let tracked = Arc::new(AtomicUsize::new(0));
+        let workers = Arc::new(Workers::new(
+            &config,
+            command_tx,
+            installs_rx,
+            Arc::clone(&tracked),
+        )?);
+        tokio::spawn(Arc::clone(&workers).serve(requests, scrapes));
         let mut daemon = Self {
             config,
             probes,
@@ -146,14 +191,15 @@ impl Daemon {
             tracker,
             seeder,
             seed_results,
-            requests,
-            scrapes,
+            commands,
+            workers,
+            installs,
+            tracked,
             metrics_bound,
-            summaries: Default::default(),
-            resolver: ProcResolver,
-            drift: DriftStats::default(),
+            resolver: BoundedResolver::new(LOOKUP_THREADS, LOOKUP_DEADLINE)?,
             verify_cursor: 0,
-            elf_cache: crate::report::ElfCache::default(),
+            last_read: Instant::now(),
+            drain_gap_max: Duration::ZERO,
             batch: Vec::with_capacity(BATCH),
         };
         daemon.pump_seed_requests();
@@ -186,33 +232,39 @@ impl Daemon {
         verify_tick.tick().await; // the first tick is immediate; skip it
         let mut ticks: u64 = 0;
         loop {
+            // Every arm is synchronous: nothing is awaited while the ring
+            // buffer waits.
             tokio::select! {
                 _ = &mut shutdown => break,
                 read = self.stream.next_batch(&mut self.batch, BATCH) => {
+                    self.last_read = Instant::now();
                     read?;
                     self.apply_batch();
                 }
                 Some(result) = self.seed_results.recv() => {
+                    self.last_read = Instant::now();
                     self.install(result);
                     if self.tracker.seeding_count() == 0 && let Some(ready) = on_ready.take() {
                         ready(&self.tracker);
                     }
                 }
-                Some(scrape) = self.scrapes.recv() => {
-                    let snapshot = self.collect_metrics();
-                    let _ = scrape.send(crate::metrics::render_openmetrics(&snapshot));
-                }
-                Some(incoming) = self.requests.recv() => {
-                    let reply = self.handle(incoming.request, incoming.uid).await;
-                    let _ = incoming.reply.send(reply);
+                Some(command) = self.commands.recv() => {
+                    self.last_read = Instant::now();
+                    self.command(command);
                 }
                 _ = housekeeping.tick() => {
+                    self.last_read = Instant::now();
                     ticks += 1;
                     self.housekeeping(ticks);
                 }
-                _ = verify_tick.tick() => self.verify_round(),
+                _ = verify_tick.tick() => {
+                    self.last_read = Instant::now();
+                    self.verify_round();
+                }
             }
             self.pump_seed_requests();
+            self.tracked.store(self.tracker.len(), Ordering::Relaxed);
+            self.note_read();
         }
         let _ = std::fs::remove_file(&self.config.socket);
         Ok(())
@@ -225,9 +277,22 @@ impl Daemon {
         self.tracker.finish_batch(&self.resolver);
     }
 
+    /// Records a read of the ring buffer (or a return to waiting for
+    /// one): the time since the previous one was spent elsewhere.
+    fn note_read(&mut self) {
+        let now = Instant::now();
+        self.drain_gap_max = self.drain_gap_max.max(now - self.last_read);
+        self.last_read = now;
+    }
+
     /// Applies everything queued now, including finished snapshots.
     fn catch_up(&mut self) {
-        while self.stream.drain_ready(&mut self.batch, BATCH) > 0 {
+        loop {
+            self.note_read();
+            if self.stream.drain_ready(&mut self.batch, BATCH) == 0 {
+                break;
+            }
+            self.last_read = Instant::now();
             self.apply_batch();
         }
         while let Ok(result) = self.seed_results.try_recv() {
@@ -245,11 +310,64 @@ impl Daemon {
                     .snapshot_failed(request.pid, err.is_no_such_pid());
             }
         }
+        self.installs.send_modify(|n| *n += 1);
     }
 
     fn pump_seed_requests(&mut self) {
         for request in self.tracker.take_requests() {
             self.seeder.request(request);
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::View { want, reply } => {
+                self.catch_up();
+                let _ = reply.send(self.publish(want));
+            }
+            Command::Seed(pid, reason) => self.tracker.request_seed(pid, reason),
+            Command::Alive { before, alive } => {
+                // Processes that appeared after the listing are kept.
+                let keep: HashSet<u32> = self
+                    .tracker
+                    .processes()
+                    .map(|p| p.pid)
+                    .filter(|p| alive.contains(p) || !before.contains(p))
+                    .collect();
+                self.tracker.retain_alive(&keep);
+            }
+        }
+    }
+
+    fn publish(&mut self, want: Want) -> Published {
+        let processes = match want {
+            Want::One { pid, history } => self
+                .tracker
+                .process(pid)
+                .map(|p| p.view(history))
+                .into_iter()
+                .collect(),
+            Want::All | Want::Metrics => self.tracker.processes().map(|p| p.view(0)).collect(),
+        };
+        let counters = matches!(want, Want::Metrics).then(|| {
+            let stats = &self.tracker.stats;
+            Box::new(Counters {
+                events: stats.events,
+                events_lost: self.probes.lost_events(),
+                events_undecodable: self.stream.decode_errors,
+                unpaired_exits: self.probes.unpaired_exits(),
+                resyncs: stats.resyncs.clone(),
+                snapshots_installed: stats.snapshots_installed,
+                snapshots_failed: stats.snapshots_failed,
+                buffered_events_dropped: stats.buffered_events_dropped,
+                tracked: self.tracker.len() as u64,
+                drain_gap_max_seconds: std::mem::take(&mut self.drain_gap_max).as_secs_f64(),
+                retired_syscalls: self.tracker.retired_syscalls().clone(),
+            })
+        });
+        Published {
+            processes,
+            counters,
         }
     }
 
@@ -262,121 +380,34 @@ impl Daemon {
             }
             Err(err) => log::warn!("reading the lost-pid map: {err}"),
         }
-        // Exit events can be lost too: drop models of processes now gone.
-        if ticks.is_multiple_of(10)
-            && let Ok(pids) = seed::list_pids()
-        {
-            let alive: HashSet<u32> = pids.into_iter().collect();
-            self.tracker.retain_alive(&alive);
+        // Exit events can be lost too: a worker lists /proc, and models of
+        // processes gone are dropped when its answer comes back.
+        if ticks.is_multiple_of(10) {
+            let before: HashSet<u32> = self.tracker.processes().map(|p| p.pid).collect();
+            tokio::spawn(Arc::clone(&self.workers).list_alive(before));
         }
     }
 
-    async fn handle(&mut self, request: Request, uid: u32) -> ReplyEnvelope {
-        match request {
-            Request::Ping => ReplyEnvelope::ok(Reply::Pong {
-                daemon_pid: std::process::id(),
-                tracked_processes: self.tracker.len(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            }),
-            Request::Verify { pid } => {
-                if let Err(denied) = self.authorize(uid, pid) {
-                    return denied;
-                }
-                match self.verify(pid).await {
-                    Ok(report) => ReplyEnvelope::ok(Reply::Verify(report)),
-                    Err((kind, message)) => ReplyEnvelope::error(kind, message),
-                }
-            }
-            Request::List => {
-                self.catch_up();
-                let rva = Self::randomize_va_space();
-                let visible: Vec<u32> = self
-                    .tracker
-                    .processes()
-                    .filter(|p| p.uid.is_some() && (uid == 0 || owned_by(p.pid, uid) == Some(true)))
-                    .map(|p| p.pid)
-                    .collect();
-                let mut processes: Vec<_> = visible
-                    .into_iter()
-                    .filter_map(|pid| self.summary(pid, &rva))
-                    .collect();
-                processes.sort_by_key(|p| p.pid);
-                ReplyEnvelope::ok(Reply::Processes { processes })
-            }
-            Request::Query { pid, events } => {
-                if let Err(denied) = self.authorize(uid, pid) {
-                    return denied;
-                }
-                match self.layout(pid, events).await {
-                    Ok(layout) => ReplyEnvelope::ok(Reply::Layout(Box::new(layout))),
-                    Err((kind, message)) => ReplyEnvelope::error(kind, message),
-                }
-            }
+    /// Starts comparing a rotating sample of models with /proc, on a
+    /// worker; drifted ones come back as resync commands.
+    fn verify_round(&mut self) {
+        let mut pids: Vec<u32> = self
+            .tracker
+            .processes()
+            .filter(|p| !p.awaiting_snapshot())
+            .map(|p| p.pid)
+            .collect();
+        pids.sort_unstable();
+        let start = pids.partition_point(|&p| p <= self.verify_cursor);
+        let sample: Vec<u32> = pids[start..]
+            .iter()
+            .chain(pids[..start].iter())
+            .take(self.config.verify_batch)
+            .copied()
+            .collect();
+        if let Some(last) = sample.last() {
+            self.verify_cursor = *last;
         }
+        self.workers.start_verify_round(sample);
     }
-
-    /// Root sees everything; other users only processes that are wholly
-    /// theirs: real, effective, saved and filesystem uid all equal to the
-    /// peer's, read from /proc now (a setuid-root program started by the
-    /// user, or a process that changed uid since its snapshot, is not).
-    fn authorize(&self, peer_uid: u32, pid: u32) -> Result<(), ReplyEnvelope> {
-        if peer_uid == 0 {
-            return Ok(());
-        }
-        match owned_by(pid, peer_uid) {
-            None => Err(ReplyEnvelope::error(
-                ErrorKind::NoSuchPid,
-                format!("no such process: pid {pid}"),
-            )),
-            Some(true) => Ok(()),
-            Some(false) => Err(ReplyEnvelope::error(
-                ErrorKind::PermissionDenied,
-                format!("pid {pid} belongs to another user; only root may inspect it"),
-            )),
-        }
-    }
-}
-
-impl Daemon {
-    /// The layout of `pid`, once its model is seeded and current.
-    async fn layout(
-        &mut self,
-        pid: u32,
-        events: usize,
-    ) -> Result<crate::report::Layout, (ErrorKind, String)> {
-        for _ in 0..100 {
-            self.catch_up();
-            match self.tracker.process(pid) {
-                Some(state) if !state.awaiting_snapshot() => {
-                    let rva = Self::randomize_va_space();
-                    return Ok(crate::report::build_layout(
-                        state,
-                        &mut self.elf_cache,
-                        &rva,
-                        events,
-                    ));
-                }
-                Some(_) => {}
-                None if std::path::Path::new(&format!("/proc/{pid}")).exists() => {
-                    self.tracker.request_seed(pid, SeedReason::Unknown);
-                    self.pump_seed_requests();
-                }
-                None => return Err((ErrorKind::NoSuchPid, format!("no such process: pid {pid}"))),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Err((
-            ErrorKind::NotReady,
-            format!("pid {pid} has no model yet (its /proc snapshot is pending); try again"),
-        ))
-    }
-}
-
-/// Whether every uid of `pid` (real, effective, saved, fs) is `uid`;
-/// None when the process is gone.
-fn owned_by(pid: u32, uid: u32) -> Option<bool> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-    let mut ids = uids.split_whitespace().map(|u| u.parse::<u32>().ok());
-    Some(ids.all(|id| id == Some(uid)))
 }

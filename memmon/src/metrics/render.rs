@@ -125,6 +125,18 @@ pub const CATALOG: &[MetricDoc] = &[
         "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow).",
     ),
     doc(
+        "memmon_buffered_events_dropped_total",
+        "counter",
+        &[],
+        "Events dropped from the buffers of processes awaiting a /proc snapshot (per process or over the global budget); each such process is resynced (resyncs_total{reason=\"overflow\"}).",
+    ),
+    doc(
+        "memmon_drain_gap_max_seconds",
+        "gauge",
+        &[],
+        "The longest stretch the daemon's loop spent between two reads of the ring buffer while busy (applying one batch, handling one message) since the previous scrape.",
+    ),
+    doc(
         "memmon_snapshots_installed_total",
         "counter",
         &[],
@@ -381,6 +393,10 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
         ),
         ("memmon_unpaired_exits_total", snap.unpaired_exits_total),
         (
+            "memmon_buffered_events_dropped_total",
+            snap.buffered_events_dropped_total,
+        ),
+        (
             "memmon_snapshots_installed_total",
             snap.snapshots_installed_total,
         ),
@@ -424,6 +440,13 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
         &mut r,
         "process_resident_memory_bytes",
         clamp(snap.resident_memory_bytes),
+    );
+    let drain_gap = Gauge::<f64, AtomicU64>::default();
+    drain_gap.set(snap.drain_gap_max_seconds);
+    r.register(
+        "memmon_drain_gap_max_seconds",
+        help("memmon_drain_gap_max_seconds"),
+        drain_gap,
     );
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");

@@ -1,16 +1,20 @@
 //! Model + ELF files + rules -> [`Layout`].
 
-use std::{fs::File, os::unix::fs::FileExt as _, sync::Arc};
+use std::{collections::HashMap, fs::File, os::unix::fs::FileExt as _, sync::Arc};
 
 use super::{
-    ElfCache, ElfView, EventView, GapView, HeapView, Layout, RegionView, SegmentView, WxView, hex,
+    ElfRead, ElfReader, ElfView, EventView, GapView, HeapView, Layout, RegionView, SegmentView,
+    WxView, hex,
 };
 use crate::{
-    classify::{ClassifyInput, classify, gaps, thread_stack_pointers, totals_by_kind},
+    classify::{
+        Classification, ClassifyInput, ElfMap, classify, gaps, thread_stack_pointers,
+        totals_by_kind,
+    },
     elf::{ElfInfo, ElfType, load_bias},
     model::Backing,
     rules::{RandomizeVaSpace, aslr_verdict, wx_findings},
-    tracker::ProcessState,
+    tracker::ProcessView,
 };
 
 /// The end of x86_64 user space with 4-level paging (128 TiB).
@@ -55,58 +59,110 @@ fn elf_view(path: &str, info: &ElfInfo, load_bias: Option<u64>) -> ElfView {
     }
 }
 
-/// The parsed ELF objects a process maps (by path), and its executable's.
-pub(super) fn mapped_elfs(
-    state: &ProcessState,
-    elf_cache: &mut ElfCache,
-) -> (crate::classify::ElfMap, Option<Arc<ElfInfo>>) {
+/// The ELF objects a process maps, parsed (by path), its executable's,
+/// and the files that could not be read, with why.
+pub(super) struct MappedElfs {
+    pub elfs: ElfMap,
+    pub exe: Option<Arc<ElfInfo>>,
+    pub unreadable: HashMap<String, String>,
+}
+
+pub(super) fn mapped_elfs(state: &ProcessView, reader: &ElfReader) -> MappedElfs {
     let pid = state.pid;
-    let mut elfs = crate::classify::ElfMap::new();
-    let mut exe_elf: Option<Arc<ElfInfo>> = None;
+    let mut mapped = MappedElfs {
+        elfs: ElfMap::new(),
+        exe: None,
+        unreadable: HashMap::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
     for region in state.space.regions() {
-        let Backing::File { path, .. } = &region.backing else {
+        let Backing::File {
+            path,
+            dev_major,
+            dev_minor,
+            ..
+        } = &region.backing
+        else {
             continue;
         };
-        if elfs.contains_key(path) || path.starts_with("/memfd:") || path.starts_with("/SYSV") {
+        if path.starts_with("/memfd:") || path.starts_with("/SYSV") || !seen.insert(path) {
             continue;
         }
         let link = format!("/proc/{pid}/map_files/{:x}-{:x}", region.start, region.end);
-        if let Some(info) = elf_cache.get(path, &link) {
-            if state.exe.as_deref() == Some(path.as_str()) {
-                exe_elf = Some(info.clone());
+        match reader.read(pid, path, link, (*dev_major, *dev_minor)) {
+            ElfRead::Elf(info) => {
+                if state.exe.as_deref() == Some(path.as_str()) {
+                    mapped.exe = Some(info.clone());
+                }
+                mapped.elfs.insert(path.clone(), info);
             }
-            elfs.insert(path.clone(), info);
+            ElfRead::NotElf => {}
+            ElfRead::Unreadable(why) => {
+                mapped.unreadable.insert(path.clone(), why);
+            }
         }
     }
-    (elfs, exe_elf)
+    mapped
+}
+
+/// Classifies with the threads' stack pointers and probes of the target's
+/// memory, on the I/O pool: a page of a stalled file's mapping can block a
+/// /proc/PID/mem read. Past the deadline, classifies without them.
+fn classify_probing(
+    state: &ProcessView,
+    elfs: &ElfMap,
+    reader: &ElfReader,
+) -> (Classification, Option<String>) {
+    let pid = state.pid;
+    let (space, exe, owned_elfs) = (Arc::clone(&state.space), state.exe.clone(), elfs.clone());
+    let probing = move || {
+        let stack_pointers = thread_stack_pointers(pid);
+        let mem = File::open(format!("/proc/{pid}/mem")).ok();
+        let probe = |addr: u64| -> Option<[u8; 16]> {
+            let mut buf = [0u8; 16];
+            mem.as_ref()?.read_exact_at(&mut buf, addr).ok()?;
+            Some(buf)
+        };
+        classify(&ClassifyInput {
+            space: &space,
+            exe: exe.as_deref(),
+            elfs: &owned_elfs,
+            thread_stack_pointers: &stack_pointers,
+            probe: Some(&probe),
+        })
+    };
+    match reader.pool().run(reader.deadline(), probing) {
+        Ok(classification) => (classification, None),
+        Err(err) => {
+            let unprobed = classify(&ClassifyInput {
+                space: &state.space,
+                exe: state.exe.as_deref(),
+                elfs,
+                thread_stack_pointers: &[],
+                probe: None,
+            });
+            (unprobed, Some(format!("process memory and threads {err}")))
+        }
+    }
 }
 
 /// Builds the layout of one tracked process. Reads the mapped ELF files
 /// (cached), the threads' stack pointers and 16 bytes at candidate malloc
 /// chunks; everything else comes from the model.
 pub fn build_layout(
-    state: &ProcessState,
-    elf_cache: &mut ElfCache,
+    state: &ProcessView,
+    reader: &ElfReader,
     randomize_va_space: &RandomizeVaSpace,
     events: usize,
 ) -> Layout {
     let pid = state.pid;
     let space = &state.space;
-    let (elfs, exe_elf) = mapped_elfs(state, elf_cache);
-    let stack_pointers = thread_stack_pointers(pid);
-    let mem = File::open(format!("/proc/{pid}/mem")).ok();
-    let probe = |addr: u64| -> Option<[u8; 16]> {
-        let mut buf = [0u8; 16];
-        mem.as_ref()?.read_exact_at(&mut buf, addr).ok()?;
-        Some(buf)
-    };
-    let classification = classify(&ClassifyInput {
-        space,
-        exe: state.exe.as_deref(),
-        elfs: &elfs,
-        thread_stack_pointers: &stack_pointers,
-        probe: Some(&probe),
-    });
+    let MappedElfs {
+        elfs,
+        exe: exe_elf,
+        unreadable,
+    } = mapped_elfs(state, reader);
+    let (classification, memory_note) = classify_probing(state, &elfs, reader);
     let regions: Vec<RegionView> = space
         .vmas()
         .zip(&classification.regions)
@@ -121,6 +177,10 @@ pub fn build_layout(
             object: c.object.clone(),
             segment: c.segment,
             sections: c.sections.clone(),
+            note: match &r.backing {
+                Backing::File { path, .. } => unreadable.get(path).cloned(),
+                _ => None,
+            },
         })
         .collect();
     let mut objects: Vec<(u64, ElfView)> = elfs
@@ -186,6 +246,7 @@ pub fn build_layout(
             })
             .collect(),
         regions,
+        notes: memory_note.into_iter().collect(),
         events: state
             .history
             .iter()

@@ -17,7 +17,7 @@ pub const DEFAULT_BUDGET_BYTES: usize = 16 << 20;
 /// A file's identity: the same path can name another file later, and a
 /// file rewritten in place keeps its inode but not its size and mtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FileKey {
+pub(super) struct FileKey {
     dev: u64,
     ino: u64,
     size: u64,
@@ -59,25 +59,21 @@ impl ElfCache {
     /// (a /proc/PID/map_files link, which works for deleted files and other
     /// mount namespaces), else through the path itself.
     pub fn get(&mut self, path: &str, open_as: &str) -> Option<Arc<ElfInfo>> {
-        let plain = path.trim_end_matches(" (deleted)");
-        let (file, meta) = [open_as, plain]
-            .into_iter()
-            .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)))?;
-        let key = FileKey {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        };
-        if let Some((hit, _)) = self.entries.get(&key) {
-            return hit.clone();
+        let (file, key) = identify(path, open_as)?;
+        if let Some(hit) = self.lookup(&key) {
+            return hit;
         }
-        let parsed = read_elf(Path::new(file)).ok().map(Arc::new);
+        let parsed = parse(&file);
         self.insert(key, parsed.clone());
         parsed
     }
 
-    fn insert(&mut self, key: FileKey, parsed: Option<Arc<ElfInfo>>) {
+    /// A cached parse (`Some(None)`: known not to be ELF).
+    pub(super) fn lookup(&self, key: &FileKey) -> Option<Option<Arc<ElfInfo>>> {
+        self.entries.get(key).map(|(hit, _)| hit.clone())
+    }
+
+    pub(super) fn insert(&mut self, key: FileKey, parsed: Option<Arc<ElfInfo>>) {
         let cost = parsed.as_deref().map_or(0, approx_bytes) + ENTRY_OVERHEAD;
         if cost > self.budget {
             return; // used once, never kept
@@ -94,6 +90,27 @@ impl ElfCache {
         self.order.push_back(key);
         self.bytes += cost;
     }
+}
+
+/// Which file `path` (or `open_as`) names now, and the name to open it
+/// by. Stats the file: I/O on a path the process chose.
+pub(super) fn identify(path: &str, open_as: &str) -> Option<(String, FileKey)> {
+    let plain = path.trim_end_matches(" (deleted)");
+    let (file, meta) = [open_as, plain]
+        .into_iter()
+        .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)))?;
+    let key = FileKey {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    };
+    Some((file.to_owned(), key))
+}
+
+/// Reads and parses the file; `None` when it is not (valid) ELF.
+pub(super) fn parse(file: &str) -> Option<Arc<ElfInfo>> {
+    read_elf(Path::new(file)).ok().map(Arc::new)
 }
 
 const ENTRY_OVERHEAD: usize = 128;

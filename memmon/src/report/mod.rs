@@ -5,6 +5,8 @@
 
 mod build;
 mod elf_cache;
+mod elf_reader;
+mod remote_fs;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::build_layout;
 pub use elf_cache::ElfCache;
+pub use elf_reader::{DEFAULT_READ_DEADLINE, ElfRead, ElfReader, SKIPPED_REMOTE};
 pub use summary::{ProcessSummary, summarize};
 
 use crate::{
@@ -42,6 +45,10 @@ pub struct Layout {
     /// Bytes mapped per region kind.
     pub totals: BTreeMap<RegionKind, u64>,
     pub mapped_bytes: u64,
+    /// What could not be read for this layout (e.g. the process's memory
+    /// timed out), so what it affects is classified less precisely.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Recent memory events, oldest first (only when asked for).
     #[serde(default)]
     pub events: Vec<EventView>,
@@ -63,6 +70,10 @@ pub struct RegionView {
     /// readelf's segment number of the PT_LOAD behind it.
     pub segment: Option<usize>,
     pub sections: Vec<String>,
+    /// Why the file behind it was not read, e.g. "unreadable (timed out)"
+    /// (its kind, object and sections are then unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

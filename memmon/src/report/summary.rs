@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ElfCache, build::mapped_elfs};
+use super::{ElfReader, build::mapped_elfs};
 use crate::{
     classify::{ClassifyInput, RegionKind, classify, totals_by_kind},
     rules::{AslrVerdict, RandomizeVaSpace, aslr_verdict, wx_findings},
-    tracker::ProcessState,
+    tracker::ProcessView,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,20 +27,24 @@ pub struct ProcessSummary {
     pub regions_by_kind: BTreeMap<RegionKind, u64>,
     pub aslr: AslrVerdict,
     pub wx_count: usize,
+    /// Mapped files that could not be read, as "path: why" (e.g.
+    /// "unreadable (timed out)"); what they would tell is missing above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A cheap summary: classification without reading the target's memory
 /// or its threads' stack pointers (MAP_STACK still finds thread stacks).
 pub fn summarize(
-    state: &ProcessState,
-    elf_cache: &mut ElfCache,
+    state: &ProcessView,
+    reader: &ElfReader,
     randomize_va_space: &RandomizeVaSpace,
 ) -> ProcessSummary {
-    let (elfs, exe_elf) = mapped_elfs(state, elf_cache);
+    let mapped = mapped_elfs(state, reader);
     let classification = classify(&ClassifyInput {
         space: &state.space,
         exe: state.exe.as_deref(),
-        elfs: &elfs,
+        elfs: &mapped.elfs,
         thread_stack_pointers: &[],
         probe: None,
     });
@@ -62,8 +66,17 @@ pub fn summarize(
         aslr: aslr_verdict(
             randomize_va_space,
             state.personality.unwrap_or(0),
-            exe_elf.as_deref(),
+            mapped.exe.as_deref(),
         ),
         wx_count: wx_findings(&state.space).len(),
+        notes: {
+            let mut notes: Vec<String> = mapped
+                .unreadable
+                .iter()
+                .map(|(path, why)| format!("{path}: {why}"))
+                .collect();
+            notes.sort();
+            notes
+        },
     }
 }

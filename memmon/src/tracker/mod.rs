@@ -19,8 +19,8 @@ use serde::Serialize;
 
 pub use convert::to_mem_op;
 pub use counts::{CallCount, SyscallCounts};
-pub use process::{ProcessState, SeedState};
-pub use resolve::{ProcResolver, Resolver};
+pub use process::{ProcessState, ProcessView, SeedState};
+pub use resolve::{BoundedResolver, ProcResolver, Resolver};
 
 use crate::{
     events::{Event, EventBody},
@@ -32,6 +32,11 @@ pub const DEFAULT_HISTORY_LEN: usize = 256;
 /// Events buffered for a process awaiting its snapshot; past this the
 /// buffer is dropped and a fresh snapshot requested once the current one lands.
 pub const MAX_BUFFERED_EVENTS: usize = 8192;
+/// Events buffered for all processes together: any number of processes
+/// awaiting snapshots must not grow the daemon past its memory goal (an
+/// event is ~150 bytes, so this is ~10 MiB). Past it, the process whose
+/// event does not fit loses its buffer and is resynced.
+pub const MAX_BUFFERED_EVENTS_TOTAL: usize = 65_536;
 
 /// Why a snapshot was requested (also a metric label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -80,6 +85,8 @@ pub struct TrackerStats {
     pub snapshots_installed: u64,
     pub snapshots_failed: u64,
     pub resyncs: HashMap<String, u64>,
+    /// Events dropped from buffers that overflowed (their processes resynced).
+    pub buffered_events_dropped: u64,
 }
 
 /// Distinct (comm, cgroup) keys kept for exited processes' counters.
@@ -93,6 +100,9 @@ pub struct Tracker {
     unresolved: HashMap<u32, u8>,
     /// Processes in [`SeedState::Seeding`], kept with every transition.
     seeding: usize,
+    /// Events in all processes' buffers, kept with every change to them.
+    buffered: usize,
+    buffer_budget: usize,
     requests: VecDeque<SeedRequest>,
     history_len: usize,
     pub stats: TrackerStats,
@@ -105,10 +115,25 @@ impl Tracker {
             retired: HashMap::new(),
             unresolved: HashMap::new(),
             seeding: 0,
+            buffered: 0,
+            buffer_budget: MAX_BUFFERED_EVENTS_TOTAL,
             requests: VecDeque::new(),
             history_len,
             stats: TrackerStats::default(),
         }
+    }
+
+    /// As [`Tracker::new`], with another bound on buffered events.
+    pub fn with_buffer_budget(history_len: usize, buffer_budget: usize) -> Self {
+        Self {
+            buffer_budget,
+            ..Self::new(history_len)
+        }
+    }
+
+    /// Events buffered now for processes awaiting snapshots.
+    pub fn buffered_events(&self) -> usize {
+        self.buffered
     }
 
     pub fn process(&self, pid: u32) -> Option<&ProcessState> {
@@ -134,6 +159,7 @@ impl Tracker {
             return;
         };
         self.seeding -= usize::from(state.seed.is_seeding());
+        self.buffered -= state.seed.buffered();
         if state.syscalls.any() {
             let mut key = (state.comm, state.cgroup);
             if self.retired.len() >= MAX_RETIRED_KEYS && !self.retired.contains_key(&key) {
@@ -143,12 +169,19 @@ impl Tracker {
         }
     }
 
-    /// Moves `state` to `to`, keeping the count of seeding processes;
-    /// returns the state it left.
-    fn transition(seeding: &mut usize, state: &mut ProcessState, to: SeedState) -> SeedState {
+    /// Moves `state` to `to` (which buffers nothing yet), keeping the
+    /// counts of seeding processes and buffered events; returns the state
+    /// it left.
+    fn transition(
+        seeding: &mut usize,
+        buffered: &mut usize,
+        state: &mut ProcessState,
+        to: SeedState,
+    ) -> SeedState {
         *seeding += usize::from(to.is_seeding());
         let from = std::mem::replace(&mut state.seed, to);
         *seeding -= usize::from(from.is_seeding());
+        *buffered -= from.buffered();
         from
     }
 
@@ -180,7 +213,12 @@ impl Tracker {
             *reseed_after = Some(reason);
             return;
         }
-        Self::transition(&mut self.seeding, state, SeedState::seeding());
+        Self::transition(
+            &mut self.seeding,
+            &mut self.buffered,
+            state,
+            SeedState::seeding(),
+        );
         *self
             .stats
             .resyncs
@@ -208,6 +246,7 @@ impl Tracker {
                 self.record(pid, &event);
                 if let Some(state) = self.processes.get_mut(&pid) {
                     if let SeedState::Seeding { pending, .. } = &mut state.seed {
+                        self.buffered -= pending.len();
                         pending.clear();
                     }
                     state.comm = event.meta.comm.clone();
@@ -237,11 +276,16 @@ impl Tracker {
             reseed_after,
         } = &mut state.seed
         {
-            if pending.len() >= MAX_BUFFERED_EVENTS {
+            if pending.len() >= MAX_BUFFERED_EVENTS || self.buffered >= self.buffer_budget {
+                // This event is lost with the buffer: the snapshot that
+                // follows the one in flight covers both.
+                self.buffered -= pending.len();
+                self.stats.buffered_events_dropped += pending.len() as u64 + 1;
                 pending.clear();
                 *reseed_after = Some(SeedReason::Overflow);
             } else {
                 pending.push(event);
+                self.buffered += 1;
             }
             return;
         }
@@ -291,7 +335,7 @@ impl Tracker {
             .processes
             .get(&parent)
             .filter(|p| !p.seed.is_seeding())
-            .map(|p| p.space.clone());
+            .map(|p| std::sync::Arc::clone(&p.space));
         let parent_state = self.processes.get(&parent);
         let mut state = ProcessState::new(child);
         state.comm = event.meta.comm.clone();
@@ -308,6 +352,7 @@ impl Tracker {
         if let Some(stale) = self.processes.insert(child, state) {
             // The pid was reused: a snapshot of the old process no longer counts.
             self.seeding -= usize::from(stale.seed.is_seeding());
+            self.buffered -= stale.seed.buffered();
         }
         if needs_seed {
             self.request_seed(child, SeedReason::Fork);
@@ -321,14 +366,18 @@ impl Tracker {
             return; // exited meanwhile
         };
         self.stats.snapshots_installed += 1;
-        let (pending, reseed_after) =
-            match Self::transition(&mut self.seeding, state, SeedState::Seeded) {
-                SeedState::Seeding {
-                    pending,
-                    reseed_after,
-                } => (pending, reseed_after),
-                SeedState::Seeded | SeedState::SeedFailed => (Vec::new(), None),
-            };
+        let (pending, reseed_after) = match Self::transition(
+            &mut self.seeding,
+            &mut self.buffered,
+            state,
+            SeedState::Seeded,
+        ) {
+            SeedState::Seeding {
+                pending,
+                reseed_after,
+            } => (pending, reseed_after),
+            SeedState::Seeded | SeedState::SeedFailed => (Vec::new(), None),
+        };
         state.install(snapshot);
         let mut unresolved = false;
         for event in &pending {
@@ -350,7 +399,12 @@ impl Tracker {
             self.remove(pid);
         } else if let Some(state) = self.processes.get_mut(&pid) {
             // Keep it visible, but unseeded models must not claim accuracy.
-            Self::transition(&mut self.seeding, state, SeedState::SeedFailed);
+            Self::transition(
+                &mut self.seeding,
+                &mut self.buffered,
+                state,
+                SeedState::SeedFailed,
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 //! What the tracker knows about one process.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use super::{
     SeedReason,
@@ -37,6 +37,14 @@ impl SeedState {
         matches!(self, SeedState::Seeding { .. })
     }
 
+    /// Events waiting in this state's buffer.
+    pub(super) fn buffered(&self) -> usize {
+        match self {
+            SeedState::Seeding { pending, .. } => pending.len(),
+            SeedState::Seeded | SeedState::SeedFailed => 0,
+        }
+    }
+
     pub(super) fn seeding() -> Self {
         SeedState::Seeding {
             pending: Vec::new(),
@@ -56,7 +64,10 @@ pub struct ProcessState {
     pub uid: Option<u32>,
     pub personality: Option<u32>,
     pub cgroup: Option<String>,
-    pub space: AddressSpace,
+    /// Shared with published views: the loop mutates through
+    /// `Arc::make_mut`, so a view a worker still holds is copied once,
+    /// not on every publish.
+    pub space: Arc<AddressSpace>,
     /// Memory syscalls called and failed, for metrics.
     pub syscalls: super::SyscallCounts,
     /// Recent events, rendered only when asked for (rendering every event
@@ -66,6 +77,27 @@ pub struct ProcessState {
     pub applied_events: u64,
     /// Changed only by the tracker, which counts the processes seeding.
     pub(super) seed: SeedState,
+}
+
+/// What the daemon's workers see of a process: a copy taken on the loop
+/// (the address space shared, not copied), read without locks while the
+/// loop goes on applying events.
+#[derive(Clone, Debug)]
+pub struct ProcessView {
+    pub pid: u32,
+    pub start_time_ticks: Option<u64>,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub uid: Option<u32>,
+    pub personality: Option<u32>,
+    pub cgroup: Option<String>,
+    pub space: Arc<AddressSpace>,
+    pub syscalls: super::SyscallCounts,
+    /// The most recent events, as many as the request asked for.
+    pub history: Vec<Event>,
+    /// The model's version: it changes whenever the model does.
+    pub applied_events: u64,
+    pub awaiting_snapshot: bool,
 }
 
 impl ProcessState {
@@ -78,7 +110,7 @@ impl ProcessState {
             uid: None,
             personality: None,
             cgroup: None,
-            space: AddressSpace::new(),
+            space: Arc::new(AddressSpace::new()),
             syscalls: Default::default(),
             history: VecDeque::new(),
             applied_events: 0,
@@ -93,6 +125,29 @@ impl ProcessState {
     /// Whether the model waits for a snapshot (and so is not current).
     pub fn awaiting_snapshot(&self) -> bool {
         self.seed.is_seeding()
+    }
+
+    /// An immutable copy for workers, with the last `history` events.
+    pub fn view(&self, history: usize) -> ProcessView {
+        ProcessView {
+            pid: self.pid,
+            start_time_ticks: self.start_time_ticks,
+            comm: self.comm.clone(),
+            exe: self.exe.clone(),
+            uid: self.uid,
+            personality: self.personality,
+            cgroup: self.cgroup.clone(),
+            space: Arc::clone(&self.space),
+            syscalls: self.syscalls.clone(),
+            history: self
+                .history
+                .iter()
+                .skip(self.history.len().saturating_sub(history))
+                .cloned()
+                .collect(),
+            applied_events: self.applied_events,
+            awaiting_snapshot: self.awaiting_snapshot(),
+        }
     }
 
     pub(super) fn record(&mut self, event: &Event, cap: usize) {
@@ -110,7 +165,7 @@ impl ProcessState {
     pub(super) fn apply_event(&mut self, event: &Event, resolver: &dyn Resolver) -> bool {
         let (op, unresolved) = to_mem_op(event, resolver);
         if let Some(op) = op {
-            self.space.apply(&op);
+            Arc::make_mut(&mut self.space).apply(&op);
             self.applied_events += 1;
         }
         unresolved
@@ -131,7 +186,7 @@ impl ProcessState {
             match resolver.file_backing(self.pid, region.start, region.end) {
                 Some(backing) => {
                     region.backing = backing;
-                    self.space.map_region(region);
+                    Arc::make_mut(&mut self.space).map_region(region);
                 }
                 None => all = false,
             }
@@ -153,7 +208,7 @@ impl ProcessState {
         self.uid = Some(snapshot.uid);
         self.personality = Some(snapshot.personality);
         self.cgroup = snapshot.cgroup;
-        self.space = snapshot.space;
+        self.space = Arc::new(snapshot.space);
         self.applied_events += 1;
     }
 }

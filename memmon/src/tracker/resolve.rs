@@ -1,6 +1,8 @@
 //! Identifying the file behind a new mapping. The only /proc access on the
 //! event path: a readlink and a stat of one entry, never a maps read (which
-//! would take the target's mmap_lock for the whole walk).
+//! would take the target's mmap_lock for the whole walk). The stat reaches
+//! the file's filesystem, which a user can stall (a stopped FUSE server):
+//! the daemon makes it through [`BoundedResolver`].
 
 use std::{fs, os::unix::fs::MetadataExt as _};
 
@@ -54,6 +56,43 @@ impl Resolver for ProcResolver {
     }
 }
 
+/// [`ProcResolver`] with each file lookup on an I/O pool and a short
+/// deadline, refused at once while every worker is stuck: a stalled
+/// filesystem costs the caller at most one deadline per worker, after which
+/// its mappings stay unresolved and are resynced from /proc/PID/maps (which
+/// names the file without touching it).
+pub struct BoundedResolver {
+    pool: crate::io_pool::IoPool,
+    deadline: std::time::Duration,
+}
+
+/// Long enough for a stat on a busy host, short next to a drain interval.
+pub const LOOKUP_DEADLINE: std::time::Duration = std::time::Duration::from_millis(25);
+/// Workers for lookups: each stuck file holds one.
+pub const LOOKUP_THREADS: usize = 2;
+
+impl BoundedResolver {
+    pub fn new(threads: usize, deadline: std::time::Duration) -> std::io::Result<Self> {
+        Ok(Self {
+            pool: crate::io_pool::IoPool::new(threads)?,
+            deadline,
+        })
+    }
+}
+
+impl Resolver for BoundedResolver {
+    fn file_backing(&self, pid: u32, start: u64, end: u64) -> Option<Backing> {
+        let lookup = move || ProcResolver.file_backing(pid, start, end);
+        self.pool.run_if_idle(self.deadline, lookup).ok().flatten()
+    }
+
+    /// SysV segments live on the kernel's internal shm mount, which no user
+    /// can stall: looked up directly.
+    fn shm_segment(&self, pid: u32, shmid: i32, addr: u64) -> Option<(Backing, u64)> {
+        ProcResolver.shm_segment(pid, shmid, addr)
+    }
+}
+
 /// `(key, size)` of segment `shmid` in /proc/sysvipc/shm's text.
 pub fn sysv_segment(table: &str, shmid: i32) -> Option<(i64, u64)> {
     table.lines().skip(1).find_map(|line| {
@@ -102,5 +141,10 @@ mod tests {
             ProcResolver.file_backing(std::process::id(), 0x1000, 0x2000),
             None
         );
+        let bounded = BoundedResolver::new(1, std::time::Duration::from_secs(5)).unwrap();
+        assert!(matches!(
+            bounded.file_backing(std::process::id(), lo, hi),
+            Some(Backing::File { .. })
+        ));
     }
 }

@@ -67,6 +67,8 @@ fn snapshot(pid: u32) -> Snapshot {
 fn check_count(t: &Tracker) {
     let seeding = t.processes().filter(|p| p.awaiting_snapshot()).count();
     assert_eq!(t.seeding_count(), seeding);
+    let buffered: usize = t.processes().map(|p| p.seed.buffered()).sum();
+    assert_eq!(t.buffered_events(), buffered);
 }
 
 fn reasons(t: &mut Tracker) -> Vec<(u32, SeedReason)> {
@@ -182,4 +184,55 @@ fn exits_forks_and_pid_reuse_keep_the_count() {
     t.retain_alive(&HashSet::from([2, 4]));
     assert_eq!(t.seeding_count(), 0);
     check_count(&t);
+}
+
+#[test]
+fn the_global_buffer_budget_drops_and_resyncs_the_process_past_it() {
+    let mut t = Tracker::with_buffer_budget(0, 10);
+    for pid in [7, 8] {
+        t.request_seed(pid, SeedReason::Unknown);
+    }
+    t.take_requests();
+    for _ in 0..6 {
+        t.apply(munmap(7, 0x10000), &NoFiles);
+    }
+    check_count(&t);
+    assert_eq!(t.buffered_events(), 6);
+    // pid 8 fits four events; its fifth finds the budget spent.
+    for _ in 0..5 {
+        t.apply(munmap(8, 0x10000), &NoFiles);
+    }
+    check_count(&t);
+    assert_eq!(t.buffered_events(), 6, "pid 8's buffer was dropped");
+    assert_eq!(t.stats.buffered_events_dropped, 5);
+    t.install_snapshot(snapshot(8), &NoFiles);
+    assert_eq!(reasons(&mut t), [(8, SeedReason::Overflow)]);
+    // pid 7 kept its events and replays them.
+    t.install_snapshot(snapshot(7), &NoFiles);
+    assert!(reasons(&mut t).is_empty());
+    check_count(&t);
+    assert_eq!(t.buffered_events(), 0);
+}
+
+#[test]
+fn published_views_share_the_model_until_it_changes() {
+    let mut t = Tracker::new(4);
+    t.request_seed(7, SeedReason::Unknown);
+    t.take_requests();
+    t.install_snapshot(snapshot(7), &NoFiles);
+    let before = t.process(7).unwrap().view(16);
+    let again = t.process(7).unwrap().view(16);
+    assert!(std::sync::Arc::ptr_eq(&before.space, &again.space));
+    assert_eq!(before.applied_events, again.applied_events);
+    t.apply(munmap(7, 0x10000), &NoFiles);
+    let after = t.process(7).unwrap().view(1);
+    assert!(!std::sync::Arc::ptr_eq(&before.space, &after.space));
+    assert_eq!(
+        before.space.mapped_bytes(),
+        0x10000,
+        "the old view is untouched"
+    );
+    assert_eq!(after.space.mapped_bytes(), 0xf000);
+    assert_ne!(before.applied_events, after.applied_events);
+    assert_eq!(after.history.len(), 1);
 }

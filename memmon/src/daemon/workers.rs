@@ -1,0 +1,237 @@
+//! The daemon's workers: requests and scrapes answered from copies of the
+//! models the loop hands out, with the slow parts (files, /proc, layout
+//! building, rendering) on blocking threads. A request waiting for a
+//! process's first snapshot waits on a notification, with a deadline.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+
+use super::{Command, DaemonConfig, DriftStats, Published, Want, access, metrics::CachedSummary};
+use crate::{
+    config::Grouping,
+    io_pool::IoPool,
+    metrics::http::ScrapeRequest,
+    protocol::{ErrorKind, Reply, ReplyEnvelope, Request},
+    report::ElfReader,
+    rules::{RANDOMIZE_VA_SPACE, RandomizeVaSpace},
+    seed,
+    server::Incoming,
+    tracker::{ProcessView, SeedReason},
+};
+
+/// How long a request waits for a process's model to be seeded.
+pub(super) const WAIT_FOR_MODEL: Duration = Duration::from_secs(2);
+
+pub(super) type Failure = (ErrorKind, String);
+
+pub(super) struct Workers {
+    commands: mpsc::Sender<Command>,
+    installs: watch::Receiver<u64>,
+    tracked: Arc<AtomicUsize>,
+    pub(super) reader: ElfReader,
+    pub(super) summaries: Mutex<HashMap<u32, CachedSummary>>,
+    pub(super) drift: Mutex<DriftStats>,
+    pub(super) verifying: AtomicBool,
+    pub(super) grouping: Grouping,
+    pub(super) top_groups: usize,
+    pub(super) per_pid_top_k: usize,
+}
+
+pub(super) fn no_such(pid: u32) -> Failure {
+    (ErrorKind::NoSuchPid, format!("no such process: pid {pid}"))
+}
+
+/// The kernel's ASLR setting now, or why it cannot be read.
+pub(super) fn randomize_va_space() -> RandomizeVaSpace {
+    RandomizeVaSpace::read(std::path::Path::new(RANDOMIZE_VA_SPACE))
+}
+
+/// Runs `f` on tokio's blocking threads.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| (ErrorKind::Internal, format!("a daemon worker failed: {e}")))
+}
+
+fn stopping() -> Failure {
+    (ErrorKind::Internal, "the daemon is shutting down".into())
+}
+
+impl Workers {
+    pub(super) fn new(
+        config: &DaemonConfig,
+        commands: mpsc::Sender<Command>,
+        installs: watch::Receiver<u64>,
+        tracked: Arc<AtomicUsize>,
+    ) -> std::io::Result<Self> {
+        let pool = IoPool::new(config.io_threads)?;
+        Ok(Self {
+            commands,
+            installs,
+            tracked,
+            reader: ElfReader::new(pool, config.read_deadline, config.read_elf_on_network_fs),
+            summaries: Mutex::default(),
+            drift: Mutex::default(),
+            verifying: AtomicBool::new(false),
+            grouping: config.grouping,
+            top_groups: config.top_groups,
+            per_pid_top_k: config.per_pid_top_k,
+        })
+    }
+
+    /// Answers requests and scrapes, each on its own task.
+    pub(super) async fn serve(
+        self: Arc<Self>,
+        mut requests: mpsc::Receiver<Incoming>,
+        mut scrapes: mpsc::Receiver<ScrapeRequest>,
+    ) {
+        loop {
+            let workers = Arc::clone(&self);
+            tokio::select! {
+                Some(incoming) = requests.recv() => {
+                    tokio::spawn(async move {
+                        let reply = workers.handle(incoming.request, incoming.uid).await;
+                        let _ = incoming.reply.send(reply);
+                    });
+                }
+                Some(scrape) = scrapes.recv() => {
+                    tokio::spawn(async move {
+                        // Dropping the sender answers 503 (shutting down).
+                        if let Ok(text) = workers.scrape().await {
+                            let _ = scrape.send(text);
+                        }
+                    });
+                }
+                else => return,
+            }
+        }
+    }
+
+    pub(super) async fn send(&self, command: Command) -> Result<(), Failure> {
+        self.commands.send(command).await.map_err(|_| stopping())
+    }
+
+    /// A copy of the loop's state, current as of now.
+    pub(super) async fn view(&self, want: Want) -> Result<Published, Failure> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::View { want, reply }).await?;
+        answer.await.map_err(|_| stopping())
+    }
+
+    async fn view_one(&self, pid: u32, history: usize) -> Result<Option<ProcessView>, Failure> {
+        let published = self.view(Want::One { pid, history }).await?;
+        Ok(published.processes.into_iter().next())
+    }
+
+    /// The model of `pid` once seeded, waiting for its snapshot (asking
+    /// for one if the process is new) until `deadline`.
+    pub(super) async fn ready_view(
+        &self,
+        pid: u32,
+        history: usize,
+        deadline: Instant,
+    ) -> Result<ProcessView, Failure> {
+        let mut installs = self.installs.clone();
+        loop {
+            installs.borrow_and_update();
+            match self.view_one(pid, history).await? {
+                Some(view) if !view.awaiting_snapshot => return Ok(view),
+                Some(_) => {}
+                None if std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                    self.send(Command::Seed(pid, SeedReason::Unknown)).await?;
+                }
+                None => return Err(no_such(pid)),
+            }
+            match tokio::time::timeout_at(deadline, installs.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(stopping()),
+                Err(_) => {
+                    return Err((
+                        ErrorKind::NotReady,
+                        format!(
+                            "pid {pid} has no model yet (its /proc snapshot is pending); try again"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request, uid: u32) -> ReplyEnvelope {
+        let reply = match request {
+            Request::Ping => Ok(Reply::Pong {
+                daemon_pid: std::process::id(),
+                tracked_processes: self.tracked.load(Ordering::Relaxed),
+                version: env!("CARGO_PKG_VERSION").into(),
+            }),
+            Request::Verify { pid } => self.verify_as(pid, uid).await,
+            Request::List => self.list(uid).await,
+            Request::Query { pid, events } => self.query(pid, events, uid).await,
+        };
+        match reply {
+            Ok(reply) => ReplyEnvelope::ok(reply),
+            Err((kind, message)) => ReplyEnvelope::error(kind, message),
+        }
+    }
+
+    async fn query(self: Arc<Self>, pid: u32, events: usize, uid: u32) -> Result<Reply, Failure> {
+        blocking(move || access::authorize(uid, pid)).await??;
+        let deadline = Instant::now() + WAIT_FOR_MODEL;
+        let view = self.ready_view(pid, events, deadline).await?;
+        blocking(move || {
+            let rva = randomize_va_space();
+            let layout = crate::report::build_layout(&view, &self.reader, &rva, events);
+            Reply::Layout(Box::new(layout))
+        })
+        .await
+    }
+
+    async fn verify_as(self: Arc<Self>, pid: u32, uid: u32) -> Result<Reply, Failure> {
+        blocking(move || access::authorize(uid, pid)).await??;
+        self.verify(pid).await.map(Reply::Verify)
+    }
+
+    async fn list(self: Arc<Self>, uid: u32) -> Result<Reply, Failure> {
+        let published = self.view(Want::All).await?;
+        blocking(move || {
+            let rva = randomize_va_space();
+            let mut processes: Vec<_> = published
+                .processes
+                .iter()
+                .filter(|p| !p.awaiting_snapshot && p.uid.is_some())
+                .filter(|p| access::visible(uid, p.pid))
+                .map(|p| self.summary(p, &rva))
+                .collect();
+            processes.sort_by_key(|p| p.pid);
+            Reply::Processes { processes }
+        })
+        .await
+    }
+
+    async fn scrape(self: Arc<Self>) -> Result<String, Failure> {
+        let published = self.view(Want::Metrics).await?;
+        blocking(move || crate::metrics::render_openmetrics(&self.collect_metrics(published))).await
+    }
+
+    /// Lists /proc and tells the loop which processes are gone.
+    pub(super) async fn list_alive(self: Arc<Self>, before: std::collections::HashSet<u32>) {
+        let Ok(Ok(pids)) = blocking(seed::list_pids).await else {
+            return;
+        };
+        let alive = pids.into_iter().collect();
+        let _ = self.send(Command::Alive { before, alive }).await;
+    }
+}
