@@ -144,6 +144,8 @@ pub struct Daemon {
     last_read: Instant,
     /// Reset by each scrape.
     drain_gap_max: Duration,
+    /// `Probes::lost_pids_full` when last acted on.
+    lost_pids_full_seen: u64,
     batch: Vec<crate::events::Event>,
 }
 
@@ -200,6 +202,7 @@ impl Daemon {
             verify_cursor: 0,
             last_read: Instant::now(),
             drain_gap_max: Duration::ZERO,
+            lost_pids_full_seen: 0,
             batch: Vec::with_capacity(BATCH),
         };
         daemon.pump_seed_requests();
@@ -356,6 +359,7 @@ impl Daemon {
                 events_lost: self.probes.lost_events(),
                 events_undecodable: self.stream.decode_errors,
                 unpaired_exits: self.probes.unpaired_exits(),
+                lost_pids_full: self.probes.lost_pids_full(),
                 resyncs: stats.resyncs.clone(),
                 snapshots_installed: stats.snapshots_installed,
                 snapshots_failed: stats.snapshots_failed,
@@ -379,6 +383,17 @@ impl Daemon {
                 }
             }
             Err(err) => log::warn!("reading the lost-pid map: {err}"),
+        }
+        // The kernel could not name a process that lost something: any of
+        // them may be wrong, so every model is read again.
+        let full = self.probes.lost_pids_full();
+        if full > self.lost_pids_full_seen {
+            self.lost_pids_full_seen = full;
+            log::warn!("the kernel's lost-process map overflowed: resyncing every process");
+            let pids: Vec<u32> = self.tracker.processes().map(|p| p.pid).collect();
+            for pid in pids {
+                self.tracker.request_seed(pid, SeedReason::Lost);
+            }
         }
         // Exit events can be lost too: a worker lists /proc, and models of
         // processes gone are dropped when its answer comes back.

@@ -116,7 +116,13 @@ pub const CATALOG: &[MetricDoc] = &[
         "memmon_unpaired_exits_total",
         "counter",
         &[],
-        "Syscall exits seen without their entry (programs attached mid-call); such calls are not applied.",
+        "Syscall exits seen without their entry (programs attached mid-call, or the pairing entry evicted); each resyncs its process (reason lost).",
+    ),
+    doc(
+        "memmon_lost_pids_full_total",
+        "counter",
+        &[],
+        "Times the kernel could not record which process lost an event because its lost-process map was full; each resyncs every process.",
     ),
     doc(
         "memmon_resyncs_total",
@@ -392,6 +398,7 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             snap.events_undecodable_total,
         ),
         ("memmon_unpaired_exits_total", snap.unpaired_exits_total),
+        ("memmon_lost_pids_full_total", snap.lost_pids_full_total),
         (
             "memmon_buffered_events_dropped_total",
             snap.buffered_events_dropped_total,
