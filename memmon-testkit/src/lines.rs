@@ -37,13 +37,24 @@ impl LineCollector {
     /// The first new line that satisfies `pred`, or None at the timeout or
     /// when the pipe closes.
     pub fn wait_for(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        self.wait(pred, timeout).ok()
+    }
+
+    /// The first new line that satisfies `pred`, or how the wait ended:
+    /// the channel itself says whether the pipe closed (the reader thread
+    /// may not have finished yet when its sender is gone).
+    fn wait(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, RecvTimeoutError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(line) if pred(&line) => return Some(line),
+                Ok(line) if pred(&line) => return Ok(line),
                 Ok(_) => {}
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+                Err(end) => return Err(end),
             }
         }
     }
@@ -51,15 +62,13 @@ impl LineCollector {
     /// The first new line holding `needle`; the error says whether the
     /// output ended first or time ran out, and what came before.
     pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Result<String, String> {
-        self.wait_for(|l| l.contains(needle), timeout)
-            .ok_or_else(|| {
-                let how = if self.closed() {
-                    "before the output ended".to_owned()
-                } else {
-                    format!("within {timeout:?}")
-                };
-                format!("no `{needle}` {how}: {}", self.all().join(" | "))
-            })
+        self.wait(|l| l.contains(needle), timeout).map_err(|end| {
+            let how = match end {
+                RecvTimeoutError::Disconnected => "before the output ended".to_owned(),
+                RecvTimeoutError::Timeout => format!("within {timeout:?}"),
+            };
+            format!("no `{needle}` {how}: {}", self.all().join(" | "))
+        })
     }
 
     /// The next line, or None at the timeout or when the pipe closes.
@@ -80,13 +89,6 @@ impl LineCollector {
     /// on another thread).
     pub fn shared(&self) -> Arc<Mutex<Vec<String>>> {
         self.lines.clone()
-    }
-
-    /// Whether the pipe has closed (every line is in).
-    fn closed(&self) -> bool {
-        self.reader
-            .as_ref()
-            .is_none_or(thread::JoinHandle::is_finished)
     }
 
     /// Waits for the pipe to close and returns every line.
