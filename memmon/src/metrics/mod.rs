@@ -5,14 +5,16 @@
 //! named and the rest summed into `other`; there is no pid label (unless
 //! per-pid series are opted into) and never an address.
 
+mod catalog;
 mod groups;
 pub mod http;
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use catalog::{CATALOG, MetricDoc, metrics_markdown};
 pub use groups::{OTHER_GROUP, group_name};
-pub use render::{CATALOG, MetricDoc, metrics_markdown, render_openmetrics, to_prometheus_text};
+pub use render::{render_openmetrics, to_prometheus_text};
 
 use crate::{classify::RegionKind, tracker::CallCount};
 

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::metrics::{CATALOG, metrics_markdown};
 use crate::{
     classify::RegionKind,
     metrics::{GroupStats, cap_groups},

@@ -1,0 +1,253 @@
+//! Every metric memmon exports, with its help text: registration reads
+//! it, and METRICS.md is generated from it.
+
+/// One exported metric, as documented in METRICS.md.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricDoc {
+    /// The sample name as scraped (counters end in `_total`).
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn doc(
+    name: &'static str,
+    kind: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricDoc {
+    MetricDoc {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+/// Every metric memmon exports; registration reads its help text from here.
+pub const CATALOG: &[MetricDoc] = &[
+    doc(
+        "memmon_mapped_bytes",
+        "gauge",
+        &["group", "kind"],
+        "Bytes mapped by the group's processes, by region kind (text, heap, arena, thread-stack, ...).",
+    ),
+    doc(
+        "memmon_regions",
+        "gauge",
+        &["group", "kind"],
+        "Mapped regions (VMAs) of the group's processes, by region kind.",
+    ),
+    doc(
+        "memmon_processes",
+        "gauge",
+        &["group"],
+        "Tracked processes in the group.",
+    ),
+    doc(
+        "memmon_brk_heap_bytes",
+        "gauge",
+        &["group"],
+        "Bytes of brk heap ([heap]) of the group's processes.",
+    ),
+    doc(
+        "memmon_wx_regions",
+        "gauge",
+        &["group"],
+        "Regions that are writable and executable, or executable and anonymous.",
+    ),
+    doc(
+        "memmon_aslr_processes",
+        "gauge",
+        &["status"],
+        "Tracked processes by ASLR status: full, partial, off, or unknown when kernel.randomize_va_space cannot be read.",
+    ),
+    doc(
+        "memmon_aslr_disabled_info",
+        "gauge",
+        &["group", "reason"],
+        "1 for each group with a process whose ASLR is weakened, by reason (randomize_va_space_0, randomize_va_space_1, addr_no_randomize, non_pie).",
+    ),
+    doc(
+        "memmon_syscalls_total",
+        "counter",
+        &["syscall", "group"],
+        "Memory syscalls seen, by syscall and group.",
+    ),
+    doc(
+        "memmon_syscall_errors_total",
+        "counter",
+        &["syscall", "group"],
+        "Memory syscalls that failed (returned -errno), by syscall and group.",
+    ),
+    doc(
+        "memmon_events_total",
+        "counter",
+        &[],
+        "Events read from the kernel's ring buffer.",
+    ),
+    doc(
+        "memmon_events_lost_total",
+        "counter",
+        &[],
+        "Events the kernel could not queue because the ring buffer was full.",
+    ),
+    doc(
+        "memmon_events_undecodable_total",
+        "counter",
+        &[],
+        "Ring-buffer records that could not be decoded and were dropped (a kernel/daemon mismatch).",
+    ),
+    doc(
+        "memmon_unpaired_exits_total",
+        "counter",
+        &[],
+        "Syscall exits seen without their entry (programs attached mid-call, or the pairing entry evicted); each resyncs its process (reason lost).",
+    ),
+    doc(
+        "memmon_lost_pids_full_total",
+        "counter",
+        &[],
+        "Times the kernel could not record which process lost an event because its lost-process map was full; each resyncs every process.",
+    ),
+    doc(
+        "memmon_resyncs_total",
+        "counter",
+        &["reason"],
+        "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow).",
+    ),
+    doc(
+        "memmon_buffered_events_dropped_total",
+        "counter",
+        &[],
+        "Events dropped from the buffers of processes awaiting a /proc snapshot (per process or over the global budget); each such process is resynced (resyncs_total{reason=\"overflow\"}).",
+    ),
+    doc(
+        "memmon_drain_gap_max_seconds",
+        "gauge",
+        &[],
+        "The longest stretch the daemon's loop spent between two reads of the ring buffer while busy (applying one batch, handling one message) since the previous scrape.",
+    ),
+    doc(
+        "memmon_snapshots_installed_total",
+        "counter",
+        &[],
+        "Snapshots of /proc/PID/maps installed as process models.",
+    ),
+    doc(
+        "memmon_snapshots_failed_total",
+        "counter",
+        &[],
+        "Snapshots that could not be taken (the process exited, or /proc refused).",
+    ),
+    doc(
+        "memmon_model_drift_regions",
+        "gauge",
+        &[],
+        "Differences between models and /proc/PID/maps found by the last periodic verification round.",
+    ),
+    doc(
+        "memmon_verify_rounds_total",
+        "counter",
+        &[],
+        "Periodic verification rounds run (see verify_interval).",
+    ),
+    doc(
+        "memmon_verify_processes_total",
+        "counter",
+        &[],
+        "Process models compared with /proc/PID/maps by periodic verification.",
+    ),
+    doc(
+        "memmon_tracked_processes",
+        "gauge",
+        &[],
+        "Processes with a live model.",
+    ),
+    doc(
+        "memmon_connections_open",
+        "gauge",
+        &["endpoint"],
+        "Open connections to the /metrics endpoint (metrics) or the query socket (socket).",
+    ),
+    doc(
+        "memmon_connections_refused_total",
+        "counter",
+        &["endpoint"],
+        "Connections closed at once because the connection cap was reached and every open connection was busy.",
+    ),
+    doc(
+        "memmon_connections_evicted_total",
+        "counter",
+        &["endpoint"],
+        "Idle connections (no complete request yet, or between requests) closed to make room for a new one at the cap.",
+    ),
+    doc(
+        "memmon_connection_timeouts_total",
+        "counter",
+        &["endpoint"],
+        "Connections closed because the peer sent nothing or too slowly, did not read its reply, or outlived the connection lifetime.",
+    ),
+    doc(
+        "memmon_replies_too_large_total",
+        "counter",
+        &[],
+        "Query replies over the protocol's size limit, answered with a too_large error instead.",
+    ),
+    doc(
+        "memmon_build_info",
+        "gauge",
+        &["version"],
+        "Always 1; the version label says which memmon runs.",
+    ),
+    doc(
+        "memmon_process_mapped_bytes",
+        "gauge",
+        &["pid", "comm"],
+        "Opt-in (per_pid_top_k): bytes mapped by each of the largest processes.",
+    ),
+    doc(
+        "process_cpu_seconds_total",
+        "counter",
+        &[],
+        "CPU time the memmon daemon itself used, in seconds.",
+    ),
+    doc(
+        "process_resident_memory_bytes",
+        "gauge",
+        &[],
+        "Resident memory of the memmon daemon itself, in bytes.",
+    ),
+];
+
+pub(super) fn help(name: &str) -> &'static str {
+    CATALOG
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| d.help)
+        .expect("metric in CATALOG")
+}
+
+/// METRICS.md, generated from [`CATALOG`].
+pub fn metrics_markdown() -> String {
+    let mut out = format!(
+        "# memmon metrics\n\nGenerated from `memmon/src/metrics/catalog.rs` (a test fails when this file is stale; \
+         regenerate with `MEMMON_WRITE_METRICS_MD=1 cargo test -p memmon --lib metrics_md`).\n\n\
+         Served at `http://{}/metrics` by default (`metrics_addr`). No metric has a pid label \
+         (unless `per_pid_top_k` is set) and none carries an address. `group` is the process's systemd unit, \
+         else its comm (`grouping` in the config), capped to the `top_groups` largest by mapped bytes plus `other`.\n\n\
+         | metric | type | labels | meaning |\n| --- | --- | --- | --- |\n",
+        crate::config::DEFAULT_METRICS_ADDR
+    );
+    for d in CATALOG {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            d.name,
+            d.kind,
+            d.labels.join(", "),
+            d.help
+        ));
+    }
+    out
+}
