@@ -1,7 +1,7 @@
 //! shmdt and prctl(PR_SET_VMA_ANON_NAME).
 
 use super::AddressSpace;
-use super::ops::{SHARED_ANON_PATH, page_range, shared_anon_backing};
+use super::ops::{SHARED_ANON_PATH, shared_anon_backing};
 use super::region::Backing;
 
 const ANON_SHMEM_PREFIX: &str = "[anon_shmem:";
@@ -35,18 +35,11 @@ impl AddressSpace {
     /// Shared anonymous memory becomes `[anon_shmem:NAME]`; file mappings
     /// are left alone (the kernel refuses them).
     pub fn set_anon_name(&mut self, addr: u64, len: u64, name: Option<&str>) {
-        let (start, end) = page_range(addr, len);
-        if start >= end {
-            return;
-        }
-        self.split_at(start);
-        self.split_at(end);
-        for (_, region) in self.regions.range_mut(start..end) {
+        self.edit_range(addr, len, |region| {
             if let Some(backing) = renamed(&region.backing, name) {
                 region.backing = backing;
             }
-        }
-        self.merge_span(start, end);
+        });
     }
 }
 

@@ -160,6 +160,15 @@ impl AddressSpace {
     /// mprotect/pkey_mprotect: new rwx bits on the mapped parts; the
     /// sharing mode is fixed at mmap time.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: u64) {
+        self.edit_range(addr, len, |region| {
+            region.perms = Perms::from_prot(prot, region.perms.shared);
+        });
+    }
+
+    /// Applies `edit` to the mapped parts of the page range, split at its
+    /// ends, then merges what became equal: how mprotect and naming change
+    /// part of a mapping.
+    pub(super) fn edit_range(&mut self, addr: u64, len: u64, mut edit: impl FnMut(&mut Region)) {
         let (start, end) = page_range(addr, len);
         if start >= end {
             return;
@@ -167,7 +176,7 @@ impl AddressSpace {
         self.split_at(start);
         self.split_at(end);
         for (_, region) in self.regions.range_mut(start..end) {
-            region.perms = Perms::from_prot(prot, region.perms.shared);
+            edit(region);
         }
         self.merge_span(start, end);
     }
