@@ -57,8 +57,8 @@ impl Peer {
     }
 
     /// Whether a list shows `pid` to this peer. Stricter than the kernel's
-    /// rule, never looser: /proc/PID is owned by the peer's uid and gid
-    /// (the kernel makes it root's when the process is not dumpable) and
+    /// rule, never looser: /proc/PID/maps is owned by the peer's uid and
+    /// gid (the kernel makes it root's when the process is not dumpable) and
     /// every uid and gid of the process (real, effective, saved, fs) is the
     /// peer's (so no setuid/setgid program, and no changed credentials).
     pub(super) fn sees_in_list(&self, pid: u32) -> bool {
@@ -117,15 +117,17 @@ pub(super) fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether /proc/`pid` and all its uids and gids are `uid` and `gid`; None
+/// Whether /proc/`pid`/maps and all the process's uids and gids are `uid` and `gid`; None
 /// when the process is gone.
 fn owned_by(pid: u32, uid: u32, gid: u32) -> Option<bool> {
-    let dir = std::fs::metadata(format!("/proc/{pid}")).ok()?;
+    // The kernel gives the files in /proc/PID to root when the process is
+    // not dumpable (the directory itself keeps its owner on Linux 6.18).
+    let maps = std::fs::metadata(format!("/proc/{pid}/maps")).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let (uids, gids) = (status_field(&status, "Uid:"), status_field(&status, "Gid:"));
     Some(
-        dir.uid() == uid
-            && dir.gid() == gid
+        maps.uid() == uid
+            && maps.gid() == gid
             && uids.len() == 4
             && gids.len() == 4
             && uids.iter().all(|&u| u == uid)

@@ -150,14 +150,23 @@ impl Workers {
         loop {
             installs.borrow_and_update();
             match self.view_one(pid, history).await? {
-                Some(view) if !view.awaiting_snapshot => {
+                Some(mut view) if !view.awaiting_snapshot => {
                     // Served only for the process now behind the pid: a
-                    // model of an earlier one (pid reuse) is resynced first.
+                    // model of an earlier one (pid reuse) is resynced
+                    // first. A model built from a fork event has no start
+                    // time of its own yet: it is the live process's (had
+                    // the child exited, its exit or a loss would have
+                    // dropped or resynced the model).
                     let live = blocking(move || access::start_time(pid)).await?;
-                    match live {
-                        None => return Err(no_such(pid)),
-                        Some(ticks) if view.start_time_ticks == Some(ticks) => return Ok(view),
-                        Some(_) => self.send(Command::Seed(pid, SeedReason::Unknown)).await?,
+                    match (live, view.start_time_ticks) {
+                        (None, _) => return Err(no_such(pid)),
+                        (Some(live), Some(model)) if live != model => {
+                            self.send(Command::Seed(pid, SeedReason::Unknown)).await?;
+                        }
+                        (live, _) => {
+                            view.start_time_ticks = live;
+                            return Ok(view);
+                        }
                     }
                 }
                 Some(_) => {}
