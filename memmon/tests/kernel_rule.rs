@@ -175,27 +175,36 @@ fn an_exec_to_setuid_root_since_the_maps_were_opened_is_refused() {
     fs::copy(std::env::current_exe().unwrap(), &me).unwrap();
     fs::set_permissions(&me, fs::Permissions::from_mode(0o755)).unwrap();
 
-    let out = user
-        .command()
-        .arg(&me)
-        .args([
-            "--exact",
-            "exec_race_client",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            EXEC_RACE,
-            format!("{}:{}", daemon.socket().display(), sleeper.display()),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // A child forked by another test may still hold the copy's write
+    // descriptor for a moment (ETXTBSY): run again until it lets go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (out, text) = loop {
+        let out = user
+            .command()
+            .arg(&me)
+            .args([
+                "--exact",
+                "exec_race_client",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                EXEC_RACE,
+                format!("{}:{}", daemon.socket().display(), sleeper.display()),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !text.contains("Text file busy") || Instant::now() > deadline {
+            break (out, text);
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("exec race: refused"),
