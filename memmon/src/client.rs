@@ -1,16 +1,23 @@
 //! The CLI's side of the query socket.
 
 use std::{
-    os::unix::net::UnixStream,
+    fs::File,
+    os::{
+        fd::{AsFd as _, BorrowedFd},
+        unix::net::UnixStream,
+    },
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use thiserror::Error;
 
-use crate::protocol::{
-    ErrorKind, ErrorReply, FrameError, MAX_REPLY_BYTES, PROTOCOL_VERSION, Reply, ReplyBody,
-    ReplyEnvelope, Request, RequestEnvelope, read_frame, write_frame,
+use crate::{
+    fdpass::send_with_fd,
+    protocol::{
+        ErrorKind, ErrorReply, FrameError, MAX_REPLY_BYTES, PROTOCOL_VERSION, Reply, ReplyBody,
+        ReplyEnvelope, Request, RequestEnvelope, encode, read_frame, unseen,
+    },
 };
 
 pub const DEFAULT_SOCKET: &str = "/run/memmon/memmon.sock";
@@ -61,14 +68,43 @@ impl Client {
         Ok(Self { stream })
     }
 
+    /// Sends `request` and reads its reply. About one process, a user other
+    /// than root first opens its /proc/PID/maps and passes it along: the
+    /// kernel's refusal is the daemon's too, in the same words.
     pub fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
-        write_frame(
-            &mut self.stream,
-            &RequestEnvelope {
-                version: PROTOCOL_VERSION,
-                request,
-            },
-        )?;
+        let pid = match request {
+            Request::Query { pid, .. } | Request::Verify { pid } => Some(pid),
+            Request::Ping | Request::List => None,
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let maps = match pid {
+            Some(pid) if !root => Some(
+                File::open(format!("/proc/{pid}/maps"))
+                    .map_err(|_| ClientError::Daemon(unseen(pid)))?,
+            ),
+            _ => None,
+        };
+        self.request_with_maps(request, maps.as_ref().map(|m| m.as_fd()))
+    }
+
+    /// Sends `request` with `maps` (a /proc/PID/maps the caller opened)
+    /// passed along, and reads its reply.
+    pub fn request_with_maps(
+        &mut self,
+        request: Request,
+        maps: Option<BorrowedFd<'_>>,
+    ) -> Result<Reply, ClientError> {
+        let frame = encode(&RequestEnvelope {
+            version: PROTOCOL_VERSION,
+            request,
+        })?;
+        // The descriptor goes with the first bytes, where the daemon looks.
+        let mut sent = send_with_fd(self.stream.as_fd(), &frame, maps).map_err(FrameError::Io)?;
+        while sent < frame.len() {
+            sent +=
+                send_with_fd(self.stream.as_fd(), &frame[sent..], None).map_err(FrameError::Io)?;
+        }
         // Check the version before the shape: a newer daemon's replies may
         // not parse here, and "upgrade both" is the useful message.
         let reply: serde_json::Value = read_frame(&mut self.stream, MAX_REPLY_BYTES)?;

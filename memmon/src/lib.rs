@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod elf;
 pub mod escape;
 pub mod events;
+pub mod fdpass;
 pub mod io_pool;
 pub mod metrics;
 pub mod model;

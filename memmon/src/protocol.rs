@@ -100,6 +100,19 @@ pub struct ErrorReply {
     pub message: String,
 }
 
+/// The one answer for a process that does not exist, is not a process
+/// (a thread id), or is not the asker's to inspect: the same kind and text
+/// for all, so that the answer tells no one which pids exist.
+pub fn unseen(pid: u32) -> ErrorReply {
+    ErrorReply {
+        kind: ErrorKind::NoSuchPid,
+        message: format!(
+            "pid {pid}: no such process, or no permission to inspect it \
+             (the kernel refused /proc/{pid}/maps)"
+        ),
+    }
+}
+
 impl ReplyEnvelope {
     pub fn ok(reply: Reply) -> Self {
         Self {

@@ -26,7 +26,7 @@ use crate::{
     report::ElfReader,
     rules::{RANDOMIZE_VA_SPACE, RandomizeVaSpace},
     seed,
-    server::Incoming,
+    server::{Incoming, Peer},
     tracker::{ProcessView, SeedReason},
 };
 
@@ -48,8 +48,10 @@ pub(super) struct Workers {
     pub(super) per_pid_top_k: usize,
 }
 
+/// A process that is gone, or not the asker's: one answer for both.
 pub(super) fn no_such(pid: u32) -> Failure {
-    (ErrorKind::NoSuchPid, format!("no such process: pid {pid}"))
+    let reply = crate::protocol::unseen(pid);
+    (reply.kind, reply.message)
 }
 
 /// The kernel's ASLR setting now, or why it cannot be read.
@@ -103,7 +105,7 @@ impl Workers {
             tokio::select! {
                 Some(incoming) = requests.recv() => {
                     tokio::spawn(async move {
-                        let reply = workers.handle(incoming.request, incoming.uid).await;
+                        let reply = workers.handle(incoming.request, incoming.peer).await;
                         let _ = incoming.reply.send(reply);
                     });
                 }
@@ -148,7 +150,25 @@ impl Workers {
         loop {
             installs.borrow_and_update();
             match self.view_one(pid, history).await? {
-                Some(view) if !view.awaiting_snapshot => return Ok(view),
+                Some(mut view) if !view.awaiting_snapshot => {
+                    // Served only for the process now behind the pid: a
+                    // model of an earlier one (pid reuse) is resynced
+                    // first. A model built from a fork event has no start
+                    // time of its own yet: it is the live process's (had
+                    // the child exited, its exit or a loss would have
+                    // dropped or resynced the model).
+                    let live = blocking(move || access::start_time(pid)).await?;
+                    match (live, view.start_time_ticks) {
+                        (None, _) => return Err(no_such(pid)),
+                        (Some(live), Some(model)) if live != model => {
+                            self.send(Command::Seed(pid, SeedReason::Unknown)).await?;
+                        }
+                        (live, _) => {
+                            view.start_time_ticks = live;
+                            return Ok(view);
+                        }
+                    }
+                }
                 Some(_) => {}
                 None if std::path::Path::new(&format!("/proc/{pid}")).exists() => {
                     self.send(Command::Seed(pid, SeedReason::Unknown)).await?;
@@ -170,16 +190,16 @@ impl Workers {
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request, uid: u32) -> ReplyEnvelope {
+    async fn handle(self: Arc<Self>, request: Request, peer: Peer) -> ReplyEnvelope {
         let reply = match request {
             Request::Ping => Ok(Reply::Pong {
                 daemon_pid: std::process::id(),
                 tracked_processes: self.tracked.load(Ordering::Relaxed),
                 version: env!("CARGO_PKG_VERSION").into(),
             }),
-            Request::Verify { pid } => self.verify_as(pid, uid).await,
-            Request::List => self.list(uid).await,
-            Request::Query { pid, events } => self.query(pid, events, uid).await,
+            Request::Verify { pid } => self.verify_as(pid, peer).await,
+            Request::List => self.list(peer).await,
+            Request::Query { pid, events } => self.query(pid, events, peer).await,
         };
         match reply {
             Ok(reply) => ReplyEnvelope::ok(reply),
@@ -187,24 +207,29 @@ impl Workers {
         }
     }
 
-    async fn query(self: Arc<Self>, pid: u32, events: usize, uid: u32) -> Result<Reply, Failure> {
-        blocking(move || access::authorize(uid, pid)).await??;
+    async fn query(self: Arc<Self>, pid: u32, events: usize, peer: Peer) -> Result<Reply, Failure> {
+        let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
         let deadline = Instant::now() + WAIT_FOR_MODEL;
         let view = self.ready_view(pid, events, deadline).await?;
         blocking(move || {
             let rva = randomize_va_space();
             let layout = crate::report::build_layout(&view, &self.reader, &rva, events);
-            Reply::Layout(Box::new(layout))
+            // Checked after building: an exec or exit since the peer opened
+            // its maps refuses the reply.
+            peer.still_allowed(pid)?;
+            Ok(Reply::Layout(Box::new(layout)))
         })
-        .await
+        .await?
     }
 
-    async fn verify_as(self: Arc<Self>, pid: u32, uid: u32) -> Result<Reply, Failure> {
-        blocking(move || access::authorize(uid, pid)).await??;
-        self.verify(pid).await.map(Reply::Verify)
+    async fn verify_as(self: Arc<Self>, pid: u32, peer: Peer) -> Result<Reply, Failure> {
+        let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
+        let report = self.verify(pid).await?;
+        blocking(move || peer.still_allowed(pid)).await??;
+        Ok(Reply::Verify(report))
     }
 
-    async fn list(self: Arc<Self>, uid: u32) -> Result<Reply, Failure> {
+    async fn list(self: Arc<Self>, peer: Peer) -> Result<Reply, Failure> {
         let published = self.view(Want::All).await?;
         blocking(move || {
             let rva = randomize_va_space();
@@ -212,7 +237,7 @@ impl Workers {
                 .processes
                 .iter()
                 .filter(|p| !p.awaiting_snapshot && p.uid.is_some())
-                .filter(|p| access::visible(uid, p.pid))
+                .filter(|p| peer.sees_in_list(p.pid))
                 .map(|p| self.summary(p, &rva))
                 .collect();
             processes.sort_by_key(|p| p.pid);

@@ -204,6 +204,7 @@ pub fn build_layout(
     };
     Layout {
         pid,
+        start_time_ticks: state.start_time_ticks,
         comm: state.comm.clone(),
         exe: state.exe.clone(),
         uid: state.uid,

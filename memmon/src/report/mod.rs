@@ -30,6 +30,9 @@ pub fn hex(value: u64) -> String {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Layout {
     pub pid: u32,
+    /// /proc/PID/stat start time: with the pid, which process this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_ticks: Option<u64>,
     pub comm: String,
     pub exe: Option<String>,
     pub uid: Option<u32>,

@@ -1,5 +1,7 @@
-//! The query server: a Unix socket whose peers are checked with SO_PEERCRED.
-//! Root may ask about any process; other users only about their own.
+//! The query server: a Unix socket whose peers are known by SO_PEERCRED,
+//! and who pass the /proc/PID/maps they opened with each request about one
+//! process (SCM_RIGHTS), so that the kernel's rule decides what a user may
+//! see (see `daemon::access`).
 //!
 //! Connections are served by their own tasks; every request is forwarded
 //! to the daemon's loop, the single owner of the models, with a oneshot
@@ -10,11 +12,14 @@
 
 mod bind;
 
-use std::path::PathBuf;
+use std::{
+    os::fd::{AsRawFd as _, OwnedFd},
+    path::PathBuf,
+};
 
 use thiserror::Error;
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncReadExt as _, AsyncWriteExt as _, Interest},
     net::{UnixListener, UnixStream},
     sync::{mpsc, oneshot},
     time::{Duration, timeout},
@@ -22,6 +27,7 @@ use tokio::{
 
 use crate::{
     connections::{Limits, QUERY_SOCKET, REPLIES_TOO_LARGE, Slot, Slots},
+    fdpass::recv_with_fd,
     protocol::{
         ErrorKind, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, ReplyEnvelope, Request, decode_request,
         encode,
@@ -29,11 +35,19 @@ use crate::{
     throttle::accept_loop,
 };
 
-/// A peer's request, on its way to the daemon loop.
+/// Who asks, as SO_PEERCRED and SCM_RIGHTS told the server.
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    /// /proc/PID/maps as the peer opened it (with its own credentials), for
+    /// a request about one pid.
+    pub maps: Option<std::fs::File>,
+}
+
+/// A peer's request, on its way to the daemon's workers.
 pub struct Incoming {
     pub request: Request,
-    /// The peer's uid (from SO_PEERCRED).
-    pub uid: u32,
+    pub peer: Peer,
     pub reply: oneshot::Sender<ReplyEnvelope>,
 }
 
@@ -73,7 +87,7 @@ pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
     let slots = Slots::new(LIMITS, &QUERY_SOCKET);
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
     accept_loop("query socket", accept, |stream| {
-        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+        let Ok((uid, gid)) = stream.peer_cred().map(|c| (c.uid(), c.gid())) else {
             return;
         };
         // Past the cap with every connection busy: dropping it closes it.
@@ -83,7 +97,7 @@ pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
             tokio::select! {
-                ended = handle(stream, uid, &slot, to_daemon) => {
+                ended = handle(stream, (uid, gid), &slot, to_daemon) => {
                     if let Err(err) = ended {
                         log::debug!("query connection ended: {err}");
                     }
@@ -123,24 +137,44 @@ async fn send(stream: &mut UnixStream, reply: &ReplyEnvelope) -> std::io::Result
     }
 }
 
+/// Reads a frame's 4-byte length, with the descriptor the client passed
+/// along with it (the client sends each frame in one `sendmsg`, so the
+/// descriptor arrives with its first byte).
+async fn read_head(stream: &UnixStream, head: &mut [u8; 4]) -> std::io::Result<Option<OwnedFd>> {
+    let (mut got, mut passed) = (0, None);
+    while got < head.len() {
+        let (n, fd) = stream
+            .async_io(Interest::READABLE, || {
+                recv_with_fd(stream.as_raw_fd(), &mut head[got..])
+            })
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n;
+        passed = passed.or(fd);
+    }
+    Ok(passed)
+}
+
 /// Serves requests on one connection until the peer closes it.
 async fn handle(
     mut stream: UnixStream,
-    uid: u32,
+    (uid, gid): (u32, u32),
     slot: &Slot,
     to_daemon: mpsc::Sender<Incoming>,
 ) -> std::io::Result<()> {
     loop {
         let mut len = [0u8; 4];
-        match timeout(READ_TIMEOUT, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
+        let maps = match timeout(READ_TIMEOUT, read_head(&stream, &mut len)).await {
+            Ok(Ok(maps)) => maps,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 QUERY_SOCKET.timed_out(); // idle client
                 return Ok(());
             }
-        }
+        };
         let len = u32::from_be_bytes(len);
         if len > MAX_REQUEST_BYTES {
             // The stream is out of sync past an oversized header: answer, close.
@@ -171,7 +205,11 @@ async fn handle(
                 if to_daemon
                     .send(Incoming {
                         request,
-                        uid,
+                        peer: Peer {
+                            uid,
+                            gid,
+                            maps: maps.map(std::fs::File::from),
+                        },
                         reply: tx,
                     })
                     .await
