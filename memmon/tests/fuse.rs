@@ -94,8 +94,10 @@ impl FuseMount {
             "mksquashfs failed: {}",
             String::from_utf8_lossy(&packed.stderr)
         );
+        // No attribute cache: every stat of a file on the mount asks the
+        // server, so a stat the daemon makes while it is stopped blocks.
         let server = Command::new("squashfuse")
-            .arg("-f")
+            .args(["-f", "-o", "attr_timeout=0"])
             .arg(&image)
             .arg(&mountpoint)
             .stdin(Stdio::null())
