@@ -24,10 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
 use support::{
-    Daemon, QueryMe, Stopped, TempDir, compile, hex, listing, metric, query_json, require_bpf,
-    run_to_end, signal, skip, wait_stopped, wait_timeout, within,
+    Daemon, QueryMe, Stopped, TempDir, compile, listing, metric, query_json, region_at,
+    require_bpf, run_to_end, signal, skip, wait_stopped, wait_timeout, within,
 };
 
 /// How long the server stays stopped, and the most any call may take then.
@@ -149,17 +148,6 @@ impl Drop for FuseMount {
             let _ = self.server.wait();
         }
     }
-}
-
-/// The region of `layout` holding `addr`.
-fn region_at(layout: &Value, addr: u64) -> Value {
-    layout["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| hex(&r["start"]) <= addr && addr < hex(&r["end"]))
-        .unwrap_or_else(|| panic!("no region holds {addr:#x}: {layout}"))
-        .clone()
 }
 
 /// Runs `churn` (mmap+munmap pairs) again and again until `stop`.

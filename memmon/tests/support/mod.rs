@@ -28,6 +28,7 @@ use std::{
 #[allow(unused_imports)]
 pub use client::{
     QueryMe, Run, check_ps_entry, entry_for, fixture, free_pid, hex, listing, memmon, query_json,
+    region_at,
 };
 #[allow(unused_imports)]
 pub use daemon::Daemon;
