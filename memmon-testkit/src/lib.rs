@@ -9,6 +9,7 @@
 mod ci;
 mod daemon;
 mod dir;
+mod elf;
 mod lines;
 mod metrics;
 mod process;
@@ -16,6 +17,7 @@ mod process;
 pub use ci::{is_ci, skip};
 pub use daemon::{DAEMON_READY_LINE, daemon_command, metrics_url, tracked_processes};
 pub use dir::TempDir;
+pub use elf::crafted_elf;
 pub use lines::LineCollector;
 pub use metrics::{http_get, metric};
 pub use process::{proc_state, state_of, wait_timeout};

@@ -8,7 +8,9 @@
 mod support;
 
 use serde_json::Value;
-use support::{Daemon, Stopped, compiled, hex, memmon, query_json, require_bpf, shared_daemon};
+use support::{
+    Daemon, Stopped, compiled, hex, memmon, query_json, region_at, require_bpf, shared_daemon,
+};
 
 fn query(daemon: &Daemon, pid: u32, extra: &[&str]) -> String {
     let pid = pid.to_string();
@@ -21,16 +23,6 @@ fn query(daemon: &Daemon, pid: u32, extra: &[&str]) -> String {
 
 fn layout(daemon: &Daemon, pid: u32) -> Value {
     query_json(None, daemon.socket(), pid, &[])
-}
-
-/// The region of `layout` holding `addr`.
-fn region_at(layout: &Value, addr: u64) -> &Value {
-    layout["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| hex(&r["start"]) <= addr && addr < hex(&r["end"]))
-        .unwrap_or_else(|| panic!("no region holds {addr:#x}"))
 }
 
 fn kind_at(layout: &Value, addr: u64) -> String {

@@ -8,7 +8,9 @@ use crate::env::{as_root, find_in_path, run};
 /// metrics test starts a real Prometheus and checks with promtool, and
 /// `cargo xtask bench` compares the daemon's overhead with bpftrace's;
 /// the reliability tests list kernel objects with bpftool; `xtask fuzz`
-/// bounds memory with prlimit.
+/// bounds memory with prlimit; the FUSE test builds a squashfs image,
+/// serves it with squashfuse and unmounts with fusermount3; pmap is the
+/// yardstick for query latency (issue 10: a query no slower than pmap).
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("setarch", "util-linux"),
@@ -19,6 +21,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftrace", "bpftrace"),
     ("bpftool", "bpftool"),
     ("prlimit", "util-linux"),
+    ("fusermount3", "fuse3"),
+    ("squashfuse", "squashfuse"),
+    ("mksquashfs", "squashfs-tools"),
+    ("pmap", "procps"),
 ];
 
 pub fn ensure() -> Result<()> {

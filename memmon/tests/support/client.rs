@@ -116,6 +116,16 @@ pub fn hex(v: &Value) -> u64 {
     u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("bad hex {s}"))
 }
 
+/// The region of `layout` holding `addr`.
+pub fn region_at(layout: &Value, addr: u64) -> &Value {
+    layout["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| hex(&r["start"]) <= addr && addr < hex(&r["end"]))
+        .unwrap_or_else(|| panic!("no region holds {addr:#x}"))
+}
+
 /// A pid no process has.
 pub fn free_pid() -> u32 {
     (999_999..)

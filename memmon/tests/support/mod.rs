@@ -15,6 +15,7 @@ mod frames;
 mod maps;
 mod process;
 mod stopped;
+mod timing;
 mod trace;
 mod user;
 
@@ -27,6 +28,7 @@ use std::{
 #[allow(unused_imports)]
 pub use client::{
     QueryMe, Run, check_ps_entry, entry_for, fixture, free_pid, hex, listing, memmon, query_json,
+    region_at,
 };
 #[allow(unused_imports)]
 pub use daemon::Daemon;
@@ -44,6 +46,8 @@ pub use memmon_testkit::{DAEMON_READY_LINE, metric, proc_state, skip, state_of};
 pub use process::{LineCollector, run_to_end, signal, wait_timeout};
 #[allow(unused_imports)]
 pub use stopped::{Checkpoint, STOP_TIMEOUT, Stopped, wait_stopped};
+#[allow(unused_imports)]
+pub use timing::{vm_rss, within};
 #[allow(unused_imports)]
 pub use trace::{Summary, TRACING_LINE, Trace, TraceOutput, brief};
 #[allow(unused_imports)]
