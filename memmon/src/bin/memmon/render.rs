@@ -158,7 +158,10 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
             Cell::new(&region.perms),
             kind,
             Cell::new(escape(&object)),
-            Cell::new(escape(&region.path)),
+            Cell::new(match &region.note {
+                Some(note) => format!("{}  ({})", escape(&region.path), escape(note)),
+                None => escape(&region.path).into_owned(),
+            }),
         ]);
     }
     let mut out = header(layout);
@@ -177,6 +180,9 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
         layout.regions.len(),
         totals.join(", ")
     );
+    for note in &layout.notes {
+        let _ = writeln!(out, "note: {}", escape(note));
+    }
     if !layout.events.is_empty() {
         let _ = writeln!(out, "\nrecent events (oldest first):");
         for e in &layout.events {
@@ -222,6 +228,32 @@ mod tests {
                 assert!(!text.contains('\x1b'), "{text:?}");
             }
         }
+    }
+
+    #[test]
+    fn notes_show_beside_their_region_and_below_the_table() {
+        let layout: Layout = serde_json::from_value(serde_json::json!({
+            "pid": 7, "comm": "x", "exe": null, "uid": 0, "elf": null,
+            "aslr": {"status": "full", "reasons": []}, "wx": [], "heap": null,
+            "regions": [{
+                "start": "0x1000", "end": "0x2000", "size": 4096, "perms": "r-xp",
+                "offset": 0, "path": "/mnt/fuse/lib.so", "kind": "file",
+                "object": null, "segment": null, "sections": [],
+                "note": "unreadable (timed out)"
+            }],
+            "gaps": [], "totals": {}, "mapped_bytes": 4096,
+            "notes": ["thread stack pointers: timed out"],
+        }))
+        .expect("a valid layout");
+        let text = render_text(&layout, false);
+        assert!(
+            text.contains("/mnt/fuse/lib.so  (unreadable (timed out))"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nnote: thread stack pointers: timed out\n"),
+            "{text}"
+        );
     }
 
     #[test]
