@@ -27,7 +27,7 @@ use memmon::{
 };
 use support::{
     Daemon, Stopped, TempDir, TestUser, compile, fixture, free_pid, group_daemon, memmon,
-    query_json, require_bpf, spawn_as_user, test_user,
+    output_text, query_json, require_bpf, spawn_as_user, test_user,
 };
 
 /// Set (to "SOCKET:SETUID_PROGRAM") when this binary runs as the exec-race
@@ -195,11 +195,7 @@ fn an_exec_to_setuid_root_since_the_maps_were_opened_is_refused() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = output_text(&out);
         if !text.contains("Text file busy") || Instant::now() > deadline {
             break (out, text);
         }

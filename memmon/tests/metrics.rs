@@ -18,7 +18,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, TempDir, require_bpf, shared_daemon};
+use support::{Daemon, TempDir, output_text, require_bpf, shared_daemon};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -81,11 +81,7 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     (out.status.success(), text)
 }
 
@@ -263,11 +259,7 @@ fn deploy_files_pass_their_checkers() {
             .arg(&path)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = output_text(&out);
         assert!(
             out.status.success() && text.trim().is_empty(),
             "systemd-analyze verify:\n{text}"

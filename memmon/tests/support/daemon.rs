@@ -13,7 +13,7 @@ use memmon_testkit::{
     DAEMON_READY_LINE, TempDir, daemon_command, http_get, metrics_url, proc_state,
 };
 
-use super::process::{LineCollector, die_with_parent, signal, wait_timeout};
+use super::process::{LineCollector, die_with_parent, output_text, signal, wait_timeout};
 use super::{MEMMON, START_TIMEOUT};
 
 /// A running `memmon daemon` on a private socket. [`Daemon::start`] gives
@@ -161,11 +161,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .output()
             .expect("run memmon verify");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = output_text(&output);
         (output.status.success(), text)
     }
 

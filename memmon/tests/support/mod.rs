@@ -43,7 +43,7 @@ pub use maps::{maps_line_at, maps_line_containing, maps_of, maps_range};
 #[allow(unused_imports)]
 pub use memmon_testkit::{DAEMON_READY_LINE, metric, proc_state, skip, state_of};
 #[allow(unused_imports)]
-pub use process::{LineCollector, run_to_end, signal, wait_timeout};
+pub use process::{LineCollector, output_text, run_to_end, signal, wait_timeout};
 #[allow(unused_imports)]
 pub use stopped::{Checkpoint, STOP_TIMEOUT, Stopped, wait_stopped};
 #[allow(unused_imports)]

@@ -52,3 +52,12 @@ pub fn run_to_end(
     });
     (status, out.finish(), pid)
 }
+
+/// A finished command's stdout then stderr, as text (for messages).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -12,6 +12,7 @@ use std::{
 use super::MEMMON;
 use super::daemon::Daemon;
 use super::fixtures::TempDir;
+use super::process::output_text;
 use super::stopped::Stopped;
 
 pub const TEST_USER: &str = "memmon-test";
@@ -48,14 +49,7 @@ pub fn sh(program: &str, args: &[&str]) -> (bool, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), output_text(&out))
 }
 
 /// The user and group `memmon-test`, created when missing (and left in place).
