@@ -4,10 +4,13 @@ use std::{
     collections::{HashMap, VecDeque},
     os::unix::fs::MetadataExt,
     path::Path,
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
-use crate::elf::{ElfInfo, read_elf};
+use crate::{
+    elf::{ElfInfo, read_elf},
+    io_pool::lock,
+};
 
 /// What the cache may hold, in (estimated) bytes of parsed headers: a few
 /// hundred real libraries take a few MiB; a user mapping many distinct
@@ -58,22 +61,24 @@ impl ElfCache {
     /// The ELF mapped at `path` (as maps shows it), read through `open_as`
     /// (a /proc/PID/map_files link, which works for deleted files and other
     /// mount namespaces), else through the path itself.
-    pub fn get(&mut self, path: &str, open_as: &str) -> Option<Arc<ElfInfo>> {
+    /// `None` when the file is gone or is not (valid) ELF. The parse runs
+    /// with the cache unlocked: other files need not wait for this one.
+    pub fn read(cache: &Mutex<Self>, path: &str, open_as: &str) -> Option<Arc<ElfInfo>> {
         let (file, key) = identify(path, open_as)?;
-        if let Some(hit) = self.lookup(&key) {
-            return hit;
-        }
-        let parsed = parse(&file);
-        self.insert(key, parsed.clone());
-        parsed
+        let hit = lock(cache).lookup(&key);
+        hit.unwrap_or_else(|| {
+            let parsed = read_elf(Path::new(&file)).ok().map(Arc::new);
+            lock(cache).insert(key, parsed.clone());
+            parsed
+        })
     }
 
     /// A cached parse (`Some(None)`: known not to be ELF).
-    pub(super) fn lookup(&self, key: &FileKey) -> Option<Option<Arc<ElfInfo>>> {
+    fn lookup(&self, key: &FileKey) -> Option<Option<Arc<ElfInfo>>> {
         self.entries.get(key).map(|(hit, _)| hit.clone())
     }
 
-    pub(super) fn insert(&mut self, key: FileKey, parsed: Option<Arc<ElfInfo>>) {
+    fn insert(&mut self, key: FileKey, parsed: Option<Arc<ElfInfo>>) {
         let cost = parsed.as_deref().map_or(0, approx_bytes) + ENTRY_OVERHEAD;
         if cost > self.budget {
             return; // used once, never kept
@@ -94,7 +99,7 @@ impl ElfCache {
 
 /// Which file `path` (or `open_as`) names now, and the name to open it
 /// by. Stats the file: I/O on a path the process chose.
-pub(super) fn identify(path: &str, open_as: &str) -> Option<(String, FileKey)> {
+fn identify(path: &str, open_as: &str) -> Option<(String, FileKey)> {
     let plain = path.trim_end_matches(" (deleted)");
     let (file, meta) = [open_as, plain]
         .into_iter()
@@ -106,11 +111,6 @@ pub(super) fn identify(path: &str, open_as: &str) -> Option<(String, FileKey)> {
         mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
     };
     Some((file.to_owned(), key))
-}
-
-/// Reads and parses the file; `None` when it is not (valid) ELF.
-pub(super) fn parse(file: &str) -> Option<Arc<ElfInfo>> {
-    read_elf(Path::new(file)).ok().map(Arc::new)
 }
 
 const ENTRY_OVERHEAD: usize = 128;
@@ -152,7 +152,7 @@ mod tests {
     fn budget_bounds_bytes_and_evicts_oldest_first() {
         let exe = std::env::current_exe().unwrap();
         let exe = exe.to_str().unwrap();
-        let mut cache = ElfCache::with_budget(ENTRY_OVERHEAD * 2);
+        let cache = Mutex::new(ElfCache::with_budget(ENTRY_OVERHEAD * 2));
         // Not ELF: cached as None, costing only the overhead.
         let dir = std::env::temp_dir().join(format!("memmon-elfcache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -164,20 +164,20 @@ mod tests {
             })
             .collect();
         for f in &files {
-            assert!(cache.get(f, "/nonexistent").is_none());
+            assert!(ElfCache::read(&cache, f, "/nonexistent").is_none());
         }
-        assert_eq!(cache.entries.len(), 2);
-        assert!(cache.bytes() <= ENTRY_OVERHEAD * 2);
-        assert!(!cache.order.iter().any(|k| {
+        assert_eq!(lock(&cache).entries.len(), 2);
+        assert!(lock(&cache).bytes() <= ENTRY_OVERHEAD * 2);
+        assert!(!lock(&cache).order.iter().any(|k| {
             let m = std::fs::metadata(&files[0]).unwrap();
             k.ino == m.ino()
         }));
         // A real ELF bigger than the budget is returned but not kept.
-        assert!(cache.get(exe, "/nonexistent").is_some());
-        assert_eq!(cache.entries.len(), 2);
-        let mut roomy = ElfCache::default();
-        let first = roomy.get(exe, "/nonexistent").unwrap();
-        let again = roomy.get(exe, "/nonexistent").unwrap();
+        assert!(ElfCache::read(&cache, exe, "/nonexistent").is_some());
+        assert_eq!(lock(&cache).entries.len(), 2);
+        let roomy = Mutex::new(ElfCache::default());
+        let first = ElfCache::read(&roomy, exe, "/nonexistent").unwrap();
+        let again = ElfCache::read(&roomy, exe, "/nonexistent").unwrap();
         assert!(Arc::ptr_eq(&first, &again), "parsed once, shared");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -190,11 +190,11 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         std::fs::copy(&exe, &path).unwrap();
         let p = path.to_str().unwrap();
-        let mut cache = ElfCache::default();
-        assert!(cache.get(p, "/nonexistent").is_some());
+        let cache = Mutex::new(ElfCache::default());
+        assert!(ElfCache::read(&cache, p, "/nonexistent").is_some());
         // Same inode, new content and size: no stale hit.
         std::fs::write(&path, b"no longer an ELF").unwrap();
-        assert!(cache.get(p, "/nonexistent").is_none());
+        assert!(ElfCache::read(&cache, p, "/nonexistent").is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

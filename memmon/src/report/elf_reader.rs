@@ -10,11 +10,7 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    ElfCache,
-    elf_cache::{identify, parse},
-    remote_fs::device_is_remote,
-};
+use super::{ElfCache, remote_fs::device_is_remote};
 use crate::{
     elf::ElfInfo,
     io_pool::{IoError, IoPool, lock},
@@ -108,15 +104,5 @@ fn read_one(
     if !read_remote && device_is_remote(pid, major, minor) {
         return ElfRead::Unreadable(SKIPPED_REMOTE.to_owned());
     }
-    let Some((file, key)) = identify(path, link) else {
-        return ElfRead::NotElf;
-    };
-    let hit = lock(cache).lookup(&key);
-    // The parse runs unlocked: other files need not wait for this one.
-    let parsed = hit.unwrap_or_else(|| {
-        let parsed = parse(&file);
-        lock(cache).insert(key, parsed.clone());
-        parsed
-    });
-    parsed.map_or(ElfRead::NotElf, ElfRead::Elf)
+    ElfCache::read(cache, path, link).map_or(ElfRead::NotElf, ElfRead::Elf)
 }
