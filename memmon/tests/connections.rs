@@ -18,7 +18,7 @@ use std::{
 };
 
 use memmon::{client::Client, protocol::Request};
-use support::{Daemon, require_bpf};
+use support::{Daemon, metric, require_bpf, within};
 
 const IDLE_HTTP: usize = 2000;
 /// Per uid (nobody, then root).
@@ -64,23 +64,6 @@ fn cpu_time(pid: i32) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / hz)
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
-}
-
-fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let started = Instant::now();
-    let out = f();
-    let took = started.elapsed();
-    assert!(
-        took <= ANSWER_WITHIN,
-        "{what} took {took:?} under a connection flood"
-    );
-    out
 }
 
 #[test]
@@ -133,14 +116,14 @@ fn idle_connection_floods_cannot_stall_scrapes_or_queries() {
         if round == 7 {
             for endpoint in ["metrics", "socket"] {
                 let label = format!("{{endpoint=\"{endpoint}\"}}");
-                let open = metric(&text, &format!("memmon_connections_open{label}"));
+                let open = exported(&text, "memmon_connections_open", &label);
                 let cap = if endpoint == "metrics" { 64.0 } else { 128.0 };
                 assert!(
                     open <= cap,
                     "{open} {endpoint} connections open, over {cap}"
                 );
-                let shed = metric(&text, &format!("memmon_connections_evicted_total{label}"))
-                    + metric(&text, &format!("memmon_connections_refused_total{label}"));
+                let shed = exported(&text, "memmon_connections_evicted_total", &label)
+                    + exported(&text, "memmon_connections_refused_total", &label);
                 assert!(shed > 0.0, "no {endpoint} connection was shed:\n{text}");
             }
         }
@@ -156,4 +139,19 @@ fn idle_connection_floods_cannot_stall_scrapes_or_queries() {
     );
     assert!(daemon.alive(), "the daemon died");
     drop((http, idle));
+}
+
+/// Runs `call`, failing the test if it took longer than [`ANSWER_WITHIN`].
+fn timed<T>(what: &str, call: impl FnOnce() -> T) -> T {
+    within(
+        ANSWER_WITHIN,
+        &format!("{what} under a connection flood"),
+        call,
+    )
+    .0
+}
+
+/// A series the daemon must export.
+fn exported(text: &str, name: &str, labels: &str) -> f64 {
+    metric(text, name, labels).unwrap_or_else(|| panic!("{name}{labels} missing from:\n{text}"))
 }
