@@ -194,7 +194,10 @@ impl Bench {
                 }
             }
             Running::Memmon { daemon, before } => {
-                thread::sleep(Duration::from_millis(200));
+                // Past the daemon's /metrics cache (CACHE_FOR, 1 s, in
+                // memmon/src/metrics/http.rs): a round is shorter than that,
+                // and a cached exposition would show no events at all.
+                thread::sleep(Duration::from_millis(1200));
                 let after = scrape(&daemon.metrics_url()?)?;
                 let delta = |name: &str| {
                     metric(&after, name, "").unwrap_or(f64::NAN)
