@@ -68,7 +68,9 @@ pub struct EventHeader {
     pub comm: [u8; COMM_LEN],
 }
 
-/// One memory syscall: the arguments seen at entry and the result at exit.
+/// One memory syscall, seen at its exit: the original arguments (from the
+/// registers saved at entry) and the result. No duration: that would need
+/// an enter program, which doubles the cost per call.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SyscallEvent {
@@ -76,12 +78,11 @@ pub struct SyscallEvent {
     /// The raw syscall number (`__syscall_nr`); userspace maps it to a name.
     pub nr: u32,
     pub _pad0: u32,
-    /// Raw syscall arguments in order, as the tracepoint gives them.
+    /// Raw syscall arguments in order: the full registers, so an `int`
+    /// argument is only the low 32 bits.
     pub args: [u64; 6],
     /// Return value: an address or value, or `-errno`.
     pub ret: i64,
-    /// Nanoseconds from syscall entry to exit.
-    pub duration_ns: u64,
 }
 
 #[repr(C)]
@@ -128,28 +129,14 @@ pub struct VmaNameEvent {
     pub name: [u8; VMA_NAME_LEN],
 }
 
-/// Per-thread state kept between `sys_enter` and `sys_exit`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct PendingSyscall {
-    pub nr: u32,
-    pub _pad0: u32,
-    pub enter_ns: u64,
-    pub args: [u64; 6],
-}
-
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Records dropped because the ring buffer was full.
     pub const RINGBUF_LOST: u32 = 0;
-    /// `sys_exit` seen with no matching `sys_enter` (programs attached
-    /// mid-syscall, or the pairing entry evicted): the process is marked
-    /// lost, like a ring-buffer loss.
-    pub const UNPAIRED_EXIT: u32 = 1;
     /// A process could not be marked lost because `LOST_PIDS` was full:
     /// userspace must resync every process.
-    pub const LOST_PIDS_FULL: u32 = 2;
-    pub const COUNT: u32 = 3;
+    pub const LOST_PIDS_FULL: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Names of the maps and globals, shared so that both sides spell them alike.
@@ -229,13 +216,11 @@ pub const CLONE_THREAD: u64 = 0x0001_0000;
 mod user_pod {
     // SAFETY: plain #[repr(C)] integers with no padding left implicit.
     unsafe impl aya::Pod for super::TracepointLayout {}
-    // SAFETY: plain #[repr(C)] integers and arrays, padding explicit.
-    unsafe impl aya::Pod for super::PendingSyscall {}
 }
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 40);
-    assert!(core::mem::size_of::<SyscallEvent>() == 112);
+    assert!(core::mem::size_of::<SyscallEvent>() == 104);
     assert!(core::mem::size_of::<ExecEvent>() == 304);
     assert!(core::mem::size_of::<ForkEvent>() == 56);
     assert!(core::mem::size_of::<ExitEvent>() == 48);

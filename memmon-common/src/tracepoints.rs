@@ -54,8 +54,9 @@ macro_rules! traced {
     };
 }
 
-/// The memory syscalls, paired enter+exit by `sys_enter_memory` and
-/// `sys_exit_memory`. `memmon::events::Syscall` follows this order.
+/// The memory syscalls, traced at their exit only by `sys_exit_memory`
+/// (arguments from the saved registers). `memmon::events::Syscall`
+/// follows this order.
 pub const MEMORY_SYSCALLS: [TracedSyscall; 8] = traced![
     "mmap",
     "munmap",
@@ -67,11 +68,8 @@ pub const MEMORY_SYSCALLS: [TracedSyscall; 8] = traced![
     "shmdt",
 ];
 
-/// Only their entry is traced: the fork program reads the clone flags
-/// stored there to tell a thread from a process.
-pub const CLONES: [TracedSyscall; 2] = traced!["clone", "clone3"];
-
-/// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ...) names anonymous memory.
+/// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ...) names anonymous memory;
+/// traced at its exit only, like the memory syscalls.
 pub const PRCTL: TracedSyscall = traced!["prctl"][0];
 
 pub const SCHED_PROCESS_EXEC: TracepointId = TracepointId::sched("sched_process_exec");
@@ -111,18 +109,12 @@ impl Program {
 }
 
 /// The attach plan: every program and every tracepoint memmon attaches.
-pub const PROGRAMS: [Program; 7] = [
-    Program {
-        name: "sys_enter_memory",
-        serves: &[Serves::Enter(&MEMORY_SYSCALLS), Serves::Enter(&CLONES)],
-    },
+/// No `sys_enter_*` is attached: each per-syscall tracepoint adds a floor
+/// cost to every other syscall, and the exit programs need no entry.
+pub const PROGRAMS: [Program; 5] = [
     Program {
         name: "sys_exit_memory",
         serves: &[Serves::Exit(&MEMORY_SYSCALLS)],
-    },
-    Program {
-        name: "sys_enter_prctl",
-        serves: &[Serves::Enter(&[PRCTL])],
     },
     Program {
         name: "sys_exit_prctl",
@@ -157,18 +149,17 @@ mod tests {
     #[test]
     fn the_plan_spells_every_tracepoint_once() {
         let all: Vec<TracepointId> = all_tracepoints().collect();
-        // Enter and exit of 8 memory syscalls and prctl, enter of clone
-        // and clone3, three sched events.
-        assert_eq!(all.len(), 8 * 2 + 2 + 2 + 3);
+        // Exit of 8 memory syscalls and prctl, three sched events.
+        assert_eq!(all.len(), 8 + 1 + 3);
         let unique: BTreeSet<_> = all.iter().map(ToString::to_string).collect();
         assert_eq!(unique.len(), all.len());
-        assert!(unique.contains("syscalls/sys_enter_pkey_mprotect"));
+        assert!(unique.contains("syscalls/sys_exit_pkey_mprotect"));
         assert!(unique.contains("syscalls/sys_exit_shmdt"));
-        assert!(unique.contains("syscalls/sys_enter_clone3"));
+        assert!(unique.iter().all(|tp| !tp.contains("sys_enter_")));
         assert!(!unique.contains("syscalls/sys_exit_clone"));
         assert!(unique.contains("syscalls/sys_exit_prctl"));
         assert!(unique.contains("sched/sched_process_exit"));
-        let exits: Vec<_> = PROGRAMS[1].tracepoints().collect();
+        let exits: Vec<_> = PROGRAMS[0].tracepoints().collect();
         assert_eq!(exits.len(), MEMORY_SYSCALLS.len());
         assert!(exits.iter().all(|tp| tp.name.starts_with("sys_exit_")));
     }

@@ -2,6 +2,7 @@
  *
  *   memloop mmap N        N mmap(4096, anonymous)+munmap pairs
  *   memloop brk N         N brk(cur+4096)+brk(cur) pairs
+ *   memloop getpid N      N getpid calls (a syscall no tracer attaches to)
  *     -> "ns_per_iter=W cpu_ns_per_iter=C iters=N" (after an untimed
  *        warm-up of N/10): W is wall time, C this process's CPU time,
  *        which is what a tracer's in-kernel work adds to and which other
@@ -59,6 +60,11 @@ static void brk_pair(void)
 	syscall(SYS_brk, brk_base);
 }
 
+static void getpid_call(void)
+{
+	syscall(SYS_getpid);
+}
+
 static void timed(void (*pair)(void), long n)
 {
 	for (long i = 0; i < n / 10; i++)
@@ -78,6 +84,8 @@ int main(int argc, char **argv)
 	} else if (argc >= 3 && !strcmp(argv[1], "brk")) {
 		brk_base = syscall(SYS_brk, 0);
 		timed(brk_pair, atol(argv[2]));
+	} else if (argc >= 3 && !strcmp(argv[1], "getpid")) {
+		timed(getpid_call, atol(argv[2]));
 	} else if (argc >= 3 && !strcmp(argv[1], "mmap-for")) {
 		double secs = atof(argv[2]);
 		double t0 = now(), t = t0;
@@ -91,7 +99,7 @@ int main(int argc, char **argv)
 		printf("pairs=%ld secs=%.3f cpu_secs=%.3f\n", pairs, t - t0,
 		       clock_s(CLOCK_PROCESS_CPUTIME_ID));
 	} else {
-		fprintf(stderr, "usage: memloop mmap|brk N | mmap-for SECS\n");
+		fprintf(stderr, "usage: memloop mmap|brk|getpid N | mmap-for SECS\n");
 		return 2;
 	}
 	return 0;

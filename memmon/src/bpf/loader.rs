@@ -141,12 +141,6 @@ impl Probes {
         self.counter(counter::RINGBUF_LOST)
     }
 
-    /// sys_exit events with no matching sys_enter (programs attached
-    /// mid-call, or the pairing entry evicted); each marks its process lost.
-    pub fn unpaired_exits(&self) -> u64 {
-        self.counter(counter::UNPAIRED_EXIT)
-    }
-
     /// Times a process could not be marked lost because the lost-pid map
     /// was full. When this grows, every process must be resynced.
     pub fn lost_pids_full(&self) -> u64 {

@@ -138,7 +138,6 @@ impl Workers {
             events_total: counters.events,
             events_lost_total: counters.events_lost,
             events_undecodable_total: counters.events_undecodable,
-            unpaired_exits_total: counters.unpaired_exits,
             lost_pids_full_total: counters.lost_pids_full,
             buffered_events_dropped_total: counters.buffered_events_dropped,
             drain_gap_max_seconds: counters.drain_gap_max_seconds,

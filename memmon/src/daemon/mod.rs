@@ -358,7 +358,6 @@ impl Daemon {
                 events: stats.events,
                 events_lost: self.probes.lost_events(),
                 events_undecodable: self.stream.decode_errors,
-                unpaired_exits: self.probes.unpaired_exits(),
                 lost_pids_full: self.probes.lost_pids_full(),
                 resyncs: stats.resyncs.clone(),
                 snapshots_installed: stats.snapshots_installed,

@@ -7,7 +7,7 @@ use memmon_common::{
 };
 use thiserror::Error;
 
-use super::{Event, EventBody, Meta, Syscall};
+use super::{Comm, Event, EventBody, Meta, Syscall};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -48,7 +48,7 @@ fn meta(header: &EventHeader) -> Meta {
         pid: header.tgid,
         tid: header.tid,
         ts_ns: header.ts_ns,
-        comm: c_string(&header.comm),
+        comm: Comm::from_kernel(&header.comm),
     }
 }
 
@@ -57,58 +57,41 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header: EventHeader = read(bytes, "record header")?;
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
     let meta = meta(&header);
-    let (body, duration_ns) = match kind {
-        EventKind::Syscall => {
-            let raw: SyscallEvent = read(bytes, "syscall record")?;
-            (syscall_body(&raw)?, raw.duration_ns)
-        }
+    let body = match kind {
+        EventKind::Syscall => syscall_body(&read::<SyscallEvent>(bytes, "syscall record")?)?,
         EventKind::Exec => {
             let raw: ExecEvent = read(bytes, "exec record")?;
-            (
-                EventBody::Exec {
-                    filename: c_string(&raw.filename),
-                    old_tid: raw.old_tid,
-                },
-                0,
-            )
+            EventBody::Exec {
+                filename: c_string(&raw.filename),
+                old_tid: raw.old_tid,
+            }
         }
         EventKind::Fork => {
             let raw: ForkEvent = read(bytes, "fork record")?;
-            let body = EventBody::Fork {
+            EventBody::Fork {
                 child_pid: raw.child_tgid,
                 child_tid: raw.child_tid,
                 clone_flags: raw.clone_flags,
-            };
-            (body, 0)
+            }
         }
         EventKind::Exit => {
             let raw: ExitEvent = read(bytes, "exit record")?;
-            (
-                EventBody::Exit {
-                    group_dead: raw.group_dead != 0,
-                },
-                0,
-            )
+            EventBody::Exit {
+                group_dead: raw.group_dead != 0,
+            }
         }
         EventKind::VmaName => {
             let raw: VmaNameEvent = read(bytes, "vma-name record")?;
             let name = (raw.name[0] != 0).then(|| c_string(&raw.name));
-            (
-                EventBody::VmaName {
-                    addr: raw.addr,
-                    len: raw.len,
-                    name,
-                    ret: raw.ret,
-                },
-                0,
-            )
+            EventBody::VmaName {
+                addr: raw.addr,
+                len: raw.len,
+                name,
+                ret: raw.ret,
+            }
         }
     };
-    Ok(Event {
-        meta,
-        body,
-        duration_ns,
-    })
+    Ok(Event { meta, body })
 }
 
 fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
@@ -197,7 +180,6 @@ mod tests {
             _pad0: 0,
             args,
             ret,
-            duration_ns: 900,
         })
     }
 
@@ -219,7 +201,6 @@ mod tests {
             }
         );
         assert_eq!(event.body, anon_mmap(8192, 0x7f15_a082_3000));
-        assert_eq!(event.duration_ns, 900);
         assert_eq!(event.kind(), "mmap");
         assert!(!event.failed());
     }

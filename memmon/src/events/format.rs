@@ -134,7 +134,6 @@ impl Event {
             .result()
             .filter(|r| *r < 0)
             .and_then(|r| errno_name(r.saturating_neg()));
-        v.duration_ns = self.syscall().map(|_| self.duration_ns);
         v
     }
 }
@@ -264,8 +263,6 @@ struct View<'a> {
     ret: Option<Ret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     errno: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration_ns: Option<u64>,
 }
 
 /// Appends ` name=value` when the view has the field.

@@ -1,5 +1,6 @@
 //! Typed events decoded from the kernel programs' ring-buffer records.
 
+mod comm;
 mod decode;
 mod flags;
 mod format;
@@ -9,6 +10,7 @@ mod tests;
 use memmon_common::tracepoints::{MEMORY_SYSCALLS, TracedSyscall};
 use serde::Serialize;
 
+pub use comm::Comm;
 pub use decode::{DecodeError, decode};
 pub use flags::{errno_name, mmap_flags_string, mremap_flags_string, prot_string};
 
@@ -89,7 +91,7 @@ pub struct Meta {
     pub tid: u32,
     /// CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
-    pub comm: String,
+    pub comm: Comm,
 }
 
 /// What happened.
@@ -174,8 +176,6 @@ const OTHER_KINDS: [&str; 4] = [VMA_NAME, EXEC, FORK, EXIT];
 pub struct Event {
     pub meta: Meta,
     pub body: EventBody,
-    /// Syscall entry-to-exit time, for syscall events.
-    pub duration_ns: u64,
 }
 
 impl Event {

@@ -30,7 +30,6 @@ fn event(pid: u32, tid: u32, body: EventBody) -> Event {
             comm: "foo".into(),
         },
         body,
-        duration_ns: 5,
     }
 }
 
@@ -74,7 +73,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
         (
             event(1234, 1235, anon_mmap(8192, 0x7f15_a082_3000)),
             "mmap  pid=1234 tid=1235 comm=foo addr=0x0 len=8192 prot=RW- flags=PRIVATE|ANONYMOUS fd=-1 off=0 -> 0x7f15a0823000",
-            r#"{"kind":"mmap","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x0","len":8192,"prot":3,"prot_str":"RW-","flags":34,"flags_str":"PRIVATE|ANONYMOUS","fd":-1,"offset":0,"ret":"0x7f15a0823000","duration_ns":5}"#,
+            r#"{"kind":"mmap","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x0","len":8192,"prot":3,"prot_str":"RW-","flags":34,"flags_str":"PRIVATE|ANONYMOUS","fd":-1,"offset":0,"ret":"0x7f15a0823000"}"#,
         ),
         (
             event(
@@ -91,12 +90,12 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "mmap  pid=1234 tid=1234 comm=foo addr=0x7f0000000000 len=4096 prot=R-X flags=SHARED_VALIDATE|FIXED fd=3 off=8192 -> -12 (ENOMEM)",
-            r#"{"kind":"mmap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","len":4096,"prot":5,"prot_str":"R-X","flags":19,"flags_str":"SHARED_VALIDATE|FIXED","fd":3,"offset":8192,"ret":-12,"errno":"ENOMEM","duration_ns":5}"#,
+            r#"{"kind":"mmap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","len":4096,"prot":5,"prot_str":"R-X","flags":19,"flags_str":"SHARED_VALIDATE|FIXED","fd":3,"offset":8192,"ret":-12,"errno":"ENOMEM"}"#,
         ),
         (
             event(1234, 1234, bad_munmap()),
             "munmap pid=1234 tid=1234 comm=foo addr=0x1000 len=1 -> -22 (EINVAL)",
-            r#"{"kind":"munmap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x1000","len":1,"ret":-22,"errno":"EINVAL","duration_ns":5}"#,
+            r#"{"kind":"munmap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x1000","len":1,"ret":-22,"errno":"EINVAL"}"#,
         ),
         (
             event(
@@ -109,7 +108,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "munmap pid=1234 tid=1235 comm=foo addr=0x7f15a0823000 len=8192 -> 0",
-            r#"{"kind":"munmap","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x7f15a0823000","len":8192,"ret":0,"duration_ns":5}"#,
+            r#"{"kind":"munmap","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x7f15a0823000","len":8192,"ret":0}"#,
         ),
         (
             event(
@@ -121,7 +120,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "brk   pid=1234 tid=1234 comm=foo addr=0x0 -> 0x555555559000",
-            r#"{"kind":"brk","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x0","ret":"0x555555559000","duration_ns":5}"#,
+            r#"{"kind":"brk","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x0","ret":"0x555555559000"}"#,
         ),
         (
             event(
@@ -136,7 +135,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "mprotect pid=1234 tid=1234 comm=foo addr=0x1000 len=4096 prot=--- -> 0",
-            r#"{"kind":"mprotect","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x1000","len":4096,"prot":0,"prot_str":"---","ret":0,"duration_ns":5}"#,
+            r#"{"kind":"mprotect","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x1000","len":4096,"prot":0,"prot_str":"---","ret":0}"#,
         ),
         (
             event(
@@ -151,17 +150,17 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "pkey_mprotect pid=1234 tid=1235 comm=foo addr=0x1000 len=4096 prot=RWX pkey=3 -> -1 (EPERM)",
-            r#"{"kind":"pkey_mprotect","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x1000","len":4096,"prot":7,"prot_str":"RWX","pkey":3,"ret":-1,"errno":"EPERM","duration_ns":5}"#,
+            r#"{"kind":"pkey_mprotect","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"addr":"0x1000","len":4096,"prot":7,"prot_str":"RWX","pkey":3,"ret":-1,"errno":"EPERM"}"#,
         ),
         (
             event(1234, 1234, grow(1, 0, 0x2000)),
             "mremap pid=1234 tid=1234 comm=foo old_addr=0x1000 old_len=4096 new_len=8192 flags=MAYMOVE new_addr=0x0 -> 0x2000",
-            r#"{"kind":"mremap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"old_addr":"0x1000","old_len":4096,"new_len":8192,"flags":1,"flags_str":"MAYMOVE","new_addr":"0x0","ret":"0x2000","duration_ns":5}"#,
+            r#"{"kind":"mremap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"old_addr":"0x1000","old_len":4096,"new_len":8192,"flags":1,"flags_str":"MAYMOVE","new_addr":"0x0","ret":"0x2000"}"#,
         ),
         (
             event(1234, 1234, grow(7, 0x9000, -4095)),
             "mremap pid=1234 tid=1234 comm=foo old_addr=0x1000 old_len=4096 new_len=8192 flags=MAYMOVE|FIXED|DONTUNMAP new_addr=0x9000 -> -4095",
-            r#"{"kind":"mremap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"old_addr":"0x1000","old_len":4096,"new_len":8192,"flags":7,"flags_str":"MAYMOVE|FIXED|DONTUNMAP","new_addr":"0x9000","ret":-4095,"duration_ns":5}"#,
+            r#"{"kind":"mremap","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"old_addr":"0x1000","old_len":4096,"new_len":8192,"flags":7,"flags_str":"MAYMOVE|FIXED|DONTUNMAP","new_addr":"0x9000","ret":-4095}"#,
         ),
         (
             event(
@@ -175,7 +174,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "shmat pid=1234 tid=1235 comm=foo shmid=5 addr=0x0 flags=0x1000 -> 0x7f0000000000",
-            r#"{"kind":"shmat","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"shmid":5,"addr":"0x0","flags":4096,"ret":"0x7f0000000000","duration_ns":5}"#,
+            r#"{"kind":"shmat","pid":1234,"tid":1235,"comm":"foo","ts_ns":7,"shmid":5,"addr":"0x0","flags":4096,"ret":"0x7f0000000000"}"#,
         ),
         (
             event(
@@ -189,7 +188,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "shmat pid=1234 tid=1234 comm=foo shmid=-1 addr=0x0 flags=0x0 -> -22 (EINVAL)",
-            r#"{"kind":"shmat","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"shmid":-1,"addr":"0x0","flags":0,"ret":-22,"errno":"EINVAL","duration_ns":5}"#,
+            r#"{"kind":"shmat","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"shmid":-1,"addr":"0x0","flags":0,"ret":-22,"errno":"EINVAL"}"#,
         ),
         (
             event(
@@ -201,7 +200,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "shmdt pid=1234 tid=1234 comm=foo addr=0x7f0000000000 -> 0",
-            r#"{"kind":"shmdt","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","ret":0,"duration_ns":5}"#,
+            r#"{"kind":"shmdt","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","ret":0}"#,
         ),
         (
             event(

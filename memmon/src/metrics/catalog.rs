@@ -100,12 +100,6 @@ pub const CATALOG: &[MetricDoc] = &[
         "Ring-buffer records that could not be decoded and were dropped (a kernel/daemon mismatch).",
     ),
     doc(
-        "memmon_unpaired_exits_total",
-        "counter",
-        &[],
-        "Syscall exits seen without their entry (programs attached mid-call, or the pairing entry evicted); each resyncs its process (reason lost).",
-    ),
-    doc(
         "memmon_lost_pids_full_total",
         "counter",
         &[],

@@ -169,7 +169,6 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             "memmon_events_undecodable_total",
             snap.events_undecodable_total,
         ),
-        ("memmon_unpaired_exits_total", snap.unpaired_exits_total),
         ("memmon_lost_pids_full_total", snap.lost_pids_full_total),
         (
             "memmon_buffered_events_dropped_total",

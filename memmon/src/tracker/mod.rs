@@ -249,7 +249,7 @@ impl Tracker {
                         self.buffered -= pending.len();
                         pending.clear();
                     }
-                    state.comm = event.meta.comm.clone();
+                    state.comm = event.meta.comm.to_string();
                 }
                 self.request_seed(pid, SeedReason::Exec);
                 return;
@@ -338,7 +338,7 @@ impl Tracker {
             .map(|p| std::sync::Arc::clone(&p.space));
         let parent_state = self.processes.get(&parent);
         let mut state = ProcessState::new(child);
-        state.comm = event.meta.comm.clone();
+        state.comm = event.meta.comm.to_string();
         if let Some(p) = parent_state {
             state.exe = p.exe.clone();
             state.uid = p.uid;

@@ -27,7 +27,6 @@ fn event(pid: u32, body: EventBody) -> Event {
             comm: "t".into(),
         },
         body,
-        duration_ns: 0,
     }
 }
 

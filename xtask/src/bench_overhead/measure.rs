@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::bpf_stats::{self, ProgCost};
 use super::{ATTACH_TIMEOUT, Loop, RATE_SECS, ROUNDS_BUDGET, Tracer, bpftrace_script};
 use crate::bench_support::{Daemon, Reaper, TempDir, metric, scrape, start_daemon, state_of};
 use crate::env::output;
@@ -146,13 +147,13 @@ impl Bench {
     fn start(&mut self, tracer: Tracer) -> Result<Running> {
         Ok(match tracer {
             Tracer::None => Running::None,
-            Tracer::Bpftrace => {
+            Tracer::Bpftrace | Tracer::BpftracePairs => {
                 let out = self.scratch.path().join("bpftrace.out");
                 let file = std::fs::File::create(&out)?;
                 let child = self.reaper.add(
                     Command::new("bpftrace")
                         .arg("-e")
-                        .arg(bpftrace_script())
+                        .arg(bpftrace_script(tracer == Tracer::BpftracePairs))
                         .stdin(Stdio::null())
                         .stdout(file.try_clone()?)
                         .stderr(file)
@@ -219,12 +220,12 @@ impl Bench {
         Ok(())
     }
 
-    /// One memloop run: (wall ns, CPU ns) per pair.
+    /// One memloop run: (wall ns, CPU ns) per iteration.
     fn time_loop(&self, which: Loop, iters: u64) -> Result<(f64, f64)> {
         let text = output(
             Command::new(&self.memloop)
                 .arg(which.arg())
-                .arg(iters.to_string()),
+                .arg((iters * which.scale()).to_string()),
         )?;
         Ok((
             field(&text, "ns_per_iter")?,
@@ -233,15 +234,32 @@ impl Bench {
     }
 }
 
-/// `samples[tracer][loop]`: (wall, cpu) ns per pair, one per round.
-pub(super) type Samples = [[Vec<(f64, f64)>; 2]; 3];
+/// `samples[tracer][loop]`: (wall, cpu) ns per iteration, one per round.
+pub(super) type Samples = [[Vec<(f64, f64)>; Loop::ALL.len()]; Tracer::ALL.len()];
+
+/// `kernel[tracer]`: per round, the tracer's in-kernel ns per mmap+munmap
+/// pair (bpf_stats) and the programs that make it up.
+pub(super) type Kernel = [Vec<(f64, Vec<ProgCost>)>; Tracer::ALL.len()];
+
+impl Running {
+    /// The process holding the tracer's BPF programs.
+    fn owner(&self) -> Option<u32> {
+        match self {
+            Running::None => None,
+            Running::Bpftrace { pid, .. } => Some(*pid),
+            Running::Memmon { daemon, .. } => Some(daemon.pid),
+        }
+    }
+}
 
 pub(super) fn overhead_rounds(
     bench: &mut Bench,
     iters: u64,
     rounds: usize,
-) -> Result<(Samples, usize)> {
+) -> Result<(Samples, Kernel, usize)> {
     let mut samples: Samples = Default::default();
+    let mut kernel: Kernel = Default::default();
+    let n = Tracer::ALL.len();
     let started = Instant::now();
     let mut done = 0;
     for round in 0..rounds {
@@ -249,12 +267,23 @@ pub(super) fn overhead_rounds(
             println!("out of time for rounds after {round} of {rounds}");
             break;
         }
-        let order: Vec<Tracer> = (0..3).map(|k| Tracer::ALL[(round + k) % 3]).collect();
+        let order: Vec<Tracer> = (0..n).map(|k| Tracer::ALL[(round + k) % n]).collect();
         for tracer in order {
             let running = bench.start(tracer)?;
-            let mut line = format!("round {} {:<14}", round + 1, tracer.name());
+            let owner = running.owner();
+            let mut line = format!("round {} {:<19}", round + 1, tracer.name());
             for which in Loop::ALL {
+                let stats = owner.filter(|_| which == Loop::Mmap);
+                let before = stats.map(|_| bpf_stats::snapshot()).transpose()?;
                 let (wall, cpu) = bench.time_loop(which, iters)?;
+                if let (Some(owner), Some(before)) = (stats, before) {
+                    // The warm-up adds a tenth.
+                    let pairs = 1.1 * iters as f64;
+                    let (per_pair, progs) =
+                        bpf_stats::window(&before, &bpf_stats::snapshot()?, owner, pairs);
+                    line += &format!("  kernel {per_pair:.0} ns/pair");
+                    kernel[tracer as usize].push((per_pair, progs));
+                }
                 samples[tracer as usize][which as usize].push((wall, cpu));
                 line += &format!("  {} {cpu:.0} cpu ns ({wall:.0} wall)", which.arg());
             }
@@ -264,7 +293,7 @@ pub(super) fn overhead_rounds(
         }
         done += 1;
     }
-    Ok((samples, done))
+    Ok((samples, kernel, done))
 }
 
 /// One load of the rate test.

@@ -1,10 +1,15 @@
 //! `cargo xtask bench`: what tracing costs the traced, against the release
 //! daemon and against bpftrace counting the same tracepoints, in one run.
 //!
-//! 1. Overhead: xtask/bench/memloop.c times mmap+munmap pairs and brk
-//!    up+down pairs untraced, under bpftrace and under the daemon, in
+//! 1. Overhead: xtask/bench/memloop.c times mmap+munmap pairs, brk
+//!    up+down pairs and getpid calls (traced by no one: the floor every
+//!    other syscall pays) untraced, under bpftrace and under the daemon, in
 //!    interleaved rounds (the order rotates each round); the medians over
-//!    rounds are compared.
+//!    rounds are compared. bpftrace runs twice: count() on exactly memmon's
+//!    tracepoints, and on the enter+exit pairs of the same syscalls (what
+//!    seeing arguments and results takes without saved registers). With
+//!    `kernel.bpf_stats_enabled=1`, each tracer's programs' ns per run
+//!    over the mmap loop come from `bpftool prog show`.
 //! 2. Event rate: the mmap loop flat out for 10 s, one copy then two,
 //!    under the daemon; events/s reached, the daemon's loss counter, CPU
 //!    and RSS from its /metrics.
@@ -14,6 +19,7 @@
 //! Missed goals are reported, not failed: the exit code is non-zero only
 //! when something could not be run. Everything started is stopped again.
 
+mod bpf_stats;
 mod measure;
 mod report;
 
@@ -36,10 +42,20 @@ const ROUNDS_BUDGET: Duration = Duration::from_secs(120);
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 const RATE_SECS: u32 = 10;
 
-fn bpftrace_script() -> String {
-    // Exactly the tracepoints memmon attaches, from its attach plan.
+/// bpftrace's count() on memmon's tracepoints (from its attach plan), and
+/// with `enter_too` on each traced syscall's sys_enter as well.
+fn bpftrace_script(enter_too: bool) -> String {
     let probes: Vec<String> = memmon_common::tracepoints::all_tracepoints()
-        .map(|tp| format!("tracepoint:{}:{}", tp.category, tp.name))
+        .flat_map(|tp| {
+            let enter = tp
+                .name
+                .strip_prefix("sys_exit_")
+                .filter(|_| enter_too)
+                .map(|name| format!("tracepoint:{}:sys_enter_{name}", tp.category));
+            enter
+                .into_iter()
+                .chain([format!("tracepoint:{}:{}", tp.category, tp.name)])
+        })
         .collect();
     // BEGIN fires once every probe is attached.
     format!(
@@ -51,35 +67,46 @@ fn bpftrace_script() -> String {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tracer {
     None,
+    /// count() on exactly memmon's tracepoints.
     Bpftrace,
+    /// count() on sys_enter and sys_exit of the same syscalls.
+    BpftracePairs,
     Memmon,
 }
 
 impl Tracer {
-    const ALL: [Tracer; 3] = [Tracer::None, Tracer::Bpftrace, Tracer::Memmon];
+    const ALL: [Tracer; 4] = [
+        Tracer::None,
+        Tracer::Bpftrace,
+        Tracer::BpftracePairs,
+        Tracer::Memmon,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Tracer::None => "untraced",
-            Tracer::Bpftrace => "bpftrace",
+            Tracer::Bpftrace => "bpftrace same tps",
+            Tracer::BpftracePairs => "bpftrace enter+exit",
             Tracer::Memmon => "memmon daemon",
         }
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Loop {
     Mmap,
     Brk,
+    Getpid,
 }
 
 impl Loop {
-    const ALL: [Loop; 2] = [Loop::Mmap, Loop::Brk];
+    const ALL: [Loop; 3] = [Loop::Mmap, Loop::Brk, Loop::Getpid];
 
     fn arg(self) -> &'static str {
         match self {
             Loop::Mmap => "mmap",
             Loop::Brk => "brk",
+            Loop::Getpid => "getpid",
         }
     }
 
@@ -87,6 +114,15 @@ impl Loop {
         match self {
             Loop::Mmap => "mmap+munmap",
             Loop::Brk => "brk up+down",
+            Loop::Getpid => "getpid (untraced syscall)",
+        }
+    }
+
+    /// Iterations per `--iters`: a getpid is ~30x cheaper than a pair.
+    fn scale(self) -> u64 {
+        match self {
+            Loop::Getpid => 20,
+            _ => 1,
         }
     }
 }
@@ -116,13 +152,26 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
     let machine = machine();
     let others = other_bpf_holders();
     println!("machine: {machine}");
-    println!(
-        "bpftrace script: {}",
-        describe(Command::new("bpftrace").arg("-e").arg(bpftrace_script()))
-    );
+    for enter_too in [false, true] {
+        println!(
+            "bpftrace script: {}",
+            describe(
+                Command::new("bpftrace")
+                    .arg("-e")
+                    .arg(bpftrace_script(enter_too))
+            )
+        );
+    }
 
     println!("\n== overhead: {rounds} interleaved rounds of {iters} pairs per loop ==");
-    let (samples, done) = overhead_rounds(&mut bench, iters, rounds)?;
+    let stats_on = bpf_stats::StatsOn::enable();
+    if let Err(e) = &stats_on {
+        bench
+            .notes
+            .push(format!("could not enable kernel.bpf_stats_enabled: {e}"));
+    }
+    let (samples, kernel, done) = overhead_rounds(&mut bench, iters, rounds)?;
+    drop(stats_on);
 
     println!("\n== event rate: the mmap loop flat out for {RATE_SECS} s under the daemon ==");
     let daemon = bench.daemon()?;
@@ -148,6 +197,7 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
         iters,
         rounds: done,
         samples,
+        kernel,
         rates,
         rate_hwm,
         startups: std::mem::take(&mut bench.startups),
@@ -165,13 +215,24 @@ mod tests {
     use super::bpftrace_script;
 
     #[test]
+    fn the_pairs_script_adds_the_entries() {
+        let s = bpftrace_script(true);
+        assert!(
+            s.contains("tracepoint:syscalls:sys_enter_mmap,tracepoint:syscalls:sys_exit_mmap,")
+        );
+        assert!(s.contains("tracepoint:syscalls:sys_enter_prctl,"));
+        assert!(!s.contains("sys_enter_clone"));
+        assert_eq!(s.matches("tracepoint:").count(), 2 * (8 + 1) + 3, "{s}");
+    }
+
+    #[test]
     fn the_script_covers_memmons_tracepoints() {
-        let s = bpftrace_script();
+        let s = bpftrace_script(false);
         for tp in [
-            "syscalls:sys_enter_mmap,",
+            "syscalls:sys_exit_mmap,",
             "syscalls:sys_exit_munmap,",
             "syscalls:sys_exit_brk,",
-            "syscalls:sys_enter_mremap,",
+            "syscalls:sys_exit_mremap,",
             "sched:sched_process_exit ",
         ] {
             assert!(s.contains(tp), "{tp} missing from {s}");
@@ -184,8 +245,7 @@ mod tests {
                 "{probe} in {s}"
             );
         }
-        // 8 memory syscalls (enter and exit), clone and clone3 (enter),
-        // prctl (enter and exit), three sched events.
-        assert_eq!(s.matches("tracepoint:").count(), 8 * 2 + 2 + 2 + 3, "{s}");
+        // 8 memory syscalls and prctl (exit only), three sched events.
+        assert_eq!(s.matches("tracepoint:").count(), 8 + 1 + 3, "{s}");
     }
 }

@@ -70,7 +70,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
             }
             for event in batch.drain(..) {
                 seen += 1;
-                if args.pid.is_some_and(|p| p != event.meta.pid) || comm.is_some_and(|c| c != event.meta.comm) {
+                if args.pid.is_some_and(|p| p != event.meta.pid) || comm.is_some_and(|c| c != event.meta.comm.as_str()) {
                     continue;
                 }
                 if args.json {
