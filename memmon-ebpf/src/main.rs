@@ -13,6 +13,8 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod file_identity;
+
 use core::ptr::{addr_of_mut, read_volatile};
 
 use aya_ebpf::{
@@ -20,16 +22,16 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
     },
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use memmon_common::{
-    CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, PR_SET_VMA,
-    PR_SET_VMA_ANON_NAME, PendingSyscall, SyscallEvent, TracepointLayout, VMA_NAME_LEN,
-    VmaNameEvent, counter, syscall_record,
+    CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent,
+    MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, PendingSyscall, SyscallEvent,
+    TracepointLayout, VMA_NAME_LEN, VmaNameEvent, counter, syscall_record,
 };
 
 /// Userspace sets the real size (`--ringbuf-size`) at load time.
@@ -260,6 +262,10 @@ fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
         unpaired_exit();
         return Ok(());
     }
+    if is_file_mmap(&pending, ret) {
+        emit_file_mmap(&pending, ret);
+        return Ok(());
+    }
     let header = header(EventKind::Syscall);
     let exit_ns = header.ts_ns;
     emit(
@@ -274,6 +280,39 @@ fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
         },
     );
     Ok(())
+}
+
+/// A successful mmap of a file: its fd is still open here.
+#[inline(always)]
+fn is_file_mmap(pending: &PendingSyscall, ret: i64) -> bool {
+    let nr_mmap = file_identity::kernel_layout().nr_mmap;
+    nr_mmap != 0
+        && pending.nr == nr_mmap
+        && !(-4095..0).contains(&ret)
+        && pending.args[3] & MAP_ANONYMOUS == 0
+}
+
+/// The syscall record with the file's identity and path
+/// ([`file_identity`]); built in place, it is too large for the stack.
+#[inline(always)]
+fn emit_file_mmap(pending: &PendingSyscall, ret: i64) {
+    let header = header(EventKind::FileMmap);
+    let duration_ns = header.ts_ns.saturating_sub(pending.enter_ns);
+    emit_in_place::<FileMmapEvent>(header.tgid, |event| {
+        // SAFETY: `event` points at a reserved record; `fill` writes every
+        // field after `syscall`.
+        unsafe {
+            addr_of_mut!((*event).syscall).write(SyscallEvent {
+                header,
+                nr: pending.nr,
+                _pad0: 0,
+                args: pending.args,
+                ret,
+                duration_ns,
+            });
+            file_identity::fill(event, pending.args[4] as i32);
+        }
+    });
 }
 
 // ---- prctl(PR_SET_VMA_ANON_NAME) -------------------------------------------
@@ -370,39 +409,41 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-#[tracepoint]
-pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+/// On tp_btf (the classic tracepoint carries only pids): the child's
+/// thread group comes from its task, so a thread is told from a process
+/// by the kernel, not by reading clone3's arguments back from user memory.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     let _ = try_sched_process_fork(&ctx);
     0
 }
 
-fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let child_tid: i32 = field(ctx, layout.fork_child_pid)?;
+    let child: *const u8 = ctx.arg(1);
     let header = header(EventKind::Fork);
-    // The fork tracepoint fires inside the parent's clone: its pending entry
-    // says whether the child joins the parent's thread group.
+    let Ok((child_tgid, child_tid)) = file_identity::task_ids(child as u64) else {
+        // Not knowing the child's group is a gap: both sides resync.
+        mark_lost(header.tgid, 1);
+        return Ok(());
+    };
+    let thread = child_tgid == header.tgid;
+    // clone's flags are a register value (shown, not trusted); clone3's
+    // would be user memory and are not read.
     let mut clone_flags = 0u64;
     if let Some(pending) = PENDING.get_ptr(header.tid) {
         // SAFETY: pointer from the map, copied at once.
         let pending = unsafe { *pending };
         if pending.nr == layout.nr_clone {
-            clone_flags = pending.args[0];
-        } else if pending.nr == layout.nr_clone3 {
-            // clone3 passes `struct clone_args *`; flags is its first u64.
-            // SAFETY: the helper faults safely on a bad user pointer.
-            clone_flags =
-                unsafe { bpf_probe_read_user(pending.args[0] as *const u64) }.unwrap_or(0);
+            clone_flags = pending.args[0] & !CLONE_THREAD;
         }
     }
-    let child_tgid = if clone_flags & CLONE_THREAD != 0 {
-        header.tgid
-    } else {
-        child_tid as u32
-    };
+    if thread {
+        clone_flags |= CLONE_THREAD;
+    }
     // A process forked after its parent lost records starts from the
     // parent's model, which is already wrong: it is lost too.
-    if child_tgid != header.tgid && LOST_PIDS.get_ptr(header.tgid).is_some() {
+    if !thread && LOST_PIDS.get_ptr(header.tgid).is_some() {
         mark_lost(child_tgid, 0);
     }
     emit(
@@ -410,7 +451,7 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
         ForkEvent {
             header,
             child_tgid,
-            child_tid: child_tid as u32,
+            child_tid,
             clone_flags,
         },
     );
