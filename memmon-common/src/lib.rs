@@ -36,6 +36,10 @@ pub enum EventKind {
     Exit = 4,
     /// `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ...)`: [`VmaNameEvent`].
     VmaName = 5,
+    /// A successful mmap of a file, with the file's identity read from the
+    /// fd table at sys_exit: [`FileMmapEvent`]. Anonymous mmaps stay
+    /// [`EventKind::Syscall`] records (small).
+    FileMmap = 6,
 }
 
 impl EventKind {
@@ -46,6 +50,7 @@ impl EventKind {
             3 => Some(Self::Fork),
             4 => Some(Self::Exit),
             5 => Some(Self::VmaName),
+            6 => Some(Self::FileMmap),
             _ => None,
         }
     }
@@ -129,6 +134,82 @@ pub struct VmaNameEvent {
     pub name: [u8; VMA_NAME_LEN],
 }
 
+/// Bytes of [`FileMmapEvent::path`] that components may start in; one
+/// more component (at most [`FILE_NAME_READ`] bytes) may run past it.
+pub const FILE_PATH_ROOM: usize = 512;
+/// Longest component copy: NAME_MAX plus the NUL.
+pub const FILE_NAME_READ: usize = 256;
+/// Path components the kernel walk visits (mount crossings count too).
+pub const FILE_PATH_DEPTH: u32 = 48;
+
+/// What the kernel programs could read of a mapped file
+/// ([`FileMmapEvent::status`] bits).
+pub mod file_status {
+    /// The fd named an open file: `dev` and `ino` are valid.
+    pub const FOUND: u32 = 1;
+    /// `path` holds every component up to the root of the mount namespace.
+    pub const PATH_COMPLETE: u32 = 2;
+    /// The dentry is unlinked: /proc shows the path with " (deleted)".
+    pub const DELETED: u32 = 4;
+}
+
+/// A successful file mmap: the syscall plus the file behind `args[4]`,
+/// read from the task's fd table while the fd is still open.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileMmapEvent {
+    pub syscall: SyscallEvent,
+    /// `inode->i_ino`.
+    pub ino: u64,
+    /// `inode->i_sb->s_dev`, the kernel's dev_t (major << 20 | minor).
+    pub dev: u32,
+    /// [`file_status`] bits.
+    pub status: u32,
+    /// Bytes of `path` written.
+    pub path_len: u32,
+    pub _pad0: u32,
+    /// The path's components leaf first, each NUL-terminated (the walk
+    /// goes up from the file); userspace reverses them.
+    pub path: [u8; FILE_PATH_ROOM + FILE_NAME_READ],
+}
+
+/// Kernel struct member offsets (bytes), read by userspace from
+/// /sys/kernel/btf/vmlinux and handed to the programs as a global like
+/// [`TracepointLayout`]: no kernel version's layout is built in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLayout {
+    pub task_files: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    /// `file.f_path.dentry` and `file.f_path.mnt`, each from the file.
+    pub file_dentry: u32,
+    pub file_vfsmount: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    pub dentry_parent: u32,
+    /// `dentry.d_name.name`, from the dentry.
+    pub dentry_name: u32,
+    /// `dentry.d_hash.pprev`, from the dentry: NULL when unhashed.
+    pub dentry_hash_pprev: u32,
+    pub dentry_op: u32,
+    pub dentry_op_dname: u32,
+    pub vfsmount_root: u32,
+    /// Where `struct vfsmount mnt` sits inside `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    /// mmap's syscall number, to pick the file mmaps out at sys_exit.
+    pub nr_mmap: u32,
+    /// 0 until userspace fills it in: the programs then read nothing.
+    pub valid: u32,
+}
+
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Records dropped because the ring buffer was full.
@@ -146,6 +227,7 @@ pub mod names {
     pub const LOST_PIDS: &str = "LOST_PIDS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     pub const LAYOUT: &str = "LAYOUT";
+    pub const KERNEL_LAYOUT: &str = "KERNEL_LAYOUT";
 }
 
 /// Where `syscalls:sys_enter_*` and `sys_exit_*` records keep their fields
@@ -209,6 +291,9 @@ impl TracepointLayout {
     };
 }
 
+/// mmap's MAP_ANONYMOUS (x86 and arm64 agree).
+pub const MAP_ANONYMOUS: u64 = 0x20;
+
 /// `CLONE_THREAD`: the child shares the parent's thread group.
 pub const CLONE_THREAD: u64 = 0x0001_0000;
 
@@ -216,6 +301,8 @@ pub const CLONE_THREAD: u64 = 0x0001_0000;
 mod user_pod {
     // SAFETY: plain #[repr(C)] integers with no padding left implicit.
     unsafe impl aya::Pod for super::TracepointLayout {}
+    // SAFETY: plain #[repr(C)] u32s.
+    unsafe impl aya::Pod for super::KernelLayout {}
 }
 
 const _: () = {
@@ -226,4 +313,6 @@ const _: () = {
     assert!(core::mem::size_of::<ExitEvent>() == 48);
     assert!(core::mem::size_of::<VmaNameEvent>() == 144);
     assert!(core::mem::size_of::<TracepointLayout>() == 40);
+    assert!(core::mem::size_of::<FileMmapEvent>() == 104 + 24 + 768);
+    assert!(core::mem::size_of::<KernelLayout>() == 92);
 };

@@ -16,6 +16,8 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod file_identity;
+
 use core::ptr::{addr_of_mut, read_volatile};
 
 use aya_ebpf::{
@@ -24,17 +26,17 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use memmon_common::{
-    CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, PR_SET_VMA,
-    PR_SET_VMA_ANON_NAME, SyscallEvent, TracepointLayout, VMA_NAME_LEN, VmaNameEvent, counter,
-    syscall_record,
+    CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent,
+    MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent, TracepointLayout,
+    VMA_NAME_LEN, VmaNameEvent, counter, syscall_record,
 };
 
 /// Userspace sets the real size (`--ringbuf-size`) at load time.
@@ -235,17 +237,53 @@ pub fn sys_exit_memory(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sys_exit_memory(ctx: &TracePointContext) {
+    let nr = syscall_nr(ctx);
+    let ret = syscall_ret(ctx);
+    let args = syscall_args(user_regs());
+    if is_file_mmap(nr, &args, ret) {
+        emit_file_mmap(nr, &args, ret);
+        return;
+    }
     let header = header(EventKind::Syscall);
     emit(
         header.tgid,
         SyscallEvent {
             header,
-            nr: syscall_nr(ctx),
+            nr,
             _pad0: 0,
-            args: syscall_args(user_regs()),
-            ret: syscall_ret(ctx),
+            args,
+            ret,
         },
     );
+}
+
+/// A successful mmap of a file: its fd is still open here.
+#[inline(always)]
+fn is_file_mmap(nr: u32, args: &[u64; 6], ret: i64) -> bool {
+    let nr_mmap = file_identity::kernel_layout().nr_mmap;
+    nr_mmap != 0 && nr == nr_mmap && !(-4095..0).contains(&ret) && args[3] & MAP_ANONYMOUS == 0
+}
+
+/// The syscall record with the file's identity and path
+/// ([`file_identity`]); built in place, it is too large for the stack.
+#[inline(always)]
+fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64) {
+    let header = header(EventKind::FileMmap);
+    emit_in_place::<FileMmapEvent>(header.tgid, |event| {
+        // SAFETY: `event` points at a reserved record; `fill` writes every
+        // field after `syscall`.
+        unsafe {
+            addr_of_mut!((*event).syscall).write(SyscallEvent {
+                header,
+                nr,
+                _pad0: 0,
+                args: *args,
+                ret,
+            });
+            // An `int` fd: only the register's low 32 bits are the value.
+            file_identity::fill(event, args[4] as i32);
+        }
+    });
 }
 
 // ---- prctl(PR_SET_VMA_ANON_NAME) -------------------------------------------
@@ -313,39 +351,42 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-#[tracepoint]
-pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+/// On tp_btf (the classic tracepoint carries only pids): the child's
+/// thread group comes from its task, so a thread is told from a process
+/// by the kernel, not by reading clone3's arguments back from user memory.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     let _ = try_sched_process_fork(&ctx);
     0
 }
 
-fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let layout = layout();
-    let child_tid: i32 = field(ctx, layout.fork_child_pid)?;
+    let child: *const u8 = ctx.arg(1);
     let header = header(EventKind::Fork);
+    let Ok((child_tgid, child_tid)) = file_identity::task_ids(child as u64) else {
+        // Not knowing the child's group is a gap: both sides resync.
+        mark_lost(header.tgid, 1);
+        return Ok(());
+    };
+    let thread = child_tgid == header.tgid;
+    // clone's flags are a register value (shown, not trusted); clone3's
+    // would be user memory and are not read.
     // The fork tracepoint fires inside the parent's clone: its saved
-    // registers say which call it is and with what flags.
+    // registers say which call it is.
     let regs = user_regs();
     // SAFETY: a BTF-typed load from the kernel's pt_regs, as in syscall_args.
     let nr = unsafe { (*regs).orig_rax };
-    let first_arg = syscall_args(regs)[0];
-    let clone_flags = if nr == u64::from(layout.nr_clone) {
-        first_arg
-    } else if nr == u64::from(layout.nr_clone3) {
-        // clone3 passes `struct clone_args *`; flags is its first u64.
-        // SAFETY: the helper faults safely on a bad user pointer.
-        unsafe { bpf_probe_read_user(first_arg as *const u64) }.unwrap_or(0)
-    } else {
-        0 // fork, vfork, kernel threads
-    };
-    let child_tgid = if clone_flags & CLONE_THREAD != 0 {
-        header.tgid
-    } else {
-        child_tid as u32
-    };
+    let mut clone_flags = 0u64;
+    if nr == u64::from(layout.nr_clone) {
+        clone_flags = syscall_args(regs)[0] & !CLONE_THREAD;
+    }
+    if thread {
+        clone_flags |= CLONE_THREAD;
+    }
     // A process forked after its parent lost records starts from the
     // parent's model, which is already wrong: it is lost too.
-    if child_tgid != header.tgid && LOST_PIDS.get_ptr(header.tgid).is_some() {
+    if !thread && LOST_PIDS.get_ptr(header.tgid).is_some() {
         mark_lost(child_tgid, 0);
     }
     emit(
@@ -353,7 +394,7 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
         ForkEvent {
             header,
             child_tgid,
-            child_tid: child_tid as u32,
+            child_tid,
             clone_flags,
         },
     );

@@ -85,7 +85,7 @@ fn bpftool_show(what: &str) -> BTreeMap<u64, String> {
 fn programs() -> impl Iterator<Item = &'static str> {
     memmon_common::tracepoints::PROGRAMS.iter().map(|p| p.name)
 }
-const MAPS: [&str; 5] = ["EVENTS", "PENDING", "PENDING_NAME", "COUNTERS", "LOST_PIDS"];
+const MAPS: [&str; 3] = ["EVENTS", "COUNTERS", "LOST_PIDS"];
 
 fn truncated(name: &str) -> &str {
     &name[..name.len().min(15)]

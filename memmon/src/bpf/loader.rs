@@ -1,17 +1,18 @@
 //! Loads the embedded object, patches its globals and attaches every program.
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{BtfTracePoint, TracePoint},
 };
 use memmon_common::{
-    TracepointLayout, counter, names,
-    tracepoints::{PROGRAMS, all_tracepoints},
+    KernelLayout, TracepointLayout, counter, names,
+    tracepoints::{PROGRAMS, Program, Serves, all_tracepoints},
 };
 
 use super::{
     BpfError, EventStream,
+    btf::read_kernel_layout,
     layout::{check_syscall_args, read_layout},
     preflight::{check_btf, check_privileges, ensure_tracefs},
 };
@@ -44,6 +45,33 @@ pub struct Probes {
     pub attached: Vec<String>,
 }
 
+/// Loads and attaches a program that serves one `tp_btf` event.
+fn attach_btf(ebpf: &mut Ebpf, plan: &Program, event: &str, btf: &Btf) -> Result<(), BpfError> {
+    let name = plan.name;
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| BpfError::Program {
+            what: format!("program {name} is missing from the object"),
+            source: aya::programs::ProgramError::UnexpectedProgramType,
+        })?
+        .try_into()
+        .map_err(|source| BpfError::Program {
+            what: format!("program {name}"),
+            source,
+        })?;
+    program
+        .load(event, btf)
+        .map_err(|source| BpfError::Program {
+            what: format!("loading {name} for tp_btf/{event}"),
+            source,
+        })?;
+    program.attach().map_err(|source| BpfError::Program {
+        what: format!("attaching {name} to tp_btf/{event}"),
+        source,
+    })?;
+    Ok(())
+}
+
 impl Probes {
     /// Runs the preflight checks, loads and attaches. Every failure is one
     /// clear sentence (see [`BpfError`]).
@@ -65,14 +93,28 @@ impl Probes {
         // Wake the consumer once an eighth of the buffer is queued; the
         // reader's poll timer picks up anything below that.
         let wakeup_bytes: u64 = size / 8;
+        let kernel_layout: KernelLayout = read_kernel_layout()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::EVENTS, size as u32)
             .override_global(names::LAYOUT, &layout, true)
+            .override_global(names::KERNEL_LAYOUT, &kernel_layout, true)
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
+        let mut btf = None;
         for plan in &PROGRAMS {
             let program_name = plan.name;
+            if let [Serves::BtfTracepoint(event)] = plan.serves {
+                let btf = match &mut btf {
+                    Some(btf) => btf,
+                    None => btf.insert(Btf::from_sys_fs().map_err(|e| BpfError::Btf {
+                        what: e.to_string(),
+                    })?),
+                };
+                attach_btf(&mut ebpf, plan, event, btf)?;
+                attached.push(format!("tp_btf/{event}"));
+                continue;
+            }
             let program: &mut TracePoint = ebpf
                 .program_mut(program_name)
                 .ok_or_else(|| BpfError::Program {

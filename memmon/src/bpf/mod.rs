@@ -1,5 +1,6 @@
 //! Loading and attaching the kernel programs, and reading their ring buffer.
 
+pub mod btf;
 mod layout;
 mod loader;
 mod preflight;
@@ -54,6 +55,10 @@ pub enum BpfError {
         what: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(
+        "cannot read kernel struct layouts from BTF: {what}; memmon needs a kernel with CONFIG_DEBUG_INFO_BTF whose BTF describes these structs"
+    )]
+    Btf { what: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

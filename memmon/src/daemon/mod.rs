@@ -36,8 +36,7 @@ use crate::{
     seed,
     server::{self, ServerError},
     tracker::{
-        BoundedResolver, SeedReason, Tracker,
-        resolve::{LOOKUP_DEADLINE, LOOKUP_THREADS},
+        ProcResolver, SeedReason, Tracker,
         seeder::{SeedResult, Seeder},
     },
 };
@@ -137,7 +136,7 @@ pub struct Daemon {
     /// How many processes are tracked, for pings.
     tracked: Arc<AtomicUsize>,
     metrics_bound: Option<std::net::SocketAddr>,
-    resolver: BoundedResolver,
+    resolver: ProcResolver,
     verify_cursor: u32,
     /// When the loop last read the ring buffer (or woke with nothing to
     /// read), and the longest it was busy with something else since.
@@ -198,7 +197,7 @@ impl Daemon {
             installs,
             tracked,
             metrics_bound,
-            resolver: BoundedResolver::new(LOOKUP_THREADS, LOOKUP_DEADLINE)?,
+            resolver: ProcResolver,
             verify_cursor: 0,
             last_read: Instant::now(),
             drain_gap_max: Duration::ZERO,
@@ -277,7 +276,6 @@ impl Daemon {
         for event in self.batch.drain(..) {
             self.tracker.apply(event, &self.resolver);
         }
-        self.tracker.finish_batch(&self.resolver);
     }
 
     /// Records a read of the ring buffer (or a return to waiting for

@@ -3,11 +3,12 @@
 use std::mem::size_of;
 
 use memmon_common::{
-    EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SyscallEvent, VmaNameEvent,
+    EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent, SyscallEvent,
+    VmaNameEvent, file_status,
 };
 use thiserror::Error;
 
-use super::{Comm, Event, EventBody, Meta, Syscall};
+use super::{Comm, Event, EventBody, MappedFile, Meta, Syscall};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -59,6 +60,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let meta = meta(&header);
     let body = match kind {
         EventKind::Syscall => syscall_body(&read::<SyscallEvent>(bytes, "syscall record")?)?,
+        EventKind::FileMmap => {
+            let raw: FileMmapEvent = read(bytes, "file mmap record")?;
+            let mut body = syscall_body(&raw.syscall)?;
+            if let EventBody::Mmap { file, .. } = &mut body {
+                *file = mapped_file(&raw);
+            }
+            body
+        }
         EventKind::Exec => {
             let raw: ExecEvent = read(bytes, "exec record")?;
             EventBody::Exec {
@@ -94,6 +103,45 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     Ok(Event { meta, body })
 }
 
+/// The kernel's dev_t: 12 bits of major above 20 of minor.
+const MINOR_BITS: u32 = 20;
+
+fn mapped_file(raw: &FileMmapEvent) -> Option<MappedFile> {
+    if raw.status & file_status::FOUND == 0 {
+        return None;
+    }
+    let path = (raw.status & file_status::PATH_COMPLETE != 0).then(|| {
+        let used = &raw.path[..(raw.path_len as usize).min(raw.path.len())];
+        path_from_components(used, raw.status & file_status::DELETED != 0)
+    });
+    Some(MappedFile {
+        dev_major: raw.dev >> MINOR_BITS,
+        dev_minor: raw.dev & ((1 << MINOR_BITS) - 1),
+        inode: raw.ino,
+        path,
+    })
+}
+
+/// NUL-terminated components, leaf first (as the kernel walk reads them)
+/// -> "/a/b/leaf", as d_path prints it.
+pub(super) fn path_from_components(bytes: &[u8], deleted: bool) -> String {
+    let mut path = String::with_capacity(bytes.len() + 11);
+    let components = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    if !components.is_empty() {
+        for name in components.rsplit(|&b| b == 0) {
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(name));
+        }
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    if deleted {
+        path.push_str(" (deleted)");
+    }
+    path
+}
+
 fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
     let a = raw.args;
     let ret = raw.ret;
@@ -108,6 +156,7 @@ fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
             fd: a[4] as i32 as i64,
             offset: a[5],
             ret,
+            file: None,
         },
         Syscall::Munmap => EventBody::Munmap {
             addr: a[0],
@@ -181,6 +230,60 @@ mod tests {
             args,
             ret,
         })
+    }
+
+    fn file_mmap(status: u32, components: &[u8]) -> Vec<u8> {
+        let mut raw = FileMmapEvent {
+            syscall: SyscallEvent {
+                header: header(EventKind::FileMmap),
+                nr: libc::SYS_mmap as u32,
+                _pad0: 0,
+                args: [0, 8192, 5, 0x2, 3, 4096],
+                ret: 0x7f15_a082_3000,
+            },
+            ino: 1_234_567,
+            dev: (259 << 20) | 3,
+            status,
+            path_len: components.len() as u32,
+            _pad0: 0,
+            path: [0; memmon_common::FILE_PATH_ROOM + memmon_common::FILE_NAME_READ],
+        };
+        raw.path[..components.len()].copy_from_slice(components);
+        bytes_of(&raw)
+    }
+
+    #[test]
+    fn decodes_file_mmaps_with_the_kernels_path() {
+        use file_status::{DELETED, FOUND, PATH_COMPLETE};
+        let file = |status, components: &[u8]| match decode(&file_mmap(status, components))
+            .unwrap()
+            .body
+        {
+            EventBody::Mmap {
+                file, offset, fd, ..
+            } => {
+                assert_eq!((offset, fd), (4096, 3));
+                file
+            }
+            other => panic!("not an mmap: {other:?}"),
+        };
+        let libc_so = b"libc.so.6\0x86_64-linux-gnu\0lib\0usr\0";
+        let found = file(FOUND | PATH_COMPLETE, libc_so).unwrap();
+        assert_eq!(
+            found.path.as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
+        assert_eq!(
+            (found.dev_major, found.dev_minor, found.inode),
+            (259, 3, 1_234_567)
+        );
+        let deleted = file(FOUND | PATH_COMPLETE | DELETED, b"memfd:jit\0").unwrap();
+        assert_eq!(deleted.path.as_deref(), Some("/memfd:jit (deleted)"));
+        // Too deep for the walk: identity known, the path left to /proc.
+        let partial = file(FOUND, b"leaf\0").unwrap();
+        assert_eq!((partial.path, partial.inode), (None, 1_234_567));
+        assert_eq!(file(0, b""), None);
+        assert_eq!(path_from_components(b"", false), "/");
     }
 
     #[test]
@@ -318,14 +421,6 @@ mod tests {
     struct AnyFile;
 
     impl Resolver for AnyFile {
-        fn file_backing(&self, _pid: u32, _start: u64, _end: u64) -> Option<Backing> {
-            Some(Backing::File {
-                path: "/fuzz".into(),
-                dev_major: 0,
-                dev_minor: 1,
-                inode: 7,
-            })
-        }
         fn shm_segment(&self, _pid: u32, shmid: i32, _addr: u64) -> Option<(Backing, u64)> {
             let size = (shmid as u64 & 0xff) * 4096;
             Some((

@@ -94,9 +94,24 @@ pub struct Meta {
     pub comm: Comm,
 }
 
+/// The file behind a file mmap, read by the kernel programs from the fd
+/// table at the call itself (never looked up afterwards).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappedFile {
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub inode: u64,
+    /// As /proc/PID/maps shows it (with " (deleted)" for unlinked files);
+    /// None when the kernel could not read all of it (deeper than the
+    /// walk goes, a name made up by the filesystem): /proc names it then.
+    pub path: Option<String>,
+}
+
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventBody {
+    /// `file` is set for successful file mmaps (None when the kernel
+    /// programs could not read the fd's file).
     Mmap {
         addr: u64,
         len: u64,
@@ -105,6 +120,7 @@ pub enum EventBody {
         fd: i64,
         offset: u64,
         ret: i64,
+        file: Option<MappedFile>,
     },
     Munmap {
         addr: u64,

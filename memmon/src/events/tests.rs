@@ -43,6 +43,7 @@ pub(super) fn anon_mmap(len: u64, ret: i64) -> EventBody {
         fd: -1,
         offset: 0,
         ret,
+        file: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                     fd: 3,
                     offset: 8192,
                     ret: -12,
+                    file: None,
                 },
             ),
             "mmap  pid=1234 tid=1234 comm=foo addr=0x7f0000000000 len=4096 prot=R-X flags=SHARED_VALIDATE|FIXED fd=3 off=8192 -> -12 (ENOMEM)",

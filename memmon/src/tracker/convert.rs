@@ -2,7 +2,7 @@
 
 use super::resolve::Resolver;
 use crate::{
-    events::{Event, EventBody},
+    events::{Event, EventBody, MappedFile},
     model::{
         Backing,
         ops::{MAP_ANONYMOUS, MAP_SHARED, MemOp, PROT_EXEC, PROT_READ, PROT_WRITE},
@@ -13,20 +13,44 @@ use crate::{
 const SHM_RDONLY: u64 = libc::SHM_RDONLY as u64;
 const SHM_EXEC: u64 = libc::SHM_EXEC as u64;
 
-/// Shown while a mapped file is unknown; a snapshot replaces it.
-pub const UNRESOLVED_PATH: &str = "<unresolved>";
+/// Shown while the kernel programs could not read a mapped file's whole
+/// path (deeper than their walk, a name the filesystem makes up); the
+/// process is resynced from /proc/PID/maps at once, off the event path.
+pub const PATH_FROM_PROC: &str = "<path pending: from /proc>";
 
-pub(super) fn unresolved_backing() -> Backing {
-    Backing::File {
-        path: UNRESOLVED_PATH.into(),
-        dev_major: 0,
-        dev_minor: 0,
-        inode: 0,
+/// The backing of a file mmap from what the kernel read at the call;
+/// true when /proc must name it.
+fn file_backing(file: Option<&MappedFile>) -> (Backing, bool) {
+    match file {
+        Some(MappedFile {
+            dev_major,
+            dev_minor,
+            inode,
+            path: Some(path),
+        }) => (
+            Backing::File {
+                path: path.clone(),
+                dev_major: *dev_major,
+                dev_minor: *dev_minor,
+                inode: *inode,
+            },
+            false,
+        ),
+        partial => (
+            Backing::File {
+                path: PATH_FROM_PROC.into(),
+                dev_major: partial.map_or(0, |f| f.dev_major),
+                dev_minor: partial.map_or(0, |f| f.dev_minor),
+                inode: partial.map_or(0, |f| f.inode),
+            },
+            true,
+        ),
     }
 }
 
 /// The model operation for a syscall event (None for failures and events
-/// that change no mapping), and whether a file could not be identified.
+/// that change no mapping), and whether a file could not be identified
+/// (the process then needs a resync from /proc).
 pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool) {
     if event.failed() {
         return (None, false);
@@ -39,17 +63,14 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             flags,
             offset,
             ret,
+            file,
             ..
         } => {
             let addr = *ret as u64;
             let (backing, unresolved) = if flags & MAP_ANONYMOUS != 0 {
                 (Backing::anonymous(), false)
             } else {
-                let end = addr.saturating_add(crate::model::page_align_up(*len));
-                match resolver.file_backing(pid, addr, end) {
-                    Some(backing) => (backing, false),
-                    None => (unresolved_backing(), true),
-                }
+                file_backing(file.as_ref())
             };
             let op = MemOp::Mmap {
                 addr,

@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use convert::to_mem_op;
 pub use counts::{CallCount, SyscallCounts};
 pub use process::{ProcessState, ProcessView, SeedState};
-pub use resolve::{BoundedResolver, ProcResolver, Resolver};
+pub use resolve::{ProcResolver, Resolver};
 
 use crate::{
     events::{Event, EventBody},
@@ -50,7 +50,8 @@ pub enum SeedReason {
     Fork,
     /// The kernel dropped records of this process.
     Lost,
-    /// A file mapping whose file could not be identified.
+    /// A file mapping whose path the kernel programs could not read
+    /// whole (see `convert::PATH_FROM_PROC`).
     Unresolved,
     /// Periodic verification found drift.
     Drift,
@@ -95,9 +96,6 @@ pub const MAX_RETIRED_KEYS: usize = 4096;
 pub struct Tracker {
     processes: HashMap<u32, ProcessState>,
     retired: HashMap<(String, Option<String>), SyscallCounts>,
-    /// Processes with file mappings not yet identified, and how many
-    /// batches they have waited.
-    unresolved: HashMap<u32, u8>,
     /// Processes in [`SeedState::Seeding`], kept with every transition.
     seeding: usize,
     /// Events in all processes' buffers, kept with every change to them.
@@ -113,7 +111,6 @@ impl Tracker {
         Self {
             processes: HashMap::new(),
             retired: HashMap::new(),
-            unresolved: HashMap::new(),
             seeding: 0,
             buffered: 0,
             buffer_budget: MAX_BUFFERED_EVENTS_TOTAL,
@@ -290,34 +287,6 @@ impl Tracker {
             return;
         }
         if state.apply_event(&event, resolver) {
-            self.unresolved.entry(pid).or_insert(0);
-        }
-    }
-
-    /// Call after each batch: identifies the files of mappings whose exact
-    /// range had already changed when their event was applied (the loader
-    /// maps a library whole, then overlays its segments). Processes still
-    /// unresolved after a second batch are resynced from /proc.
-    pub fn finish_batch(&mut self, resolver: &dyn Resolver) {
-        if self.unresolved.is_empty() {
-            return;
-        }
-        let mut resync = Vec::new();
-        self.unresolved.retain(|pid, waited| {
-            let Some(state) = self.processes.get_mut(pid) else {
-                return false;
-            };
-            if state.seed.is_seeding() || state.resolve_files(resolver) {
-                return false;
-            }
-            *waited += 1;
-            if *waited >= 2 {
-                resync.push(*pid);
-                return false;
-            }
-            true
-        });
-        for pid in resync {
             self.request_seed(pid, SeedReason::Unresolved);
         }
     }
@@ -383,7 +352,6 @@ impl Tracker {
         for event in &pending {
             unresolved |= state.apply_event(event, resolver);
         }
-        let unresolved = unresolved && !state.resolve_files(resolver);
         if let Some(reason) = reseed_after {
             self.request_seed(pid, reason);
         } else if unresolved {

@@ -2,16 +2,8 @@
 
 use std::{collections::VecDeque, sync::Arc};
 
-use super::{
-    SeedReason,
-    convert::{UNRESOLVED_PATH, to_mem_op},
-    resolve::Resolver,
-};
-use crate::{
-    events::Event,
-    model::{AddressSpace, Backing, Region},
-    seed::Snapshot,
-};
+use super::{SeedReason, convert::to_mem_op, resolve::Resolver};
+use crate::{events::Event, model::AddressSpace, seed::Snapshot};
 
 /// Where a process's model stands with respect to /proc.
 #[derive(Debug, Default)]
@@ -169,29 +161,6 @@ impl ProcessState {
             self.applied_events += 1;
         }
         unresolved
-    }
-
-    /// Retries the files of regions still unresolved, now with the model's
-    /// own bounds (after an overlay the original range no longer exists);
-    /// false when some remain unknown.
-    pub(super) fn resolve_files(&mut self, resolver: &dyn Resolver) -> bool {
-        let unresolved: Vec<Region> = self
-            .space
-            .regions()
-            .filter(|r| matches!(&r.backing, Backing::File { path, .. } if path == UNRESOLVED_PATH))
-            .cloned()
-            .collect();
-        let mut all = true;
-        for mut region in unresolved {
-            match resolver.file_backing(self.pid, region.start, region.end) {
-                Some(backing) => {
-                    region.backing = backing;
-                    Arc::make_mut(&mut self.space).map_region(region);
-                }
-                None => all = false,
-            }
-        }
-        all
     }
 
     pub(super) fn install(&mut self, snapshot: Snapshot) {

@@ -10,9 +10,6 @@ use crate::{
 struct NoFiles;
 
 impl Resolver for NoFiles {
-    fn file_backing(&self, _: u32, _: u64, _: u64) -> Option<Backing> {
-        None
-    }
     fn shm_segment(&self, _: u32, _: i32, _: u64) -> Option<(Backing, u64)> {
         None
     }
