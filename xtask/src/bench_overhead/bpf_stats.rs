@@ -1,7 +1,8 @@
 //! In-kernel cost of a tracer's programs, from the kernel's own BPF
 //! statistics (`kernel.bpf_stats_enabled=1`): each program's cumulative
-//! `run_time_ns` and `run_cnt`, as `bpftool prog show` prints them, with
-//! the processes holding it (`pids comm(PID)`).
+//! `run_time_ns` and `run_cnt`, as `bpftool prog show` prints them. A
+//! tracer's programs are those its process holds open (/proc/PID/fdinfo
+//! `prog_id`): Debian's bpftool prints no `pids`.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -38,7 +39,6 @@ pub(super) struct Prog {
     pub(super) name: String,
     pub(super) run_time_ns: u64,
     pub(super) run_cnt: u64,
-    pub(super) pids: Vec<u32>,
 }
 
 /// Every loaded program, from `bpftool prog show`'s text.
@@ -50,38 +50,51 @@ pub(super) fn snapshot() -> Result<Vec<Prog>> {
 
 fn parse(text: &str) -> Vec<Prog> {
     let mut progs: Vec<Prog> = Vec::new();
-    for line in text.lines() {
+    // `ID: TYPE  name NAME  tag T  gpl run_time_ns N run_cnt N`, then
+    // indented detail lines.
+    for line in text.lines().filter(|l| !l.starts_with(char::is_whitespace)) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let after = |key: &str| {
             let at = words.iter().position(|w| *w == key)?;
             words.get(at + 1).copied()
         };
-        if let Some(id) = words
+        let Some(id) = words
             .first()
             .and_then(|w| w.strip_suffix(':'))
-            .filter(|_| !line.starts_with(char::is_whitespace))
             .and_then(|id| id.parse().ok())
-        {
-            progs.push(Prog {
-                id,
-                name: after("name").unwrap_or("?").to_owned(),
-                run_time_ns: after("run_time_ns")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                run_cnt: after("run_cnt").and_then(|v| v.parse().ok()).unwrap_or(0),
-                pids: Vec::new(),
-            });
-        } else if let (Some(prog), Some(rest)) =
-            (progs.last_mut(), line.trim().strip_prefix("pids "))
-        {
-            // `pids bpftrace(1234), memmon(99)`
-            prog.pids = rest
-                .split(',')
-                .filter_map(|p| p.rsplit_once('(')?.1.strip_suffix(')')?.parse().ok())
-                .collect();
-        }
+        else {
+            continue;
+        };
+        let number = |key: &str| after(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        progs.push(Prog {
+            id,
+            name: after("name").unwrap_or("?").to_owned(),
+            run_time_ns: number("run_time_ns"),
+            run_cnt: number("run_cnt"),
+        });
     }
     progs
+}
+
+/// Ids of the BPF programs `pid` holds open.
+pub(super) fn programs_of(pid: u32) -> Vec<u32> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf-prog")
+        })
+        .filter_map(|fd| {
+            let name = fd.file_name();
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", name.to_string_lossy()))
+                    .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|id| id.trim().parse().ok())
+        })
+        .collect()
 }
 
 /// One program's share of a measured window.
@@ -95,18 +108,18 @@ pub(super) struct ProgCost {
     pub(super) runs_per_pair: f64,
 }
 
-/// The in-kernel cost of `owner`'s programs over a window of `pairs` loop
+/// The in-kernel cost of the programs `owned` over a window of `pairs` loop
 /// iterations: each program that ran at least once per pair, and their sum
 /// per pair (ns per run × runs per pair).
 pub(super) fn window(
     before: &[Prog],
     after: &[Prog],
-    owner: u32,
+    owned: &[u32],
     pairs: f64,
 ) -> (f64, Vec<ProgCost>) {
     let earlier: HashMap<u32, &Prog> = before.iter().map(|p| (p.id, p)).collect();
     let mut costs = Vec::new();
-    for prog in after.iter().filter(|p| p.pids.contains(&owner)) {
+    for prog in after.iter().filter(|p| owned.contains(&p.id)) {
         let (t0, n0) = earlier
             .get(&prog.id)
             .map_or((0, 0), |p| (p.run_time_ns, p.run_cnt));
@@ -133,9 +146,7 @@ mod tests {
 12: tracepoint  name sys_exit_memory  tag 0123456789abcdef  gpl run_time_ns 5000 run_cnt 20
 \tloaded_at 2026-12-02T15:00:00+0000  uid 0
 \txlated 512B  jited 300B  memlock 4096B  map_ids 3,4
-\tpids memmon(4242)
 13: tracepoint  name sched_process_e  tag 0123456789abcdef  gpl run_time_ns 90 run_cnt 1
-\tpids memmon(4242)
 14: kprobe  name other  tag 0123456789abcdef
 ";
 
@@ -146,8 +157,6 @@ mod tests {
         assert_eq!(progs[0].id, 12);
         assert_eq!(progs[0].name, "sys_exit_memory");
         assert_eq!((progs[0].run_time_ns, progs[0].run_cnt), (5000, 20));
-        assert_eq!(progs[0].pids, vec![4242]);
-        assert_eq!(progs[2].pids, Vec::<u32>::new());
         assert_eq!(progs[2].run_cnt, 0);
     }
 
@@ -159,7 +168,7 @@ mod tests {
         after[0].run_cnt += 2_010; // 1,000 pairs, plus others' calls
         after[1].run_cnt += 3;
         after[2].run_cnt += 5_000;
-        let (per_pair, costs) = window(&before, &after, 4242, 1_000.0);
+        let (per_pair, costs) = window(&before, &after, &[12, 13], 1_000.0);
         assert_eq!(costs.len(), 1);
         assert_eq!(costs[0].runs_per_pair, 2.0);
         assert!((costs[0].ns_per_run - 398.0).abs() < 1.0, "{costs:?}");

@@ -279,8 +279,9 @@ pub(super) fn overhead_rounds(
                 if let (Some(owner), Some(before)) = (stats, before) {
                     // The warm-up adds a tenth.
                     let pairs = 1.1 * iters as f64;
+                    let owned = bpf_stats::programs_of(owner);
                     let (per_pair, progs) =
-                        bpf_stats::window(&before, &bpf_stats::snapshot()?, owner, pairs);
+                        bpf_stats::window(&before, &bpf_stats::snapshot()?, &owned, pairs);
                     line += &format!("  kernel {per_pair:.0} ns/pair");
                     kernel[tracer as usize].push((per_pair, progs));
                 }
