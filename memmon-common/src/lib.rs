@@ -140,7 +140,9 @@ pub const FILE_PATH_ROOM: usize = 512;
 /// Longest component copy: NAME_MAX plus the NUL.
 pub const FILE_NAME_READ: usize = 256;
 /// Path components the kernel walk visits (mount crossings count too).
-pub const FILE_PATH_DEPTH: u32 = 48;
+/// The verifier explores every iteration of the walk: at 48 it gave up
+/// (E2BIG, over a million instructions); deeper paths are named by /proc.
+pub const FILE_PATH_DEPTH: u32 = 16;
 
 /// What the kernel programs could read of a mapped file
 /// ([`FileMmapEvent::status`] bits).

@@ -110,10 +110,10 @@ fn dlopened_libraries_under_load_have_their_paths_and_offsets_at_the_first_check
     let _ = copies(&lib, &root.join("bound-src"), "b", 5);
     let bound = BindMount::new(&root.join("bound-src"), &root.join("bound"));
     libs.extend((0..5).map(|i| root.join("bound").join(format!("libb{i}.so"))));
-    // 40 components: deep, but within the kernel walk's reach.
-    let deep: PathBuf = (0..40).map(|i| format!("d{i}")).collect();
+    // 8 more components: deep, but within the kernel walk's reach.
+    let deep: PathBuf = (0..8).map(|i| format!("d{i}")).collect();
     libs.extend(copies(&lib, &root.join(deep), "d", 5));
-    // Over 512 bytes of path: the kernel walk gives up; /proc names it.
+    // Over 512 bytes and 16 components: the kernel walk gives up; /proc names it.
     let long: PathBuf = (0..24)
         .map(|i| format!("{i:02}{}", "x".repeat(22)))
         .collect();
