@@ -194,7 +194,11 @@ pub fn bench(iters: u64, rounds: usize, memmon: Option<std::path::PathBuf>) -> R
     bench.reaper.stop(daemon.pid, "TERM");
 
     println!("\n== initial scan: {IDLE_PROCESSES} more idle processes ==");
-    let scanned = scan(&mut bench)?;
+    // A failed scan still leaves the measurements above to report.
+    let scanned = scan(&mut bench).unwrap_or_else(|e| {
+        bench.notes.push(format!("the initial scan failed: {e:#}"));
+        measure::Scan::failed()
+    });
 
     Report {
         machine,
