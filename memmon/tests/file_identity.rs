@@ -22,7 +22,8 @@ use std::{
 };
 
 use support::{
-    Daemon, Stopped, TempDir, assert_agrees, compile, maps_of, metric, query_json, require_bpf,
+    Daemon, Stopped, TempDir, Trace, assert_agrees, compile, maps_of, metric, query_json,
+    require_bpf,
 };
 
 /// Keeps every core busy until dropped.
@@ -119,8 +120,10 @@ fn dlopened_libraries_under_load_have_their_paths_and_offsets_at_the_first_check
         .collect();
     libs.extend(copies(&lib, &root.join(long), "l", 5));
     assert_eq!(libs.len(), 50);
+    let within_reach = 45;
 
     let daemon = Daemon::start_with(&["--verify-interval", "0"]);
+    let trace = Trace::start(&["--comm", "dlopen_many", "--json"], true);
     let load = Load::start();
     let deleted = root.join("unlinked-data");
     let mut args: Vec<&str> = vec![deleted.to_str().unwrap()];
@@ -128,6 +131,24 @@ fn dlopened_libraries_under_load_have_their_paths_and_offsets_at_the_first_check
     let mut run = Stopped::spawn(&program, &args);
     let cp = run.checkpoint("loaded");
     drop(load);
+    let events = trace.stop().events;
+
+    // The kernel named every file it could reach at the mmap itself.
+    let kernel_paths: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "mmap")
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    for (i, lib) in libs.iter().enumerate() {
+        let named = kernel_paths.contains(&lib.to_str().unwrap());
+        assert_eq!(
+            named,
+            i < within_reach,
+            "{}: the kernel {} its path; its mmaps: {kernel_paths:?}",
+            lib.display(),
+            if named { "read" } else { "did not read" }
+        );
+    }
 
     let maps = maps_of(run.pid);
     let layout = query_json(None, daemon.socket(), run.pid, &[]);

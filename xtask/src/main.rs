@@ -53,9 +53,14 @@ enum Cmd {
         /// mmap+munmap (and brk) pairs per loop run.
         #[arg(long, default_value_t = 50_000)]
         iters: u64,
-        /// Interleaved rounds of untraced / bpftrace / memmon.
+        /// Interleaved rounds of untraced / bpftrace (twice) / memmon.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Use this memmon binary instead of building the release one (a
+        /// debug daemon's CPU per event is not the release one's; the
+        /// in-kernel numbers do not depend on it).
+        #[arg(long, value_name = "PATH")]
+        memmon: Option<std::path::PathBuf>,
     },
     /// Run the hostile-input property tests (maps parser, ELF reader,
     /// request and event decoders) for a time budget with many cases.
@@ -96,7 +101,11 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test::test(&args),
         Cmd::Lint => test::lint(),
         Cmd::BenchQuery => bench::bench_query(),
-        Cmd::Bench { iters, rounds } => bench_overhead::bench(iters, rounds),
+        Cmd::Bench {
+            iters,
+            rounds,
+            memmon,
+        } => bench_overhead::bench(iters, rounds, memmon),
         Cmd::Fuzz {
             seconds,
             cases,

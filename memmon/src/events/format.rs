@@ -59,6 +59,7 @@ impl Event {
                 flags,
                 fd,
                 offset,
+                file,
                 ..
             } => {
                 v.range(*addr, Some(*len));
@@ -67,6 +68,7 @@ impl Event {
                 v.flags_str = Some(Shown::MmapFlags(*flags));
                 v.fd = Some(*fd);
                 v.offset = Some(*offset);
+                v.path = file.as_ref().and_then(|f| f.path.as_deref());
             }
             EventBody::Munmap { addr, len, .. } => v.range(*addr, Some(*len)),
             EventBody::Brk { addr, .. } | EventBody::Shmdt { addr, .. } => v.range(*addr, None),
@@ -240,6 +242,9 @@ struct View<'a> {
     fd: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<u64>,
+    /// A mapped file's path, as the kernel programs read it at the mmap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     new_addr: Option<Hex>,
     /// `Some(None)` is a cleared name: `"name": null`.
@@ -306,6 +311,7 @@ impl View<'_> {
         }
         field(o, "fd", self.fd);
         field(o, "off", self.offset);
+        field(o, "path", self.path.map(|p| format!("{p:?}")));
         field(o, "new_addr", self.new_addr);
         field(
             o,

@@ -374,6 +374,19 @@ pub(super) struct Scan {
     pub(super) hwm_mib: f64,
 }
 
+impl Scan {
+    /// Unknown values, for a report whose scan failed.
+    pub(super) fn failed() -> Self {
+        Self {
+            tracked: None,
+            startup: Duration::ZERO,
+            idle_rss_mib: f64::NAN,
+            rss_mib: f64::NAN,
+            hwm_mib: f64::NAN,
+        }
+    }
+}
+
 pub(super) fn scan(bench: &mut Bench) -> Result<Scan> {
     let mut sleepers = Reaper::default();
     sleepers.spawn_idle_processes()?;

@@ -127,7 +127,7 @@ impl Loop {
     }
 }
 
-pub fn bench(iters: u64, rounds: usize) -> Result<()> {
+pub fn bench(iters: u64, rounds: usize, memmon: Option<std::path::PathBuf>) -> Result<()> {
     if !is_root()? {
         bail!("bench loads eBPF programs (memmon's and bpftrace's): run it as root");
     }
@@ -135,7 +135,16 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
         bail!("--rounds and --iters must be positive");
     }
     setup()?;
-    run(cargo()?.args(["build", "--release", "-p", "memmon", "--bins"]))?;
+    let memmon = match memmon {
+        Some(path) => {
+            println!("memmon: {} (given, not built)", path.display());
+            path
+        }
+        None => {
+            run(cargo()?.args(["build", "--release", "-p", "memmon", "--bins"]))?;
+            target_dir().join("release").join("memmon")
+        }
+    };
     let started = Instant::now();
     let scratch = TempDir::create("bench-overhead")?;
     let memloop = scratch.path().join("memloop");
@@ -143,11 +152,7 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
         .args(["-O2", "-Wall", "-o"])
         .arg(&memloop)
         .arg(repo_root().join("xtask/bench/memloop.c")))?;
-    let mut bench = Bench::new(
-        target_dir().join("release").join("memmon"),
-        memloop,
-        scratch,
-    );
+    let mut bench = Bench::new(memmon, memloop, scratch);
 
     let machine = machine();
     let others = other_bpf_holders();
@@ -189,7 +194,11 @@ pub fn bench(iters: u64, rounds: usize) -> Result<()> {
     bench.reaper.stop(daemon.pid, "TERM");
 
     println!("\n== initial scan: {IDLE_PROCESSES} more idle processes ==");
-    let scanned = scan(&mut bench)?;
+    // A failed scan still leaves the measurements above to report.
+    let scanned = scan(&mut bench).unwrap_or_else(|e| {
+        bench.notes.push(format!("the initial scan failed: {e:#}"));
+        measure::Scan::failed()
+    });
 
     Report {
         machine,
