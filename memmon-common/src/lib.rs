@@ -149,7 +149,11 @@ pub mod counter {
     /// A process could not be marked lost because `LOST_PIDS` was full:
     /// userspace must resync every process.
     pub const LOST_PIDS_FULL: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// The mmap lock was taken for writing by a syscall the syscall
+    /// tracepoints do not show (compat, `int 0x80`, or not modelled): the
+    /// process was marked lost.
+    pub const UNSEEN_LAYOUT_CHANGE: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Names of the maps and globals, shared so that both sides spell them alike.
@@ -159,6 +163,30 @@ pub mod names {
     pub const LOST_PIDS: &str = "LOST_PIDS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     pub const LAYOUT: &str = "LAYOUT";
+    pub const SEEN_SYSCALLS: &str = "SEEN_SYSCALLS";
+}
+
+/// Native syscall numbers whose layout changes memmon sees without the
+/// mmap-lock safety net, as a bitmap (bit `nr % 64` of word `nr / 64`).
+/// Userspace fills it (`memmon::bpf::unseen`); numbers past the end count
+/// as unseen.
+pub const SEEN_SYSCALLS_WORDS: usize = 8;
+
+/// Where `mmap_lock:mmap_lock_acquire_returned` keeps `write` (a bool),
+/// read by a direct context load; the loader checks tracefs agrees.
+pub mod mmap_lock_record {
+    pub const WRITE: u32 = 24;
+}
+
+/// Offsets in x86_64's `struct pt_regs` (the user ABI: ptrace's
+/// `user_regs_struct` has the same layout).
+pub mod pt_regs {
+    /// `ax`: `-ENOSYS` from syscall entry until the syscall returns.
+    pub const AX: usize = 80;
+    /// `orig_ax`: the syscall number (native or compat numbering).
+    pub const ORIG_AX: usize = 120;
+    /// What syscall entry stores in `ax`.
+    pub const ENOSYS: u64 = -38i64 as u64;
 }
 
 /// Where `syscalls:sys_enter_*` and `sys_exit_*` records keep their fields
@@ -203,7 +231,16 @@ pub struct TracepointLayout {
     pub nr_clone: u32,
     pub nr_clone3: u32,
     pub nr_prctl: u32,
+    /// io_setup writes its ring's address to user memory: the exit
+    /// program reads it (see [`IO_SETUP_RING_ARG`]).
+    pub nr_io_setup: u32,
+    pub _pad0: u32,
 }
+
+/// The argument slot of an io_setup [`SyscallEvent`] that carries the ring
+/// address read from `*ctxp` at exit (io_setup has two arguments; the
+/// slots past them are otherwise unused).
+pub const IO_SETUP_RING_ARG: usize = 2;
 
 impl TracepointLayout {
     pub const ABSENT: u32 = u32::MAX;
@@ -219,6 +256,8 @@ impl TracepointLayout {
         nr_clone: 56,
         nr_clone3: 435,
         nr_prctl: 157,
+        nr_io_setup: 206,
+        _pad0: 0,
     };
 }
 
@@ -240,5 +279,5 @@ const _: () = {
     assert!(core::mem::size_of::<ForkEvent>() == 56);
     assert!(core::mem::size_of::<ExitEvent>() == 48);
     assert!(core::mem::size_of::<VmaNameEvent>() == 144);
-    assert!(core::mem::size_of::<TracepointLayout>() == 40);
+    assert!(core::mem::size_of::<TracepointLayout>() == 48);
 };

@@ -21,6 +21,13 @@ impl TracepointId {
         }
     }
 
+    pub const fn mmap_lock(name: &'static str) -> Self {
+        Self {
+            category: "mmap_lock",
+            name,
+        }
+    }
+
     pub const fn sched(name: &'static str) -> Self {
         Self {
             category: "sched",
@@ -56,7 +63,7 @@ macro_rules! traced {
 
 /// The memory syscalls, paired enter+exit by `sys_enter_memory` and
 /// `sys_exit_memory`. `memmon::events::Syscall` follows this order.
-pub const MEMORY_SYSCALLS: [TracedSyscall; 8] = traced![
+pub const MEMORY_SYSCALLS: [TracedSyscall; 11] = traced![
     "mmap",
     "munmap",
     "brk",
@@ -65,6 +72,9 @@ pub const MEMORY_SYSCALLS: [TracedSyscall; 8] = traced![
     "mremap",
     "shmat",
     "shmdt",
+    "io_setup",
+    "io_destroy",
+    "remap_file_pages",
 ];
 
 /// Only their entry is traced: the fork program reads the clone flags
@@ -73,6 +83,12 @@ pub const CLONES: [TracedSyscall; 2] = traced!["clone", "clone3"];
 
 /// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ...) names anonymous memory.
 pub const PRCTL: TracedSyscall = traced!["prctl"][0];
+
+/// Fires on every mmap lock acquisition: the write side is the safety net
+/// for layout changes no syscall tracepoint shows (compat syscalls,
+/// `int 0x80`, syscalls memmon does not model).
+pub const MMAP_LOCK_ACQUIRE_RETURNED: TracepointId =
+    TracepointId::mmap_lock("mmap_lock_acquire_returned");
 
 pub const SCHED_PROCESS_EXEC: TracepointId = TracepointId::sched("sched_process_exec");
 pub const SCHED_PROCESS_FORK: TracepointId = TracepointId::sched("sched_process_fork");
@@ -111,7 +127,7 @@ impl Program {
 }
 
 /// The attach plan: every program and every tracepoint memmon attaches.
-pub const PROGRAMS: [Program; 7] = [
+pub const PROGRAMS: [Program; 8] = [
     Program {
         name: "sys_enter_memory",
         serves: &[Serves::Enter(&MEMORY_SYSCALLS), Serves::Enter(&CLONES)],
@@ -140,6 +156,10 @@ pub const PROGRAMS: [Program; 7] = [
         name: "sched_process_exit",
         serves: &[Serves::Tracepoint(SCHED_PROCESS_EXIT)],
     },
+    Program {
+        name: "mmap_lock_write",
+        serves: &[Serves::Tracepoint(MMAP_LOCK_ACQUIRE_RETURNED)],
+    },
 ];
 
 /// Every tracepoint of [`PROGRAMS`], in attach order.
@@ -157,9 +177,9 @@ mod tests {
     #[test]
     fn the_plan_spells_every_tracepoint_once() {
         let all: Vec<TracepointId> = all_tracepoints().collect();
-        // Enter and exit of 8 memory syscalls and prctl, enter of clone
-        // and clone3, three sched events.
-        assert_eq!(all.len(), 8 * 2 + 2 + 2 + 3);
+        // Enter and exit of 11 memory syscalls and prctl, enter of clone
+        // and clone3, three sched events, the mmap lock.
+        assert_eq!(all.len(), 11 * 2 + 2 + 2 + 3 + 1);
         let unique: BTreeSet<_> = all.iter().map(ToString::to_string).collect();
         assert_eq!(unique.len(), all.len());
         assert!(unique.contains("syscalls/sys_enter_pkey_mprotect"));
@@ -168,6 +188,8 @@ mod tests {
         assert!(!unique.contains("syscalls/sys_exit_clone"));
         assert!(unique.contains("syscalls/sys_exit_prctl"));
         assert!(unique.contains("sched/sched_process_exit"));
+        assert!(unique.contains("syscalls/sys_exit_io_setup"));
+        assert!(unique.contains("mmap_lock/mmap_lock_acquire_returned"));
         let exits: Vec<_> = PROGRAMS[1].tracepoints().collect();
         assert_eq!(exits.len(), MEMORY_SYSCALLS.len());
         assert!(exits.iter().all(|tp| tp.name.starts_with("sys_exit_")));

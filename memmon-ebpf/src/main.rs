@@ -13,6 +13,8 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod unseen;
+
 use core::ptr::{addr_of_mut, read_volatile};
 
 use aya_ebpf::{
@@ -27,8 +29,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use memmon_common::{
-    CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, PR_SET_VMA,
-    PR_SET_VMA_ANON_NAME, PendingSyscall, SyscallEvent, TracepointLayout, VMA_NAME_LEN,
+    CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, IO_SETUP_RING_ARG,
+    PR_SET_VMA, PR_SET_VMA_ANON_NAME, PendingSyscall, SyscallEvent, TracepointLayout, VMA_NAME_LEN,
     VmaNameEvent, counter, syscall_record,
 };
 
@@ -260,6 +262,10 @@ fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
         unpaired_exit();
         return Ok(());
     }
+    let mut args = pending.args;
+    if nr == layout().nr_io_setup && ret == 0 {
+        args[IO_SETUP_RING_ARG] = unseen::io_setup_ring(args[1]);
+    }
     let header = header(EventKind::Syscall);
     let exit_ns = header.ts_ns;
     emit(
@@ -268,7 +274,7 @@ fn try_sys_exit_memory(ctx: &TracePointContext) -> Result<(), i64> {
             header,
             nr: pending.nr,
             _pad0: 0,
-            args: pending.args,
+            args,
             ret,
             duration_ns: exit_ns.saturating_sub(pending.enter_ns),
         },

@@ -65,10 +65,12 @@ impl Probes {
         // Wake the consumer once an eighth of the buffer is queued; the
         // reader's poll timer picks up anything below that.
         let wakeup_bytes: u64 = size / 8;
+        let seen = super::unseen::seen_syscalls();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::EVENTS, size as u32)
             .override_global(names::LAYOUT, &layout, true)
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(names::SEEN_SYSCALLS, &seen, true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
         for plan in &PROGRAMS {
@@ -145,6 +147,12 @@ impl Probes {
     /// mid-call, or the pairing entry evicted); each marks its process lost.
     pub fn unpaired_exits(&self) -> u64 {
         self.counter(counter::UNPAIRED_EXIT)
+    }
+
+    /// Mmap write locks taken inside syscalls the tracepoints do not show;
+    /// each marks its process lost.
+    pub fn unseen_layout_changes(&self) -> u64 {
+        self.counter(counter::UNSEEN_LAYOUT_CHANGE)
     }
 
     /// Times a process could not be marked lost because the lost-pid map

@@ -139,6 +139,7 @@ impl Workers {
             events_lost_total: counters.events_lost,
             events_undecodable_total: counters.events_undecodable,
             unpaired_exits_total: counters.unpaired_exits,
+            unseen_layout_changes_total: counters.unseen_layout_changes,
             lost_pids_full_total: counters.lost_pids_full,
             buffered_events_dropped_total: counters.buffered_events_dropped,
             drain_gap_max_seconds: counters.drain_gap_max_seconds,

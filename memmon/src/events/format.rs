@@ -70,6 +70,24 @@ impl Event {
             }
             EventBody::Munmap { addr, len, .. } => v.range(*addr, Some(*len)),
             EventBody::Brk { addr, .. } | EventBody::Shmdt { addr, .. } => v.range(*addr, None),
+            EventBody::IoSetup {
+                nr_events, ring, ..
+            } => {
+                v.nr_events = Some(*nr_events);
+                v.range(*ring, None);
+            }
+            EventBody::IoDestroy { ring, .. } => v.range(*ring, None),
+            EventBody::RemapFilePages {
+                start,
+                size,
+                pgoff,
+                flags,
+                ..
+            } => {
+                v.range(*start, Some(*size));
+                v.pgoff = Some(*pgoff);
+                v.flags = Some(*flags);
+            }
             EventBody::Mprotect {
                 addr,
                 len,
@@ -241,6 +259,12 @@ struct View<'a> {
     fd: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<u64>,
+    /// remap_file_pages' offset, in pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pgoff: Option<u64>,
+    /// io_setup's request count (the ring is `addr`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nr_events: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     new_addr: Option<Hex>,
     /// `Some(None)` is a cleared name: `"name": null`.
@@ -309,6 +333,8 @@ impl View<'_> {
         }
         field(o, "fd", self.fd);
         field(o, "off", self.offset);
+        field(o, "pgoff", self.pgoff);
+        field(o, "nr_events", self.nr_events);
         field(o, "new_addr", self.new_addr);
         field(
             o,
