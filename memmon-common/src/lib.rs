@@ -219,7 +219,11 @@ pub mod counter {
     /// A process could not be marked lost because `LOST_PIDS` was full:
     /// userspace must resync every process.
     pub const LOST_PIDS_FULL: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// The mmap lock was taken for writing by a syscall the syscall
+    /// tracepoints do not show (compat, `int 0x80`, or not modelled): the
+    /// process was marked lost.
+    pub const UNSEEN_LAYOUT_CHANGE: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Names of the maps and globals, shared so that both sides spell them alike.
@@ -230,6 +234,19 @@ pub mod names {
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     pub const LAYOUT: &str = "LAYOUT";
     pub const KERNEL_LAYOUT: &str = "KERNEL_LAYOUT";
+    pub const SEEN_SYSCALLS: &str = "SEEN_SYSCALLS";
+}
+
+/// Native syscall numbers whose layout changes memmon sees without the
+/// mmap-lock safety net, as a bitmap (bit `nr % 64` of word `nr / 64`).
+/// Userspace fills it (`memmon::bpf::unseen`); numbers past the end count
+/// as unseen.
+pub const SEEN_SYSCALLS_WORDS: usize = 8;
+
+/// Where `mmap_lock:mmap_lock_acquire_returned` keeps `write` (a bool),
+/// read by a direct context load; the loader checks tracefs agrees.
+pub mod mmap_lock_record {
+    pub const WRITE: u32 = 24;
 }
 
 /// Where `syscalls:sys_enter_*` and `sys_exit_*` records keep their fields
@@ -274,7 +291,16 @@ pub struct TracepointLayout {
     pub nr_clone: u32,
     pub nr_clone3: u32,
     pub nr_prctl: u32,
+    /// io_setup writes its ring's address to user memory: the exit
+    /// program reads it (see [`IO_SETUP_RING_ARG`]).
+    pub nr_io_setup: u32,
+    pub _pad0: u32,
 }
+
+/// The argument slot of an io_setup [`SyscallEvent`] that carries the ring
+/// address read from `*ctxp` at exit (io_setup has two arguments; the
+/// slots past them are otherwise unused).
+pub const IO_SETUP_RING_ARG: usize = 2;
 
 impl TracepointLayout {
     pub const ABSENT: u32 = u32::MAX;
@@ -290,6 +316,8 @@ impl TracepointLayout {
         nr_clone: 56,
         nr_clone3: 435,
         nr_prctl: 157,
+        nr_io_setup: 206,
+        _pad0: 0,
     };
 }
 
@@ -314,7 +342,7 @@ const _: () = {
     assert!(core::mem::size_of::<ForkEvent>() == 56);
     assert!(core::mem::size_of::<ExitEvent>() == 48);
     assert!(core::mem::size_of::<VmaNameEvent>() == 144);
-    assert!(core::mem::size_of::<TracepointLayout>() == 40);
+    assert!(core::mem::size_of::<TracepointLayout>() == 48);
     assert!(core::mem::size_of::<FileMmapEvent>() == 104 + 24 + 768);
     assert!(core::mem::size_of::<KernelLayout>() == 92);
 };

@@ -21,6 +21,13 @@ impl TracepointId {
         }
     }
 
+    pub const fn mmap_lock(name: &'static str) -> Self {
+        Self {
+            category: "mmap_lock",
+            name,
+        }
+    }
+
     pub const fn sched(name: &'static str) -> Self {
         Self {
             category: "sched",
@@ -57,7 +64,7 @@ macro_rules! traced {
 /// The memory syscalls, traced at their exit only by `sys_exit_memory`
 /// (arguments from the saved registers). `memmon::events::Syscall`
 /// follows this order.
-pub const MEMORY_SYSCALLS: [TracedSyscall; 8] = traced![
+pub const MEMORY_SYSCALLS: [TracedSyscall; 11] = traced![
     "mmap",
     "munmap",
     "brk",
@@ -66,11 +73,20 @@ pub const MEMORY_SYSCALLS: [TracedSyscall; 8] = traced![
     "mremap",
     "shmat",
     "shmdt",
+    "io_setup",
+    "io_destroy",
+    "remap_file_pages",
 ];
 
 /// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ...) names anonymous memory;
 /// traced at its exit only, like the memory syscalls.
 pub const PRCTL: TracedSyscall = traced!["prctl"][0];
+
+/// Fires on every mmap lock acquisition: the write side is the safety net
+/// for layout changes no syscall tracepoint shows (compat syscalls,
+/// `int 0x80`, syscalls memmon does not model).
+pub const MMAP_LOCK_ACQUIRE_RETURNED: TracepointId =
+    TracepointId::mmap_lock("mmap_lock_acquire_returned");
 
 pub const SCHED_PROCESS_EXEC: TracepointId = TracepointId::sched("sched_process_exec");
 pub const SCHED_PROCESS_FORK: TracepointId = TracepointId::sched("sched_process_fork");
@@ -115,7 +131,7 @@ impl Program {
 /// The attach plan: every program and every tracepoint memmon attaches.
 /// No `sys_enter_*` is attached: each per-syscall tracepoint adds a floor
 /// cost to every other syscall, and the exit programs need no entry.
-pub const PROGRAMS: [Program; 5] = [
+pub const PROGRAMS: [Program; 6] = [
     Program {
         name: "sys_exit_memory",
         serves: &[Serves::Exit(&MEMORY_SYSCALLS)],
@@ -136,6 +152,10 @@ pub const PROGRAMS: [Program; 5] = [
         name: "sched_process_exit",
         serves: &[Serves::Tracepoint(SCHED_PROCESS_EXIT)],
     },
+    Program {
+        name: "mmap_lock_write",
+        serves: &[Serves::Tracepoint(MMAP_LOCK_ACQUIRE_RETURNED)],
+    },
 ];
 
 /// Every classic tracepoint of [`PROGRAMS`], in attach order.
@@ -153,9 +173,9 @@ mod tests {
     #[test]
     fn the_plan_spells_every_tracepoint_once() {
         let all: Vec<TracepointId> = all_tracepoints().collect();
-        // Exit of 8 memory syscalls and prctl, two classic sched events
-        // (fork is on tp_btf).
-        assert_eq!(all.len(), 8 + 1 + 2);
+        // Exit of 11 memory syscalls and prctl, two classic sched events
+        // (fork is on tp_btf), the mmap lock.
+        assert_eq!(all.len(), 11 + 1 + 2 + 1);
         let unique: BTreeSet<_> = all.iter().map(ToString::to_string).collect();
         assert_eq!(unique.len(), all.len());
         assert!(unique.contains("syscalls/sys_exit_pkey_mprotect"));
@@ -164,6 +184,8 @@ mod tests {
         assert!(!unique.contains("syscalls/sys_exit_clone"));
         assert!(unique.contains("syscalls/sys_exit_prctl"));
         assert!(unique.contains("sched/sched_process_exit"));
+        assert!(unique.contains("syscalls/sys_exit_io_setup"));
+        assert!(unique.contains("mmap_lock/mmap_lock_acquire_returned"));
         let exits: Vec<_> = PROGRAMS[0].tracepoints().collect();
         assert_eq!(exits.len(), MEMORY_SYSCALLS.len());
         assert!(exits.iter().all(|tp| tp.name.starts_with("sys_exit_")));

@@ -17,6 +17,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod file_identity;
+mod unseen;
 
 use core::ptr::{addr_of_mut, read_volatile};
 
@@ -35,8 +36,8 @@ use aya_ebpf::{
 };
 use memmon_common::{
     CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent,
-    MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent, TracepointLayout,
-    VMA_NAME_LEN, VmaNameEvent, counter, syscall_record,
+    IO_SETUP_RING_ARG, MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent,
+    TracepointLayout, VMA_NAME_LEN, VmaNameEvent, counter, syscall_record,
 };
 
 /// Userspace sets the real size (`--ringbuf-size`) at load time.
@@ -239,10 +240,13 @@ pub fn sys_exit_memory(ctx: TracePointContext) -> u32 {
 fn try_sys_exit_memory(ctx: &TracePointContext) {
     let nr = syscall_nr(ctx);
     let ret = syscall_ret(ctx);
-    let args = syscall_args(user_regs());
+    let mut args = syscall_args(user_regs());
     if is_file_mmap(nr, &args, ret) {
         emit_file_mmap(nr, &args, ret);
         return;
+    }
+    if nr == layout().nr_io_setup && ret == 0 {
+        args[IO_SETUP_RING_ARG] = unseen::io_setup_ring(args[1]);
     }
     let header = header(EventKind::Syscall);
     emit(

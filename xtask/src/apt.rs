@@ -10,7 +10,9 @@ use crate::env::{as_root, find_in_path, run};
 /// the reliability tests list kernel objects with bpftool; `xtask fuzz`
 /// bounds memory with prlimit; the FUSE test builds a squashfs image,
 /// serves it with squashfuse and unmounts with fusermount3; pmap is the
-/// yardstick for query latency (issue 10: a query no slower than pmap).
+/// yardstick for query latency (issue 10: a query no slower than pmap);
+/// the compat test builds a 32-bit fixture (`cc -m32`). An entry starting
+/// with `/` is a file the package installs, for packages with no command.
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("setarch", "util-linux"),
@@ -25,12 +27,23 @@ const PACKAGES: &[(&str, &str)] = &[
     ("squashfuse", "squashfuse"),
     ("mksquashfs", "squashfs-tools"),
     ("pmap", "procps"),
+    // gcc-multilib's own file: the /usr/include/asm link `-m32` needs.
+    ("/usr/include/asm", "gcc-multilib"),
 ];
+
+/// Whether `probe` (a command, or a file when it starts with `/`) is there.
+fn present(probe: &str) -> bool {
+    if probe.starts_with('/') {
+        std::path::Path::new(probe).exists()
+    } else {
+        find_in_path(probe).is_some()
+    }
+}
 
 pub fn ensure() -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
-        .filter(|(cmd, _)| find_in_path(cmd).is_none())
+        .filter(|(cmd, _)| !present(cmd))
         .map(|&(_, pkg)| pkg)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -49,8 +62,8 @@ pub fn ensure() -> Result<()> {
         .args(&missing))?;
     // Catches a wrong (command, package) pair in the table.
     for (cmd, pkg) in PACKAGES {
-        if find_in_path(cmd).is_none() {
-            bail!("installed {pkg}, but `{cmd}` is still not on PATH");
+        if !present(cmd) {
+            bail!("installed {pkg}, but `{cmd}` is still missing");
         }
     }
     Ok(())

@@ -7,8 +7,11 @@ use std::{fs, path::Path};
 
 pub use memmon_common::tracepoints::TracepointId;
 use memmon_common::{
-    TracepointLayout, syscall_record,
-    tracepoints::{MEMORY_SYSCALLS, SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT, SCHED_PROCESS_FORK},
+    TracepointLayout, mmap_lock_record, syscall_record,
+    tracepoints::{
+        MEMORY_SYSCALLS, MMAP_LOCK_ACQUIRE_RETURNED, SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT,
+        SCHED_PROCESS_FORK,
+    },
 };
 
 use super::{BpfError, preflight::TRACEFS};
@@ -79,6 +82,8 @@ pub fn read_layout() -> Result<TracepointLayout, BpfError> {
     let exit_fmt = read_format(exit)?;
     let exit_tp_fmt = read_format(exit_tp)?;
     let exec_fmt = read_format(exec)?;
+    let lock = MMAP_LOCK_ACQUIRE_RETURNED;
+    fixed(&read_format(lock)?, lock, "write", mmap_lock_record::WRITE)?;
     Ok(TracepointLayout {
         syscall_args: fixed(&enter_fmt, enter, "addr", syscall_record::ARGS)?,
         syscall_ret: fixed(&exit_fmt, exit, "ret", syscall_record::RET)?,
@@ -91,6 +96,8 @@ pub fn read_layout() -> Result<TracepointLayout, BpfError> {
         nr_clone: libc::SYS_clone as u32,
         nr_clone3: libc::SYS_clone3 as u32,
         nr_prctl: libc::SYS_prctl as u32,
+        nr_io_setup: libc::SYS_io_setup as u32,
+        _pad0: 0,
     })
 }
 

@@ -94,11 +94,13 @@ impl Probes {
         // reader's poll timer picks up anything below that.
         let wakeup_bytes: u64 = size / 8;
         let kernel_layout: KernelLayout = read_kernel_layout()?;
+        let seen = super::unseen::seen_syscalls();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::EVENTS, size as u32)
             .override_global(names::LAYOUT, &layout, true)
             .override_global(names::KERNEL_LAYOUT, &kernel_layout, true)
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(names::SEEN_SYSCALLS, &seen, true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
         let mut btf = None;
@@ -181,6 +183,12 @@ impl Probes {
     /// Records the kernel could not queue because the ring buffer was full.
     pub fn lost_events(&self) -> u64 {
         self.counter(counter::RINGBUF_LOST)
+    }
+
+    /// Mmap write locks taken inside syscalls the tracepoints do not show;
+    /// each marks its process lost.
+    pub fn unseen_layout_changes(&self) -> u64 {
+        self.counter(counter::UNSEEN_LAYOUT_CHANGE)
     }
 
     /// Times a process could not be marked lost because the lost-pid map

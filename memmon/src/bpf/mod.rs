@@ -5,6 +5,7 @@ mod layout;
 mod loader;
 mod preflight;
 mod reader;
+pub mod unseen;
 
 pub use layout::{TracepointId, read_layout};
 pub use loader::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes};

@@ -138,6 +138,7 @@ impl Workers {
             events_total: counters.events,
             events_lost_total: counters.events_lost,
             events_undecodable_total: counters.events_undecodable,
+            unseen_layout_changes_total: counters.unseen_layout_changes,
             lost_pids_full_total: counters.lost_pids_full,
             buffered_events_dropped_total: counters.buffered_events_dropped,
             drain_gap_max_seconds: counters.drain_gap_max_seconds,

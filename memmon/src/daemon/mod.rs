@@ -356,6 +356,7 @@ impl Daemon {
                 events: stats.events,
                 events_lost: self.probes.lost_events(),
                 events_undecodable: self.stream.decode_errors,
+                unseen_layout_changes: self.probes.unseen_layout_changes(),
                 lost_pids_full: self.probes.lost_pids_full(),
                 resyncs: stats.resyncs.clone(),
                 snapshots_installed: stats.snapshots_installed,

@@ -39,6 +39,7 @@ pub(super) struct Counters {
     pub events: u64,
     pub events_lost: u64,
     pub events_undecodable: u64,
+    pub unseen_layout_changes: u64,
     pub lost_pids_full: u64,
     pub resyncs: HashMap<String, u64>,
     pub snapshots_installed: u64,

@@ -193,6 +193,19 @@ fn syscall_body(raw: &SyscallEvent) -> Result<EventBody, DecodeError> {
             ret,
         },
         Syscall::Shmdt => EventBody::Shmdt { addr: a[0], ret },
+        Syscall::IoSetup => EventBody::IoSetup {
+            nr_events: a[0],
+            ring: a[memmon_common::IO_SETUP_RING_ARG],
+            ret,
+        },
+        Syscall::IoDestroy => EventBody::IoDestroy { ring: a[0], ret },
+        Syscall::RemapFilePages => EventBody::RemapFilePages {
+            start: a[0],
+            size: a[1],
+            pgoff: a[3],
+            flags: a[4],
+            ret,
+        },
     })
 }
 

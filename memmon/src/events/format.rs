@@ -72,6 +72,24 @@ impl Event {
             }
             EventBody::Munmap { addr, len, .. } => v.range(*addr, Some(*len)),
             EventBody::Brk { addr, .. } | EventBody::Shmdt { addr, .. } => v.range(*addr, None),
+            EventBody::IoSetup {
+                nr_events, ring, ..
+            } => {
+                v.nr_events = Some(*nr_events);
+                v.range(*ring, None);
+            }
+            EventBody::IoDestroy { ring, .. } => v.range(*ring, None),
+            EventBody::RemapFilePages {
+                start,
+                size,
+                pgoff,
+                flags,
+                ..
+            } => {
+                v.range(*start, Some(*size));
+                v.pgoff = Some(*pgoff);
+                v.flags = Some(*flags);
+            }
             EventBody::Mprotect {
                 addr,
                 len,
@@ -245,6 +263,12 @@ struct View<'a> {
     /// A mapped file's path, as the kernel programs read it at the mmap.
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<&'a str>,
+    /// remap_file_pages' offset, in pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pgoff: Option<u64>,
+    /// io_setup's request count (the ring is `addr`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nr_events: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     new_addr: Option<Hex>,
     /// `Some(None)` is a cleared name: `"name": null`.
@@ -312,6 +336,8 @@ impl View<'_> {
         field(o, "fd", self.fd);
         field(o, "off", self.offset);
         field(o, "path", self.path.map(|p| format!("{p:?}")));
+        field(o, "pgoff", self.pgoff);
+        field(o, "nr_events", self.nr_events);
         field(o, "new_addr", self.new_addr);
         field(
             o,

@@ -26,6 +26,9 @@ pub enum Syscall {
     Mremap,
     Shmat,
     Shmdt,
+    IoSetup,
+    IoDestroy,
+    RemapFilePages,
 }
 
 impl Syscall {
@@ -38,6 +41,9 @@ impl Syscall {
         Syscall::Mremap,
         Syscall::Shmat,
         Syscall::Shmdt,
+        Syscall::IoSetup,
+        Syscall::IoDestroy,
+        Syscall::RemapFilePages,
     ];
 
     /// Its entry in the shared table: name and tracepoints.
@@ -61,7 +67,31 @@ impl Syscall {
             Syscall::Mremap => libc::SYS_mremap,
             Syscall::Shmat => libc::SYS_shmat,
             Syscall::Shmdt => libc::SYS_shmdt,
+            Syscall::IoSetup => libc::SYS_io_setup,
+            Syscall::IoDestroy => libc::SYS_io_destroy,
+            Syscall::RemapFilePages => libc::SYS_remap_file_pages,
         }) as u32
+    }
+
+    /// Why the model cannot apply this syscall's effect from its event, for
+    /// the syscalls whose success resyncs the process from /proc at once.
+    /// The one list of such syscalls.
+    pub const fn resync_reason(self) -> Option<&'static str> {
+        match self {
+            Syscall::IoSetup => Some(
+                "the aio ring's size depends on the kernel's rounding of nr_events \
+                 and its page size; the event carries only the ring's address",
+            ),
+            Syscall::IoDestroy => Some(
+                "the event names the ring by its address only; its size is the \
+                 kernel's, as at io_setup",
+            ),
+            Syscall::RemapFilePages => Some(
+                "the kernel splits the shared mapping and rewrites file offsets \
+                 at page granularity; /proc has the resulting regions",
+            ),
+            _ => None,
+        }
     }
 
     pub fn from_nr(nr: u32) -> Option<Self> {
@@ -158,6 +188,25 @@ pub enum EventBody {
         addr: u64,
         ret: i64,
     },
+    /// io_setup(nr_events, ctxp): `ring` is the address the kernel stored
+    /// at `ctxp` (the aio ring's start), read at exit.
+    IoSetup {
+        nr_events: u64,
+        ring: u64,
+        ret: i64,
+    },
+    /// io_destroy(ctx): `ring` is the aio context, the ring's address.
+    IoDestroy {
+        ring: u64,
+        ret: i64,
+    },
+    RemapFilePages {
+        start: u64,
+        size: u64,
+        pgoff: u64,
+        flags: u64,
+        ret: i64,
+    },
     /// prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name).
     VmaName {
         addr: u64,
@@ -236,6 +285,9 @@ impl Event {
             EventBody::Mremap { .. } => Syscall::Mremap,
             EventBody::Shmat { .. } => Syscall::Shmat,
             EventBody::Shmdt { .. } => Syscall::Shmdt,
+            EventBody::IoSetup { .. } => Syscall::IoSetup,
+            EventBody::IoDestroy { .. } => Syscall::IoDestroy,
+            EventBody::RemapFilePages { .. } => Syscall::RemapFilePages,
             _ => return None,
         })
     }
@@ -250,6 +302,9 @@ impl Event {
             | EventBody::Mremap { ret, .. }
             | EventBody::Shmat { ret, .. }
             | EventBody::Shmdt { ret, .. }
+            | EventBody::IoSetup { ret, .. }
+            | EventBody::IoDestroy { ret, .. }
+            | EventBody::RemapFilePages { ret, .. }
             | EventBody::VmaName { ret, .. } => Some(*ret),
             _ => None,
         }

@@ -207,6 +207,34 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
         (
             event(
                 1234,
+                1234,
+                EventBody::IoSetup {
+                    nr_events: 64,
+                    ring: 0x7f00_0000_0000,
+                    ret: 0,
+                },
+            ),
+            "io_setup pid=1234 tid=1234 comm=foo addr=0x7f0000000000 nr_events=64 -> 0",
+            r#"{"kind":"io_setup","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","nr_events":64,"ret":0,"duration_ns":5}"#,
+        ),
+        (
+            event(
+                1234,
+                1234,
+                EventBody::RemapFilePages {
+                    start: 0x7f00_0000_1000,
+                    size: 4096,
+                    pgoff: 3,
+                    flags: 0,
+                    ret: 0,
+                },
+            ),
+            "remap_file_pages pid=1234 tid=1234 comm=foo addr=0x7f0000001000 len=4096 flags=0x0 pgoff=3 -> 0",
+            r#"{"kind":"remap_file_pages","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000001000","len":4096,"flags":0,"pgoff":3,"ret":0,"duration_ns":5}"#,
+        ),
+        (
+            event(
+                1234,
                 1235,
                 EventBody::VmaName {
                     addr: 0x1000,

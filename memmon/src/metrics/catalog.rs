@@ -100,6 +100,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "Ring-buffer records that could not be decoded and were dropped (a kernel/daemon mismatch).",
     ),
     doc(
+        "memmon_unseen_layout_changes_total",
+        "counter",
+        &[],
+        "Times a process took its mmap lock for writing inside a syscall the syscall tracepoints do not show (32-bit or int 0x80 syscalls, or syscalls memmon does not model, e.g. madvise, mlock, map_shadow_stack); each resyncs its process (reason lost).",
+    ),
+    doc(
         "memmon_lost_pids_full_total",
         "counter",
         &[],
@@ -109,7 +115,7 @@ pub const CATALOG: &[MetricDoc] = &[
         "memmon_resyncs_total",
         "counter",
         &["reason"],
-        "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow).",
+        "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow, unmodelled).",
     ),
     doc(
         "memmon_buffered_events_dropped_total",

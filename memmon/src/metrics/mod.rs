@@ -60,6 +60,7 @@ pub struct MetricsSnapshot {
     pub events_total: u64,
     pub events_lost_total: u64,
     pub events_undecodable_total: u64,
+    pub unseen_layout_changes_total: u64,
     pub lost_pids_full_total: u64,
     pub buffered_events_dropped_total: u64,
     /// Seconds; see `memmon_drain_gap_max_seconds`.

@@ -169,6 +169,10 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             "memmon_events_undecodable_total",
             snap.events_undecodable_total,
         ),
+        (
+            "memmon_unseen_layout_changes_total",
+            snap.unseen_layout_changes_total,
+        ),
         ("memmon_lost_pids_full_total", snap.lost_pids_full_total),
         (
             "memmon_buffered_events_dropped_total",

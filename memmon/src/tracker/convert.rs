@@ -155,6 +155,12 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             }),
             false,
         ),
-        EventBody::Exec { .. } | EventBody::Fork { .. } | EventBody::Exit { .. } => (None, false),
+        // Resynced from /proc instead (`Syscall::resync_reason`).
+        EventBody::IoSetup { .. }
+        | EventBody::IoDestroy { .. }
+        | EventBody::RemapFilePages { .. }
+        | EventBody::Exec { .. }
+        | EventBody::Fork { .. }
+        | EventBody::Exit { .. } => (None, false),
     }
 }

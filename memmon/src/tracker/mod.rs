@@ -23,7 +23,7 @@ pub use process::{ProcessState, ProcessView, SeedState};
 pub use resolve::{ProcResolver, Resolver};
 
 use crate::{
-    events::{Event, EventBody},
+    events::{Event, EventBody, Syscall},
     seed::Snapshot,
 };
 
@@ -57,6 +57,9 @@ pub enum SeedReason {
     Drift,
     /// The buffer of events awaiting a snapshot overflowed.
     Overflow,
+    /// A syscall whose effect its event cannot describe
+    /// (`Syscall::resync_reason`).
+    Unmodelled,
 }
 
 impl SeedReason {
@@ -69,6 +72,7 @@ impl SeedReason {
             SeedReason::Unresolved => "unresolved",
             SeedReason::Drift => "drift",
             SeedReason::Overflow => "overflow",
+            SeedReason::Unmodelled => "unmodelled",
         }
     }
 }
@@ -267,6 +271,9 @@ impl Tracker {
             state.syscalls.record(syscall, event.failed());
         }
         self.record(pid, &event);
+        if !event.failed() && event.syscall().and_then(Syscall::resync_reason).is_some() {
+            self.request_seed(pid, SeedReason::Unmodelled);
+        }
         let state = self.processes.get_mut(&pid).expect("inserted above");
         if let SeedState::Seeding {
             pending,

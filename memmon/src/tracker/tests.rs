@@ -232,3 +232,52 @@ fn published_views_share_the_model_until_it_changes() {
     assert_ne!(before.applied_events, after.applied_events);
     assert_eq!(after.history.len(), 1);
 }
+
+#[test]
+fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
+    let mut t = Tracker::new(0);
+    t.request_seed(7, SeedReason::Unknown);
+    t.take_requests();
+    t.install_snapshot(snapshot(7), &NoFiles);
+    let io_setup = |ret| EventBody::IoSetup {
+        nr_events: 64,
+        ring: 0x7000_0000,
+        ret,
+    };
+    t.apply(event(7, io_setup(-22)), &NoFiles);
+    assert!(
+        reasons(&mut t).is_empty(),
+        "a failed io_setup changed nothing"
+    );
+    t.apply(event(7, io_setup(0)), &NoFiles);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Unmodelled)]);
+    t.install_snapshot(snapshot(7), &NoFiles);
+    let remap = EventBody::RemapFilePages {
+        start: 0x10000,
+        size: 0x1000,
+        pgoff: 3,
+        flags: 0,
+        ret: 0,
+    };
+    t.apply(event(7, remap), &NoFiles);
+    t.apply(
+        event(
+            7,
+            EventBody::IoDestroy {
+                ring: 0x7000_0000,
+                ret: 0,
+            },
+        ),
+        &NoFiles,
+    );
+    // One snapshot in flight covers both.
+    assert_eq!(reasons(&mut t), [(7, SeedReason::Unmodelled)]);
+    check_count(&t);
+    for s in Syscall::ALL {
+        let expected = matches!(
+            s,
+            Syscall::IoSetup | Syscall::IoDestroy | Syscall::RemapFilePages
+        );
+        assert_eq!(s.resync_reason().is_some(), expected, "{}", s.name());
+    }
+}

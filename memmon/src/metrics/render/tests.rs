@@ -38,6 +38,7 @@ fn sample() -> MetricsSnapshot {
         .insert(("bash".into(), "addr_no_randomize".into()));
     snap.resyncs_total.insert("exec".into(), 3);
     snap.events_undecodable_total = 4;
+    snap.unseen_layout_changes_total = 7;
     snap.lost_pids_full_total = 6;
     snap.snapshots_installed_total = 11;
     snap.snapshots_failed_total = 1;
@@ -85,6 +86,7 @@ fn every_catalogued_metric_is_exposed() {
     );
     for line in [
         "memmon_events_undecodable_total 4",
+        "memmon_unseen_layout_changes_total 7",
         "memmon_lost_pids_full_total 6",
         "memmon_snapshots_installed_total 11",
         "memmon_snapshots_failed_total 1",
