@@ -159,7 +159,7 @@ fn sixteen_random_processes_agree_with_proc_at_every_freeze() {
     let dir = TempDir::new("torture");
     let program = compile(&dir, "torture", &[]);
     let daemon = Daemon::start_with(&["--verify-interval", "0"]);
-    let _hogs = Hogs::start(hogs);
+    let hogs_running = Hogs::start(hogs);
 
     let mut run = Stopped::spawn(
         &program,
@@ -190,7 +190,9 @@ fn sixteen_random_processes_agree_with_proc_at_every_freeze() {
             "a torture worker died (its error is on stderr); seed={seed}"
         );
         skipped += other.len();
-        let deadline = Instant::now() + SETTLE;
+        let frozen = Instant::now();
+        let deadline = frozen + SETTLE;
+        let (checked_before, failed_before) = (checked, failed_pids.len());
         for pid in stopped {
             checked += 1;
             match daemon.verify_until(pid, deadline) {
@@ -207,8 +209,20 @@ fn sixteen_random_processes_agree_with_proc_at_every_freeze() {
                 }
             }
         }
-        assert!(signal(-(pgrp as i32), libc::SIGCONT), "SIGCONT to {pgrp}");
+        eprintln!(
+            "torture: freeze {round}: {} stopped processes checked in {:.2} s, {} disagreed, \
+             {} skipped {other:?}",
+            checked - checked_before,
+            frozen.elapsed().as_secs_f64(),
+            failed_pids.len() - failed_before,
+            other.len()
+        );
+        // The last freeze holds, so the daemon's counters are read at rest.
+        if round < FREEZES {
+            assert!(signal(-(pgrp as i32), libc::SIGCONT), "SIGCONT to {pgrp}");
+        }
     }
+    drop(hogs_running);
     let summary = format!(
         "torture: seed={seed} {FREEZES} freezes in {:.1} s with {hogs} busy loops: \
          {checked} stopped processes checked ({retried} needed a retry), {skipped} skipped \
