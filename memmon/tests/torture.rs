@@ -35,7 +35,7 @@ const FREEZES: usize = 20;
 const RUN_MS: (u64, u64) = (200, 2000);
 /// A frozen group's models must agree within this (the daemon may still
 /// be working through the events of the moments before the freeze).
-const SETTLE: Duration = Duration::from_secs(5);
+const SETTLE: Duration = Duration::from_secs(10);
 /// The processes whose disagreements are shown in full.
 const SHOWN: usize = 4;
 
@@ -199,6 +199,12 @@ fn sixteen_random_processes_agree_with_proc_at_every_freeze() {
                 Ok(1) => {}
                 Ok(_) => retried += 1,
                 Err((_, report)) => {
+                    // Disagreements first: a model still awaiting its
+                    // snapshot says less.
+                    let disagrees = report.contains("differences");
+                    if disagrees && failures.len() >= SHOWN {
+                        failures.retain(|f| f.contains("differences"));
+                    }
                     if failures.len() < SHOWN {
                         failures.push(format!(
                             "freeze {round}: {report}--- /proc/{pid}/maps ---\n{}",
