@@ -28,6 +28,21 @@ pub struct Snapshot {
     /// The cgroup v2 path, when the system has one.
     pub cgroup: Option<String>,
     pub space: AddressSpace,
+    /// CLOCK_MONOTONIC ns (the kernel programs' clock) just before the
+    /// maps were read: every event stamped earlier is already in `space`.
+    pub taken_ns: u64,
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`, which
+/// stamps events.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[derive(Debug, Error)]
@@ -103,6 +118,7 @@ pub fn snapshot(pid: u32) -> Result<Snapshot, SeedError> {
         .and_then(|text| unified_cgroup(&text));
 
     let maps_path = format!("{dir}/maps");
+    let taken_ns = monotonic_ns();
     let bytes = std::fs::read(&maps_path).map_err(|e| SeedError::from_io(pid, maps_path, e))?;
     // Non-UTF-8 file names are rare; lossy keeps the rest of the map usable.
     let entries = procmaps::parse_maps(&String::from_utf8_lossy(&bytes))
@@ -140,6 +156,7 @@ pub fn snapshot(pid: u32) -> Result<Snapshot, SeedError> {
         personality,
         cgroup,
         space,
+        taken_ns,
     })
 }
 

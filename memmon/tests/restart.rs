@@ -17,7 +17,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, Stopped, compiled, proc_state, require_bpf, signal};
+use support::{Daemon, Stopped, compiled, group_members, require_bpf, signal};
 
 /// Kernel object ids (programs, maps) a process holds open, from the
 /// `prog_id:`/`map_id:` lines of its /proc/PID/fdinfo entries.
@@ -186,30 +186,6 @@ fn assert_nothing_pinned() {
         pinned.is_empty(),
         "memmon objects pinned in bpffs: {pinned:?}"
     );
-}
-
-/// Pids of process group `pgrp`, with their state letters.
-fn group_members(pgrp: u32) -> Vec<(u32, char)> {
-    let mut members = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // After the comm: state ppid pgrp ...
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgrp)
-            && let Some(state) = proc_state(&stat)
-        {
-            members.push((pid, state));
-        }
-    }
-    members
 }
 
 #[test]

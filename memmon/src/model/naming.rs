@@ -7,28 +7,33 @@ use super::region::Backing;
 const ANON_SHMEM_PREFIX: &str = "[anon_shmem:";
 
 impl AddressSpace {
-    /// shmdt(addr): removes the segment attached at `addr`: the File region
-    /// starting there at offset 0 and the contiguous ones continuing it.
+    /// shmdt(addr), as ipc/shm.c does it: the first SysV region at or
+    /// above `addr` whose file offset is its distance from `addr` names the
+    /// segment; every region of that segment placed the same way goes.
+    /// Neither needs to start at `addr`: munmap, MAP_FIXED or mprotect may
+    /// have removed or split the first pages, and shmdt still detaches the
+    /// rest. (The torture test found the model keeping those.)
     pub fn shm_detach(&mut self, addr: u64) {
-        let Some(first) = self.regions.get(&addr) else {
+        let placed = |r: &super::Region| r.offset == r.start - addr;
+        let Some(file) = self
+            .regions
+            .range(addr..)
+            .map(|(_, r)| r)
+            .find(|r| r.backing.is_sysv_shm() && placed(r))
+            .map(|r| r.backing.clone())
+        else {
             return;
         };
-        // Like ipc/shm.c: the segment's page N is mapped at addr + N pages.
-        if !first.backing.is_file() || first.offset != 0 {
-            return;
+        let detached: Vec<(u64, u64)> = self
+            .regions
+            .range(addr..)
+            .map(|(_, r)| r)
+            .filter(|r| r.backing == file && placed(r))
+            .map(|r| (r.start, r.end))
+            .collect();
+        for (start, end) in detached {
+            self.take_range(start, end);
         }
-        let file = first.backing.clone();
-        let mut end = addr;
-        for region in self.regions.range(addr..).map(|(_, r)| r) {
-            let continues = region.start == end
-                && region.backing == file
-                && region.offset == region.start - addr;
-            if !continues {
-                break;
-            }
-            end = region.end;
-        }
-        self.take_range(addr, end);
     }
 
     /// Names (or un-names, with `None`) the anonymous memory in the range.

@@ -106,6 +106,13 @@ impl Backing {
     pub fn is_file(&self) -> bool {
         matches!(self, Backing::File { .. })
     }
+
+    /// A SysV shared memory segment: the kernel's internal shm mount
+    /// (an anonymous device) names them `/SYSV<key> (deleted)`.
+    pub fn is_sysv_shm(&self) -> bool {
+        matches!(self, Backing::File { path, dev_major: 0, .. }
+            if path.starts_with("/SYSV") && path.ends_with(" (deleted)"))
+    }
 }
 
 /// One region `[start, end)`.

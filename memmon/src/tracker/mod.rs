@@ -4,8 +4,10 @@
 //! are requested (returned as [`SeedRequest`]s) and handed back later with
 //! [`Tracker::install_snapshot`], so that slow /proc reads never block event
 //! consumption. While a process waits for its snapshot its events are
-//! buffered and replayed on top of it; every model operation is idempotent,
-//! so events on either side of the snapshot's moment converge.
+//! buffered and replayed on top of it, except those stamped before the
+//! snapshot was taken (it already shows them). Those stamped while /proc
+//! was read are replayed: a window of microseconds, where a request can
+//! wait seconds in the seeder's queue.
 
 mod convert;
 mod counts;
@@ -307,10 +309,14 @@ impl Tracker {
 
     fn fork(&mut self, parent: u32, child: u32, event: &Event) {
         self.record(parent, event);
+        // The parent's model is the child's only while it shows the
+        // moment of the fork: not while it awaits a snapshot, nor when its
+        // snapshot was taken after the fork (it then holds the parent's
+        // later changes, which the child never had).
         let copy = self
             .processes
             .get(&parent)
-            .filter(|p| !p.seed.is_seeding())
+            .filter(|p| !p.seed.is_seeding() && p.snapshot_ns <= event.meta.ts_ns)
             .map(|p| std::sync::Arc::clone(&p.space));
         let parent_state = self.processes.get(&parent);
         let mut state = ProcessState::new(child);

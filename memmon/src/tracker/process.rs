@@ -67,6 +67,11 @@ pub struct ProcessState {
     pub history: VecDeque<Event>,
     /// Model-changing events applied (verification uses it to detect races).
     pub applied_events: u64,
+    /// When the installed snapshot was taken (CLOCK_MONOTONIC ns, as events
+    /// are stamped): events stamped earlier are already in it. Replaying
+    /// them would not be idempotent: an old mremap would move, or an old
+    /// shmdt remove, whatever the snapshot shows at their addresses now.
+    pub(super) snapshot_ns: u64,
     /// Changed only by the tracker, which counts the processes seeding.
     pub(super) seed: SeedState,
 }
@@ -106,6 +111,7 @@ impl ProcessState {
             syscalls: Default::default(),
             history: VecDeque::new(),
             applied_events: 0,
+            snapshot_ns: 0,
             seed: SeedState::Seeded,
         }
     }
@@ -155,6 +161,9 @@ impl ProcessState {
     /// Applies a syscall event; true when a file behind a mapping could not
     /// be identified (the model then needs a snapshot to be exact).
     pub(super) fn apply_event(&mut self, event: &Event, resolver: &dyn Resolver) -> bool {
+        if event.meta.ts_ns < self.snapshot_ns {
+            return false; // the snapshot already shows it
+        }
         let (op, unresolved) = to_mem_op(event, resolver);
         if let Some(op) = op {
             Arc::make_mut(&mut self.space).apply(&op);
@@ -178,6 +187,7 @@ impl ProcessState {
         self.personality = Some(snapshot.personality);
         self.cgroup = snapshot.cgroup;
         self.space = Arc::new(snapshot.space);
+        self.snapshot_ns = snapshot.taken_ns;
         self.applied_events += 1;
     }
 }

@@ -56,6 +56,7 @@ fn snapshot(pid: u32) -> Snapshot {
         personality: 0,
         cgroup: None,
         space,
+        taken_ns: 0,
     }
 }
 
@@ -280,4 +281,93 @@ fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
         );
         assert_eq!(s.resync_reason().is_some(), expected, "{}", s.name());
     }
+}
+
+fn at(ts_ns: u64, mut event: Event) -> Event {
+    event.meta.ts_ns = ts_ns;
+    event
+}
+
+fn starts(t: &Tracker, pid: u32) -> Vec<(u64, u64)> {
+    t.process(pid)
+        .unwrap()
+        .space
+        .regions()
+        .map(|r| (r.start, r.end))
+        .collect()
+}
+
+/// Found by the torture test: a resync's snapshot can be taken seconds
+/// after its request, and the events buffered meanwhile were replayed on
+/// it whole. A move replayed on a snapshot that already shows it moves
+/// whatever is at the old address now.
+#[test]
+fn events_older_than_the_snapshot_are_not_replayed_on_it() {
+    let mut t = Tracker::new(16);
+    t.request_seed(7, SeedReason::Lost);
+    // Before the snapshot: the region moved away and a page was mapped
+    // where it was. After it: a munmap of one page of the moved region.
+    let moved = EventBody::Mremap {
+        old_addr: 0x10000,
+        old_len: 0x10000,
+        new_len: 0x10000,
+        flags: 3, // MREMAP_MAYMOVE | MREMAP_FIXED
+        new_addr: 0x40000,
+        ret: 0x40000,
+    };
+    let mapped = EventBody::Mmap {
+        addr: 0x10000,
+        len: 0x1000,
+        prot: 3,
+        flags: 0x32, // MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
+        fd: -1,
+        offset: 0,
+        ret: 0x10000,
+    };
+    t.apply(at(100, event(7, moved)), &NoFiles);
+    t.apply(at(110, event(7, mapped)), &NoFiles);
+    t.apply(at(300, munmap(7, 0x40000)), &NoFiles);
+    // What /proc showed at 200: the moved region and the new page.
+    let mut shot = snapshot(7);
+    shot.taken_ns = 200;
+    let perms = Perms::parse("rw-p").unwrap();
+    shot.space = AddressSpace::new();
+    for (start, end) in [(0x10000, 0x11000), (0x40000, 0x50000)] {
+        shot.space
+            .map_region(Region::new(start, end, perms, 0, Backing::anonymous()));
+    }
+    t.install_snapshot(shot, &NoFiles);
+    assert_eq!(
+        starts(&t, 7),
+        [(0x10000, 0x11000), (0x41000, 0x50000)],
+        "only the munmap after the snapshot applies"
+    );
+    // A late event from before the snapshot (still in the ring buffer when
+    // it landed) is skipped too.
+    t.apply(at(150, munmap(7, 0x10000)), &NoFiles);
+    assert_eq!(starts(&t, 7), [(0x10000, 0x11000), (0x41000, 0x50000)]);
+}
+
+/// A parent model from a snapshot taken after the fork holds changes the
+/// child never had: the child is read from /proc instead.
+#[test]
+fn a_fork_older_than_the_parents_snapshot_seeds_the_child() {
+    let mut t = Tracker::new(16);
+    t.request_seed(2, SeedReason::Lost);
+    let mut shot = snapshot(2);
+    shot.taken_ns = 500;
+    t.install_snapshot(shot, &NoFiles);
+    reasons(&mut t);
+    let fork = |child| EventBody::Fork {
+        child_pid: child,
+        child_tid: child,
+        clone_flags: 0,
+    };
+    t.apply(at(400, event(2, fork(3))), &NoFiles);
+    assert_eq!(reasons(&mut t), [(3, SeedReason::Fork)]);
+    assert!(t.process(3).unwrap().awaiting_snapshot());
+    t.apply(at(600, event(2, fork(4))), &NoFiles);
+    assert!(reasons(&mut t).is_empty(), "a later fork copies the model");
+    assert_eq!(starts(&t, 4), [(0x10000, 0x20000)]);
+    check_count(&t);
 }

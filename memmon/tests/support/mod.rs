@@ -45,7 +45,9 @@ pub use memmon_testkit::{DAEMON_READY_LINE, metric, proc_state, skip, state_of};
 #[allow(unused_imports)]
 pub use process::{LineCollector, output_text, run_to_end, signal, wait_timeout};
 #[allow(unused_imports)]
-pub use stopped::{Checkpoint, STOP_TIMEOUT, Stopped, wait_stopped};
+pub use stopped::{
+    Checkpoint, STOP_TIMEOUT, Stopped, all_threads_stopped, group_members, wait_stopped,
+};
 #[allow(unused_imports)]
 pub use timing::{vm_rss, within};
 #[allow(unused_imports)]

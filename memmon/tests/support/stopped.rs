@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashMap,
+    fs,
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, Stdio},
@@ -10,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use memmon_testkit::state_of;
+use memmon_testkit::{proc_state, state_of};
 
 use super::process::{LineCollector, signal, wait_timeout};
 
@@ -192,4 +193,40 @@ impl Drop for Stopped {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Pids of process group `pgrp`, with their state letters.
+pub fn group_members(pgrp: u32) -> Vec<(u32, char)> {
+    let mut members = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the comm: state ppid pgrp ...
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgrp)
+            && let Some(state) = proc_state(&stat)
+        {
+            members.push((pid, state));
+        }
+    }
+    members
+}
+
+/// Whether every thread of `pid` is stopped (state `T`): none is still
+/// inside a system call whose exit the daemon has yet to see.
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        fs::read_to_string(task.path().join("stat"))
+            .is_ok_and(|stat| proc_state(&stat) == Some('T'))
+    })
 }

@@ -18,9 +18,15 @@ fn len_of(pages: u64, slop: u64) -> u64 {
     pages * P - slop % P
 }
 
+/// File 3 is a SysV segment, which shmdt detaches.
 fn file(id: u64) -> Backing {
+    let path = if id == 3 {
+        "/SYSV00000003 (deleted)".to_owned()
+    } else {
+        format!("/f{id} (deleted)")
+    };
     Backing::File {
-        path: format!("/f{id} (deleted)"),
+        path,
         dev_major: 0,
         dev_minor: 5,
         inode: id,

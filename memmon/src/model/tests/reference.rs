@@ -31,15 +31,6 @@ impl Page {
         }
         page
     }
-
-    fn continues(&self, prev: &Page) -> bool {
-        self.perms == prev.perms
-            && self.backing == prev.backing
-            && self.map_stack == prev.map_stack
-            && self.grows_down == prev.grows_down
-            && (matches!(self.backing, Backing::Anonymous { .. })
-                || self.offset == prev.offset + PAGE_SIZE)
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -210,29 +201,26 @@ impl Reference {
         });
     }
 
-    /// A segment "starts" at a page the previous page does not continue.
+    /// Like ipc/shm.c: the first SysV page at or above `a` whose offset is
+    /// its distance from `a` names the segment; every page of it placed
+    /// that way is unmapped.
     fn shm_detach(&mut self, a: usize) {
-        let Some(first) = self.pages[a].clone() else {
+        let placed = |i: usize, p: &Page| p.offset == (i - a) as u64 * PAGE_SIZE;
+        let Some(file) = (a..PAGES).find_map(|i| {
+            self.pages[i]
+                .as_ref()
+                .filter(|p| p.backing.is_sysv_shm() && placed(i, p))
+                .map(|p| p.backing.clone())
+        }) else {
             return;
         };
-        if !first.backing.is_file() || first.offset != 0 {
-            return;
-        }
-        if a > 0
-            && self.pages[a - 1]
+        for i in a..PAGES {
+            if self.pages[i]
                 .as_ref()
-                .is_some_and(|prev| first.continues(prev))
-        {
-            return;
-        }
-        let mut i = a;
-        while i < PAGES
-            && self.pages[i].as_ref().is_some_and(|p| {
-                p.backing == first.backing && p.offset == (i - a) as u64 * PAGE_SIZE
-            })
-        {
-            self.pages[i] = None;
-            i += 1;
+                .is_some_and(|p| p.backing == file && placed(i, p))
+            {
+                self.pages[i] = None;
+            }
         }
     }
 }

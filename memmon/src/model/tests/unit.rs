@@ -264,3 +264,29 @@ fn bss_right_below_an_unrandomized_heap_is_not_heap() {
         ]
     );
 }
+
+/// Found by the torture test: shmdt detaches what is left of a segment
+/// whose first pages are gone, and only SysV segments.
+#[test]
+fn shm_detach_finds_the_segment_like_the_kernel() {
+    let shm = Backing::File {
+        path: "/SYSV00000000 (deleted)".into(),
+        dev_major: 0,
+        dev_minor: 1,
+        inode: 9,
+    };
+    let mut s = AddressSpace::new();
+    s.mmap(0x10000, 4 * P, 3, 0x01, shm.clone(), 0);
+    s.munmap(0x10000, P);
+    s.mprotect(0x12000, P, 1);
+    s.mmap(0x20000, P, 3, 0x01, lib(), 0);
+    s.apply(&MemOp::ShmDetach { addr: 0x10000 });
+    assert!(
+        show(&s).iter().all(|r| !r.contains("SYSV")),
+        "{:?}",
+        show(&s)
+    );
+    // A plain file at offset 0 is not a segment.
+    s.apply(&MemOp::ShmDetach { addr: 0x20000 });
+    assert_eq!(s.region_count(), 1);
+}
