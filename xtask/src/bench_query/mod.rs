@@ -83,8 +83,11 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn regions_of(pid: u32) -> usize {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).map_or(0, |m| m.lines().count())
+/// The process's regions as /proc counts them.
+fn regions_of(pid: u32) -> Result<usize> {
+    let maps = std::fs::read(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("reading /proc/{pid}/maps"))?;
+    Ok(maps.iter().filter(|&&b| b == b'\n').count())
 }
 
 pub fn bench_query() -> Result<()> {
@@ -172,8 +175,9 @@ pub fn bench_query() -> Result<()> {
     let mut rows = Vec::new();
     for (&size, &pid) in SIZES.iter().zip(&pids) {
         println!("timing {} rounds at {size} regions", rounds(size));
+        let regions = regions_of(pid)?;
         let timed = latency::compare(&memmon, &socket, pid, rounds(size))?;
-        rows.push((regions_of(pid), timed));
+        rows.push((regions, timed));
         check_budget(started, "timing queries")?;
     }
 

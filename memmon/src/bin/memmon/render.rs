@@ -129,7 +129,11 @@ pub fn render_text(layout: &Layout, color: bool) -> String {
         table.cell(plain, format_args!("{}", region.end));
         table.cell(plain, format_args!("{}", human_size(region.size)));
         table.cell(plain, format_args!("{}", region.perms));
-        let kind = if color { kind_style(region.kind) } else { plain };
+        let kind = if color {
+            kind_style(region.kind)
+        } else {
+            plain
+        };
         table.cell(kind, format_args!("{}", region.kind.as_str()));
         let object = region
             .object

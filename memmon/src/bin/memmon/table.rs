@@ -141,7 +141,13 @@ mod tests {
             vec!["START", "END", "SIZE", "KIND", "PATH"],
             vec!["0x1000", "0x2000", "4 KiB", "text", "/usr/bin/x"],
             vec!["0x2000", "0x7f0000000000", "127 TiB", "-- gap --"],
-            vec!["0x7f0000000000", "0x7f0000001000", "4 KiB", "file", "/tmp/日本語.so"],
+            vec![
+                "0x7f0000000000",
+                "0x7f0000001000",
+                "4 KiB",
+                "file",
+                "/tmp/日本語.so",
+            ],
             vec!["a", "", "", "", ""],
         ];
         assert_eq!(ours(&rows), comfy(&rows));
@@ -154,6 +160,9 @@ mod tests {
         table.cell(Style::Plain, format_args!("x"));
         let mut out = String::new();
         table.render(&mut out);
-        assert_eq!(out, "\x1b[1m A    \x1b[0m\x1b[1m B \x1b[0m\n\x1b[32m text \x1b[0m x ");
+        assert_eq!(
+            out,
+            "\x1b[1m A    \x1b[0m\x1b[1m B \x1b[0m\n\x1b[32m text \x1b[0m x "
+        );
     }
 }
