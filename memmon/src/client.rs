@@ -16,7 +16,7 @@ use crate::{
     fdpass::send_with_fd,
     protocol::{
         ErrorKind, ErrorReply, FrameError, MAX_REPLY_BYTES, PROTOCOL_VERSION, Reply, ReplyBody,
-        ReplyEnvelope, Request, RequestEnvelope, encode, read_frame, unseen,
+        ReplyEnvelope, Request, RequestEnvelope, encode, read_body, unseen,
     },
 };
 
@@ -105,19 +105,27 @@ impl Client {
             sent +=
                 send_with_fd(self.stream.as_fd(), &frame[sent..], None).map_err(FrameError::Io)?;
         }
-        // Check the version before the shape: a newer daemon's replies may
-        // not parse here, and "upgrade both" is the useful message.
-        let reply: serde_json::Value = read_frame(&mut self.stream, MAX_REPLY_BYTES)?;
-        match reply.get("version").and_then(serde_json::Value::as_u64) {
-            Some(v) if v == PROTOCOL_VERSION as u64 => {}
-            Some(v) => return Err(ClientError::Version(v as u32)),
-            None => {
-                return Err(ClientError::Frame(FrameError::Io(std::io::Error::other(
-                    "reply without a version",
-                ))));
+        // The version decides before the shape: a newer daemon's replies
+        // may not parse here, and "upgrade both" is the useful message.
+        // The envelope's decoder reads the version first and skips a body
+        // of another version (see protocol::decode); a reply that does not
+        // parse is read again, untyped, for its version alone.
+        let body = read_body(&mut self.stream, MAX_REPLY_BYTES)?;
+        let reply: ReplyEnvelope = match serde_json::from_slice(&body) {
+            Ok(reply) => reply,
+            Err(err) => {
+                let version = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("version")?.as_u64());
+                return Err(match version {
+                    Some(v) if v != PROTOCOL_VERSION as u64 => ClientError::Version(v as u32),
+                    _ => ClientError::Frame(FrameError::Json(err)),
+                });
             }
+        };
+        if reply.version != PROTOCOL_VERSION {
+            return Err(ClientError::Version(reply.version));
         }
-        let reply: ReplyEnvelope = serde_json::from_value(reply).map_err(FrameError::Json)?;
         match reply.body {
             ReplyBody::Ok(reply) => Ok(reply),
             ReplyBody::Error(e) => Err(ClientError::Daemon(e)),

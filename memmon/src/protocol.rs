@@ -9,6 +9,8 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
+mod decode;
+
 use crate::{
     model::compare::Difference,
     report::{Layout, ProcessSummary},
@@ -43,7 +45,8 @@ pub enum Request {
     },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Decoded by hand (see `decode`), encoded as derived.
+#[derive(Clone, Debug, Serialize)]
 pub struct ReplyEnvelope {
     pub version: u32,
     #[serde(flatten)]
@@ -75,6 +78,9 @@ pub enum Reply {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub pid: u32,
+    /// /proc/PID/stat start time: with the pid, which process was compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_ticks: Option<u64>,
     pub comm: String,
     pub agree: bool,
     pub model_regions: usize,
@@ -185,6 +191,11 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ReplyEnvelope> {
 
 /// Blocking read of one frame (used by the CLI client).
 pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R, max: u32) -> Result<T, FrameError> {
+    Ok(serde_json::from_slice(&read_body(reader, max)?)?)
+}
+
+/// Blocking read of one frame's body, undecoded.
+pub fn read_body<R: Read>(reader: &mut R, max: u32) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     reader.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);
@@ -193,7 +204,7 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R, max: u32) -> Res
     }
     let mut body = vec![0u8; len as usize];
     reader.read_exact(&mut body)?;
-    Ok(serde_json::from_slice(&body)?)
+    Ok(body)
 }
 
 pub fn write_frame<W: Write, T: Serialize>(writer: &mut W, value: &T) -> Result<(), FrameError> {

@@ -1,8 +1,8 @@
 //! `cargo xtask`: build, run and test memmon with its eBPF prerequisites in place.
 
 mod apt;
-mod bench;
 mod bench_overhead;
+mod bench_query;
 mod bench_support;
 mod build;
 mod env;
@@ -46,7 +46,8 @@ enum Cmd {
     },
     /// Check formatting and run clippy with warnings denied.
     Lint,
-    /// Time `query` at 10,000 regions and `ps` at 1,000 processes (release build, root).
+    /// `query` (JSON, table) vs `pmap` at 100, 1,000 and 20,000 regions, `ps`,
+    /// scrapes, and drain gaps under query load (release build, root).
     BenchQuery,
     /// Tracing overhead vs bpftrace, event rate without loss, daemon CPU/RSS, initial scan (root).
     Bench {
@@ -100,7 +101,7 @@ fn main() -> ExitCode {
         Cmd::Run { release, args } => build::run(release, &args),
         Cmd::Test { args } => test::test(&args),
         Cmd::Lint => test::lint(),
-        Cmd::BenchQuery => bench::bench_query(),
+        Cmd::BenchQuery => bench_query::bench_query(),
         Cmd::Bench {
             iters,
             rounds,

@@ -9,6 +9,7 @@
 //! (`workers.rs`) from those copies.
 
 mod access;
+mod layout_cache;
 mod metrics;
 mod publish;
 mod verify;

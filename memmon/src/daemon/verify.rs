@@ -49,6 +49,7 @@ impl Workers {
             let differences = compare(&after.space, &kernel);
             Ok(Some(VerifyReport {
                 pid,
+                start_time_ticks: after.start_time_ticks,
                 comm: after.comm.clone(),
                 agree: differences.is_empty(),
                 model_regions: after.space.region_count(),

@@ -17,7 +17,11 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Command, DaemonConfig, DriftStats, Published, Want, access, metrics::CachedSummary};
+use super::{
+    Command, DaemonConfig, DriftStats, Published, Want, access,
+    layout_cache::{self, LayoutCache},
+    metrics::CachedSummary,
+};
 use crate::{
     config::Grouping,
     io_pool::IoPool,
@@ -26,7 +30,7 @@ use crate::{
     report::ElfReader,
     rules::{RANDOMIZE_VA_SPACE, RandomizeVaSpace},
     seed,
-    server::{Incoming, Peer},
+    server::{Incoming, Peer, frame},
     tracker::{ProcessView, SeedReason},
 };
 
@@ -43,6 +47,7 @@ pub(super) struct Workers {
     pub(super) summaries: Mutex<HashMap<u32, CachedSummary>>,
     pub(super) drift: Mutex<DriftStats>,
     pub(super) verifying: AtomicBool,
+    layouts: LayoutCache,
     pub(super) grouping: Grouping,
     pub(super) top_groups: usize,
     pub(super) per_pid_top_k: usize,
@@ -57,6 +62,12 @@ pub(super) fn no_such(pid: u32) -> Failure {
 /// The kernel's ASLR setting now, or why it cannot be read.
 pub(super) fn randomize_va_space() -> RandomizeVaSpace {
     RandomizeVaSpace::read(std::path::Path::new(RANDOMIZE_VA_SPACE))
+}
+
+/// A successful reply as a frame (called on blocking threads: a large
+/// reply takes milliseconds to encode).
+fn encode_ok(reply: Reply) -> Arc<Vec<u8>> {
+    Arc::new(frame(&ReplyEnvelope::ok(reply)))
 }
 
 /// Runs `f` on tokio's blocking threads.
@@ -88,6 +99,7 @@ impl Workers {
             summaries: Mutex::default(),
             drift: Mutex::default(),
             verifying: AtomicBool::new(false),
+            layouts: LayoutCache::default(),
             grouping: config.grouping,
             top_groups: config.top_groups,
             per_pid_top_k: config.per_pid_top_k,
@@ -190,46 +202,68 @@ impl Workers {
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request, peer: Peer) -> ReplyEnvelope {
+    /// The reply to `request`, as a frame encoded on a blocking thread.
+    async fn handle(self: Arc<Self>, request: Request, peer: Peer) -> Arc<Vec<u8>> {
         let reply = match request {
-            Request::Ping => Ok(Reply::Pong {
+            Request::Query { pid, events } => self.query(pid, events, peer).await,
+            Request::Ping => Ok(Arc::new(frame(&ReplyEnvelope::ok(Reply::Pong {
                 daemon_pid: std::process::id(),
                 tracked_processes: self.tracked.load(Ordering::Relaxed),
                 version: env!("CARGO_PKG_VERSION").into(),
-            }),
+            })))),
             Request::Verify { pid } => self.verify_as(pid, peer).await,
             Request::List => self.list(peer).await,
-            Request::Query { pid, events } => self.query(pid, events, peer).await,
         };
         match reply {
-            Ok(reply) => ReplyEnvelope::ok(reply),
-            Err((kind, message)) => ReplyEnvelope::error(kind, message),
+            Ok(frame) => frame,
+            Err((kind, message)) => Arc::new(frame(&ReplyEnvelope::error(kind, message))),
         }
     }
 
-    async fn query(self: Arc<Self>, pid: u32, events: usize, peer: Peer) -> Result<Reply, Failure> {
+    /// A layout, reused while the model and process are unchanged (see
+    /// `layout_cache`); the peer's access is checked either way.
+    async fn query(
+        self: Arc<Self>,
+        pid: u32,
+        events: usize,
+        peer: Peer,
+    ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
         let deadline = Instant::now() + WAIT_FOR_MODEL;
         let view = self.ready_view(pid, events, deadline).await?;
         blocking(move || {
             let rva = randomize_va_space();
-            let layout = crate::report::build_layout(&view, &self.reader, &rva, events);
+            // Recent events are not part of the model's version.
+            let key = (events == 0).then(|| layout_cache::Key::of(&view, &rva));
+            let cached = key.as_ref().and_then(|k| self.layouts.get(k));
+            let reply = cached.unwrap_or_else(|| {
+                let layout = crate::report::build_layout(&view, &self.reader, &rva, events);
+                let reusable = layout_cache::reusable(&layout);
+                let reply = encode_ok(Reply::Layout(Box::new(layout)));
+                if let Some(key) = key.filter(|_| reusable) {
+                    self.layouts.insert(key, Arc::clone(&reply));
+                }
+                reply
+            });
             // Checked after building: an exec or exit since the peer opened
             // its maps refuses the reply.
             peer.still_allowed(pid)?;
-            Ok(Reply::Layout(Box::new(layout)))
+            Ok(reply)
         })
         .await?
     }
 
-    async fn verify_as(self: Arc<Self>, pid: u32, peer: Peer) -> Result<Reply, Failure> {
+    async fn verify_as(self: Arc<Self>, pid: u32, peer: Peer) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
         let report = self.verify(pid).await?;
-        blocking(move || peer.still_allowed(pid)).await??;
-        Ok(Reply::Verify(report))
+        blocking(move || {
+            peer.still_allowed(pid)?;
+            Ok(encode_ok(Reply::Verify(report)))
+        })
+        .await?
     }
 
-    async fn list(self: Arc<Self>, peer: Peer) -> Result<Reply, Failure> {
+    async fn list(self: Arc<Self>, peer: Peer) -> Result<Arc<Vec<u8>>, Failure> {
         let published = self.view(Want::All).await?;
         blocking(move || {
             let rva = randomize_va_space();
@@ -241,7 +275,7 @@ impl Workers {
                 .map(|p| self.summary(p, &rva))
                 .collect();
             processes.sort_by_key(|p| p.pid);
-            Reply::Processes { processes }
+            encode_ok(Reply::Processes { processes })
         })
         .await
     }

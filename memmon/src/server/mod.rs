@@ -15,6 +15,7 @@ mod bind;
 use std::{
     os::fd::{AsRawFd as _, OwnedFd},
     path::PathBuf,
+    sync::Arc,
 };
 
 use thiserror::Error;
@@ -48,7 +49,10 @@ pub struct Peer {
 pub struct Incoming {
     pub request: Request,
     pub peer: Peer,
-    pub reply: oneshot::Sender<ReplyEnvelope>,
+    /// The reply, already a frame (see [`frame`]): workers encode it on a
+    /// blocking thread, since a large layout takes milliseconds to encode
+    /// and this runtime's one thread also drains the ring buffer.
+    pub reply: oneshot::Sender<Arc<Vec<u8>>>,
 }
 
 #[derive(Debug, Error)]
@@ -109,10 +113,10 @@ pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
     .await
 }
 
-/// Writes one reply within [`WRITE_TIMEOUT`]; a reply over the client's
-/// limit becomes a `too_large` error (it would be refused unread).
-async fn send(stream: &mut UnixStream, reply: &ReplyEnvelope) -> std::io::Result<()> {
-    let frame = match encode(reply) {
+/// `reply` as one frame; a reply over the client's limit becomes a
+/// `too_large` error (it would be refused unread).
+pub fn frame(reply: &ReplyEnvelope) -> Vec<u8> {
+    match encode(reply) {
         Ok(frame) if frame.len() - 4 <= MAX_REPLY_BYTES as usize => frame,
         too_large => {
             REPLIES_TOO_LARGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -121,11 +125,20 @@ async fn send(stream: &mut UnixStream, reply: &ReplyEnvelope) -> std::io::Result
                 "the reply ({size} bytes) exceeds the limit of {MAX_REPLY_BYTES} bytes; ask for \
                  fewer events, or read /proc/PID/maps for a process this large"
             );
-            encode(&ReplyEnvelope::error(ErrorKind::TooLarge, msg))
-                .map_err(std::io::Error::other)?
+            // A short error always encodes.
+            encode(&ReplyEnvelope::error(ErrorKind::TooLarge, msg)).unwrap_or_default()
         }
-    };
-    match timeout(WRITE_TIMEOUT, stream.write_all(&frame)).await {
+    }
+}
+
+/// Writes one small reply (an error the server answers itself).
+async fn send(stream: &mut UnixStream, reply: &ReplyEnvelope) -> std::io::Result<()> {
+    write(stream, &frame(reply)).await
+}
+
+/// Writes one frame within [`WRITE_TIMEOUT`].
+async fn write(stream: &mut UnixStream, frame: &[u8]) -> std::io::Result<()> {
+    match timeout(WRITE_TIMEOUT, stream.write_all(frame)).await {
         Ok(written) => written,
         Err(_) => {
             QUERY_SOCKET.timed_out();
@@ -199,7 +212,7 @@ async fn handle(
         // its reply is written.
         let _busy = slot.busy();
         let reply = match decode_request(&body) {
-            Err(error_reply) => error_reply,
+            Err(error_reply) => Arc::new(frame(&error_reply)),
             Ok(request) => {
                 let (tx, rx) = oneshot::channel();
                 if to_daemon
@@ -218,10 +231,13 @@ async fn handle(
                     return Ok(()); // shutting down
                 }
                 rx.await.unwrap_or_else(|_| {
-                    ReplyEnvelope::error(ErrorKind::Internal, "the daemon dropped the request")
+                    Arc::new(frame(&ReplyEnvelope::error(
+                        ErrorKind::Internal,
+                        "the daemon dropped the request",
+                    )))
                 })
             }
         };
-        send(&mut stream, &reply).await?;
+        write(&mut stream, &reply).await?;
     }
 }

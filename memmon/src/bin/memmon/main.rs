@@ -7,6 +7,7 @@ mod daemon;
 mod ps;
 mod query;
 mod render;
+mod table;
 mod trace;
 mod verify;
 mod wx;

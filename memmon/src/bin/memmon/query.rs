@@ -1,6 +1,11 @@
 //! `memmon query <pid>`: a process's layout, readable or as JSON.
 
-use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::bail;
 use clap::Args;
@@ -47,14 +52,16 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let color = std::io::stdout().is_terminal();
     if args.json {
         let layout = fetch(&mut client, args.pid, events)?;
-        println!("{}", serde_json::to_string_pretty(&layout)?);
+        // Buffered: a large layout is megabytes, and stdout is line buffered.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &layout)?;
+        writeln!(out)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     if !args.watch {
-        print!(
-            "{}",
-            render_text(&fetch(&mut client, args.pid, events)?, color)
-        );
+        let text = render_text(&fetch(&mut client, args.pid, events)?, color);
+        std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut shown = String::new();

@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 
 use bytesize::ByteSize;
-use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets::NOTHING};
 
 use memmon::{classify::RegionKind, escape::escape, report::Layout};
+
+use crate::table::{Columns, Style};
 
 /// An enum's name as the JSON output spells it (`partial`,
 /// `writable-executable`, ...), so the text and JSON views agree.
@@ -23,14 +24,14 @@ pub fn human_size(bytes: u64) -> String {
     text.replace(".0 ", " ")
 }
 
-fn kind_color(kind: RegionKind) -> Color {
+fn kind_style(kind: RegionKind) -> Style {
     match kind {
-        RegionKind::Text => Color::Green,
-        RegionKind::Rodata | RegionKind::Data | RegionKind::Bss => Color::Cyan,
-        RegionKind::Heap | RegionKind::MmapChunk | RegionKind::Arena => Color::Yellow,
-        RegionKind::Stack | RegionKind::ThreadStack | RegionKind::Guard => Color::Magenta,
-        RegionKind::Vdso | RegionKind::Vvar | RegionKind::Vsyscall => Color::Blue,
-        RegionKind::File | RegionKind::Shm | RegionKind::Anon => Color::Reset,
+        RegionKind::Text => Style::Fg(32),
+        RegionKind::Rodata | RegionKind::Data | RegionKind::Bss => Style::Fg(36),
+        RegionKind::Heap | RegionKind::MmapChunk | RegionKind::Arena => Style::Fg(33),
+        RegionKind::Stack | RegionKind::ThreadStack | RegionKind::Guard => Style::Fg(35),
+        RegionKind::Vdso | RegionKind::Vvar | RegionKind::Vsyscall => Style::Fg(34),
+        RegionKind::File | RegionKind::Shm | RegionKind::Anon => Style::Plain,
     }
 }
 
@@ -110,63 +111,50 @@ fn header(layout: &Layout) -> String {
 
 /// The full text: header, one row per region and gap, totals.
 pub fn render_text(layout: &Layout, color: bool) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
-    if !color {
-        table.force_no_tty();
-    } else {
-        table.enforce_styling();
-    }
-    let bold = |s: &str| {
-        if color {
-            Cell::new(s).add_attribute(Attribute::Bold)
-        } else {
-            Cell::new(s)
-        }
-    };
-    table.set_header(["START", "END", "SIZE", "PERMS", "KIND", "OBJECT", "PATH"].map(bold));
+    let headers = ["START", "END", "SIZE", "PERMS", "KIND", "OBJECT", "PATH"];
+    let mut table = Columns::new(&headers, color);
+    let plain = Style::Plain;
     let mut gaps = layout.gaps.iter().peekable();
     for region in &layout.regions {
         while let Some(gap) = gaps.next_if(|g| g.end == region.start) {
             let size = human_size(gap.size);
-            let text = format!("-- gap {size} --");
-            table.add_row(vec![
-                Cell::new(&gap.start),
-                Cell::new(&gap.end),
-                Cell::new(size),
-                Cell::new(""),
-                Cell::new(text),
-            ]);
+            table.cell(plain, format_args!("{}", gap.start));
+            table.cell(plain, format_args!("{}", gap.end));
+            table.cell(plain, format_args!("{size}"));
+            table.cell(plain, format_args!(""));
+            table.cell(plain, format_args!("-- gap {size} --"));
+            table.end_row();
         }
-        let object = match (&region.object, region.segment) {
-            (Some(o), Some(seg)) => format!("{}[{seg}]", o.rsplit('/').next().unwrap_or(o)),
-            (Some(o), None) => o.rsplit('/').next().unwrap_or(o).to_owned(),
-            _ => String::new(),
-        };
-        let kind = Cell::new(region.kind.as_str());
+        table.cell(plain, format_args!("{}", region.start));
+        table.cell(plain, format_args!("{}", region.end));
+        table.cell(plain, format_args!("{}", human_size(region.size)));
+        table.cell(plain, format_args!("{}", region.perms));
         let kind = if color {
-            kind.fg(kind_color(region.kind))
+            kind_style(region.kind)
         } else {
-            kind
+            plain
         };
-        table.add_row(vec![
-            Cell::new(&region.start),
-            Cell::new(&region.end),
-            Cell::new(human_size(region.size)),
-            Cell::new(&region.perms),
-            kind,
-            Cell::new(escape(&object)),
-            Cell::new(match &region.note {
-                Some(note) => format!("{}  ({})", escape(&region.path), escape(note)),
-                None => escape(&region.path).into_owned(),
-            }),
-        ]);
+        table.cell(kind, format_args!("{}", region.kind.as_str()));
+        let object = region
+            .object
+            .as_deref()
+            .map(|o| o.rsplit('/').next().unwrap_or(o));
+        match (object, region.segment) {
+            (Some(o), Some(seg)) => table.cell(plain, format_args!("{}[{seg}]", escape(o))),
+            (Some(o), None) => table.cell(plain, format_args!("{}", escape(o))),
+            _ => table.cell(plain, format_args!("")),
+        }
+        match &region.note {
+            Some(note) => table.cell(
+                plain,
+                format_args!("{}  ({})", escape(&region.path), escape(note)),
+            ),
+            None => table.cell(plain, format_args!("{}", escape(&region.path))),
+        }
     }
     let mut out = header(layout);
     out.push('\n');
-    out.push_str(&table.to_string());
+    table.render(&mut out);
     out.push_str("\n\n");
     let totals: Vec<String> = layout
         .totals

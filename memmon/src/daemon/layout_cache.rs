@@ -1,0 +1,140 @@
+//! Encoded `query` replies per model version: a large process's layout
+//! takes milliseconds to classify and encode, and clients (`--watch`,
+//! dashboards, scripts) ask again and again while nothing changed.
+//!
+//! An entry serves only the same process (pid and start time), model
+//! version, name and ASLR setting, and for at most [`MAX_AGE`]: the
+//! heuristics that read the process's memory and threads' stack pointers
+//! can change without an event. Layouts with notes (a file or the memory
+//! could not be read) are not kept, so a timeout is retried. The cache is
+//! bounded in bytes.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::{report::Layout, rules::RandomizeVaSpace, tracker::ProcessView};
+
+/// How long an entry serves.
+pub(super) const MAX_AGE: Duration = Duration::from_secs(1);
+/// Bytes of encoded replies kept (a 20,000-region layout is about 5 MB).
+const BUDGET: usize = 16 << 20;
+
+/// What a reply depends on besides the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Key {
+    pid: u32,
+    start_time_ticks: Option<u64>,
+    version: u64,
+    comm: String,
+    exe: Option<String>,
+    randomize_va_space: RandomizeVaSpace,
+}
+
+impl Key {
+    pub(super) fn of(view: &ProcessView, randomize_va_space: &RandomizeVaSpace) -> Self {
+        Self {
+            pid: view.pid,
+            start_time_ticks: view.start_time_ticks,
+            version: view.applied_events,
+            comm: view.comm.clone(),
+            exe: view.exe.clone(),
+            randomize_va_space: randomize_va_space.clone(),
+        }
+    }
+}
+
+/// Whether `layout` may be served again: nothing in it was unreadable.
+pub(super) fn reusable(layout: &Layout) -> bool {
+    layout.notes.is_empty() && layout.regions.iter().all(|r| r.note.is_none())
+}
+
+#[derive(Default)]
+pub(super) struct LayoutCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Oldest first.
+    entries: VecDeque<(Key, Instant, Arc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+impl LayoutCache {
+    pub(super) fn get(&self, key: &Key) -> Option<Arc<Vec<u8>>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .entries
+            .iter()
+            .find(|(k, at, _)| k == key && at.elapsed() < MAX_AGE)
+            .map(|(_, _, frame)| Arc::clone(frame))
+    }
+
+    /// Keeps `frame` for `key`, replacing what the process had and
+    /// evicting the oldest entries past the budget.
+    pub(super) fn insert(&self, key: Key, frame: Arc<Vec<u8>>) {
+        if frame.len() > BUDGET / 2 {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Inner { entries, bytes } = &mut *inner;
+        entries.retain(|(k, _, f)| {
+            let keep = k.pid != key.pid;
+            if !keep {
+                *bytes -= f.len();
+            }
+            keep
+        });
+        *bytes += frame.len();
+        entries.push_back((key, Instant::now(), frame));
+        while *bytes > BUDGET
+            && let Some((_, _, old)) = entries.pop_front()
+        {
+            *bytes -= old.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(pid: u32, version: u64) -> Key {
+        Key {
+            pid,
+            start_time_ticks: Some(7),
+            version,
+            comm: "x".into(),
+            exe: None,
+            randomize_va_space: RandomizeVaSpace::Value(2),
+        }
+    }
+
+    #[test]
+    fn an_entry_serves_only_its_version_and_one_per_process_is_kept() {
+        let cache = LayoutCache::default();
+        cache.insert(key(1, 10), Arc::new(vec![1]));
+        assert_eq!(cache.get(&key(1, 10)).as_deref(), Some(&vec![1]));
+        assert!(cache.get(&key(1, 11)).is_none());
+        assert!(cache.get(&key(2, 10)).is_none());
+        cache.insert(key(1, 11), Arc::new(vec![2]));
+        assert!(cache.get(&key(1, 10)).is_none());
+        assert_eq!(cache.inner.lock().unwrap().bytes, 1);
+    }
+
+    #[test]
+    fn the_budget_evicts_the_oldest() {
+        let cache = LayoutCache::default();
+        let big = || Arc::new(vec![0u8; BUDGET / 2]);
+        cache.insert(key(1, 1), big());
+        cache.insert(key(2, 1), big());
+        cache.insert(key(3, 1), big());
+        assert!(cache.get(&key(1, 1)).is_none());
+        assert!(cache.get(&key(2, 1)).is_some() && cache.get(&key(3, 1)).is_some());
+        let inner = cache.inner.lock().unwrap();
+        assert!(inner.bytes <= BUDGET, "{}", inner.bytes);
+    }
+}
