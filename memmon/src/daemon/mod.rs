@@ -9,6 +9,7 @@
 //! (`workers.rs`) from those copies.
 
 mod access;
+mod map_count;
 mod metrics;
 mod publish;
 mod verify;
