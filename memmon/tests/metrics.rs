@@ -276,10 +276,17 @@ fn example_alert_rules_pass_promtool_and_name_catalogued_metrics() {
     assert!(ok, "promtool check rules deploy/memmon-alerts.yml:\n{out}");
     // The rule fires on a series that crosses its threshold, not on others.
     let (ok, out) = promtool(
-        &["test", "rules", &format!("{REPO}/deploy/memmon-alerts.test.yml")],
+        &[
+            "test",
+            "rules",
+            &format!("{REPO}/deploy/memmon-alerts.test.yml"),
+        ],
         None,
     );
-    assert!(ok, "promtool test rules deploy/memmon-alerts.test.yml:\n{out}");
+    assert!(
+        ok,
+        "promtool test rules deploy/memmon-alerts.test.yml:\n{out}"
+    );
     let text = std::fs::read_to_string(&rules).unwrap();
     let exprs: Vec<&str> = text
         .lines()

@@ -99,9 +99,10 @@ fn rss_is_the_touched_pages_and_every_region_equals_smaps() {
     let text = text.ok();
     assert!(text.contains("resident memory (/proc/"), "{text}");
     assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with(&format!("{:#x} ", ready.hex("addr")))
-                && l.contains("148 KiB")),
+        text.lines().any(|l| l
+            .trim_start()
+            .starts_with(&format!("{:#x} ", ready.hex("addr")))
+            && l.contains("148 KiB")),
         "no row with the touched 148 KiB:\n{text}"
     );
 }
@@ -142,7 +143,10 @@ fn scrapes_answer_within_a_second_while_rss_reads_a_huge_process() {
     let layout: Value = serde_json::from_slice(&out.stdout).unwrap();
     let regions = layout["regions"].as_array().unwrap();
     assert!(regions.len() >= 20_000, "{} regions", regions.len());
-    assert!(regions.iter().all(|r| r["rss"].is_object()), "a region without rss");
+    assert!(
+        regions.iter().all(|r| r["rss"].is_object()),
+        "a region without rss"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -29,7 +29,17 @@ impl Pane {
     fn start(command: &str) -> Self {
         let name = format!("memmon-top-{}", std::process::id());
         let status = Command::new("tmux")
-            .args(["new-session", "-d", "-x", "220", "-y", "50", "-s", &name, command])
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                "220",
+                "-y",
+                "50",
+                "-s",
+                &name,
+                command,
+            ])
             .status()
             .expect("tmux");
         assert!(status.success(), "tmux new-session failed");
@@ -90,7 +100,10 @@ fn top_shows_sorts_filters_opens_and_quits() {
     let screen = pane.wait_for("top shows the fixture", |s| {
         s.contains("query_me") && pids(s).contains(&me.run.pid)
     });
-    assert!(screen.contains("MAPPED▼"), "sorted by MAPPED at start:\n{screen}");
+    assert!(
+        screen.contains("MAPPED▼"),
+        "sorted by MAPPED at start:\n{screen}"
+    );
     assert!(screen.contains("%MAXMAP"), "{screen}");
 
     // Six columns left is PID: ascending, then reversed with r.
@@ -102,7 +115,10 @@ fn top_shows_sorts_filters_opens_and_quits() {
     pane.keys(&["r"]);
     let screen = pane.wait_for("reversing", |s| s.contains("PID▲"));
     let shown = pids(&screen);
-    assert!(shown.is_sorted_by(|a, b| a >= b), "PIDs descending: {shown:?}\n{screen}");
+    assert!(
+        shown.is_sorted_by(|a, b| a >= b),
+        "PIDs descending: {shown:?}\n{screen}"
+    );
 
     // Filter to the fixture's comm, then open its layout.
     pane.keys(&["/", "query_me", "Enter"]);
@@ -141,7 +157,9 @@ fn top_shows_sorts_filters_opens_and_quits() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     let header = text.lines().next().unwrap_or_default();
-    for column in ["PID", "COMM", "VMAS", "%MAXMAP", "MAPPED", "SYSC/S", "GROW/1M", "W^X"] {
+    for column in [
+        "PID", "COMM", "VMAS", "%MAXMAP", "MAPPED", "SYSC/S", "GROW/1M", "W^X",
+    ] {
         assert!(header.contains(column), "no {column} in {header}");
     }
     assert!(

@@ -38,9 +38,7 @@ impl Peer {
             return Ok(());
         }
         match &self.maps {
-            Some(maps) if is_maps_of(maps, pid, "maps") || is_maps_of(maps, pid, "smaps") => {
-                Ok(())
-            }
+            Some(maps) if is_maps_of(maps, pid, "maps") || is_maps_of(maps, pid, "smaps") => Ok(()),
             _ => Err(no_such(pid)),
         }
     }

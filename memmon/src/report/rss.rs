@@ -183,7 +183,10 @@ VmFlags: rd wr mr mw me ac sd
             }
         );
         assert_eq!(entries[0].1.pss, 2048);
-        assert!(parse_smaps(b"Rss: 4 kB\n").is_err(), "a field before any range");
+        assert!(
+            parse_smaps(b"Rss: 4 kB\n").is_err(),
+            "a field before any range"
+        );
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub(crate) fn fetch_listing(
     };
     processes.retain(|p| {
         (args.all || p.has_address_space())
-            && args.comm.as_ref().is_none_or(|c| &p.comm == c) && uid.is_none_or(|u| p.uid == Some(u))
+            && args.comm.as_ref().is_none_or(|c| &p.comm == c)
+            && uid.is_none_or(|u| p.uid == Some(u))
     });
     for p in &mut processes {
         p.user = p

@@ -104,7 +104,10 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        assert_eq!(line("0x1000"), "0x1000 8 KiB anon 8 KiB 8 KiB 0 B 4 KiB 0 B 0 B");
+        assert_eq!(
+            line("0x1000"),
+            "0x1000 8 KiB anon 8 KiB 8 KiB 0 B 4 KiB 0 B 0 B"
+        );
         assert_eq!(line("0x5000"), "0x5000 4 KiB file ? ? ? ? ? ? /lib/x.so");
         assert_eq!(line("total"), "total 8 KiB 8 KiB 0 B 4 KiB 0 B 0 B");
     }

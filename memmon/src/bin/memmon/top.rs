@@ -154,9 +154,7 @@ impl Feed {
                     (summary.syscalls - calls) as f64
                         / now.duration_since(when).as_secs_f64().max(1e-3)
                 });
-                while samples.len() > 1
-                    && now.duration_since(samples[1].0) >= GROWTH_WINDOW
-                {
+                while samples.len() > 1 && now.duration_since(samples[1].0) >= GROWTH_WINDOW {
                     samples.pop_front();
                 }
                 let growth = samples
@@ -185,7 +183,10 @@ pub(crate) fn arrange(rows: &mut Vec<Row>, column: usize, reverse: bool, filter:
     rows.retain(|r| {
         filter.is_empty()
             || r.summary.comm.contains(filter)
-            || r.summary.unit.as_deref().is_some_and(|u| u.contains(filter))
+            || r.summary
+                .unit
+                .as_deref()
+                .is_some_and(|u| u.contains(filter))
     });
     rows.sort_by(|a, b| {
         let order = a.compare(b, column);
