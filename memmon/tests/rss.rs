@@ -66,16 +66,21 @@ fn rss_is_the_touched_pages_and_every_region_equals_smaps() {
     let regions = layout["regions"].as_array().unwrap();
     let mut by_kind: HashMap<String, u64> = HashMap::new();
     for region in regions {
-        let range = (hex(&region["start"]), hex(&region["end"]));
-        let want = smaps.get(&range).unwrap_or_else(|| {
-            panic!("region {range:x?} is not an smaps entry; smaps has {smaps:x?}")
-        });
-        assert_eq!(rss_of(region), *want, "Rss of {region}");
+        // The kernel may keep apart what the model merges (adjacent
+        // anonymous VMAs with different anon_vmas): the entries inside.
+        let (start, end) = (hex(&region["start"]), hex(&region["end"]));
+        let inside: Vec<_> = smaps
+            .iter()
+            .filter(|((s, e), _)| start <= *s && *e <= end)
+            .collect();
+        let covered: u64 = inside.iter().map(|((s, e), _)| e - s).sum();
+        assert_eq!(covered, end - start, "smaps entries cover {region}");
+        let want: u64 = inside.iter().map(|(_, rss)| **rss).sum();
+        assert_eq!(rss_of(region), want, "Rss of {region}");
         *by_kind
             .entry(region["kind"].as_str().unwrap().to_owned())
             .or_default() += want;
     }
-    assert_eq!(regions.len(), smaps.len(), "one region per smaps entry");
     let totals = layout["rss_totals"].as_object().expect("rss_totals");
     for (kind, rss) in &by_kind {
         assert_eq!(totals[kind]["rss"], *rss, "total Rss of {kind}: {totals:?}");
