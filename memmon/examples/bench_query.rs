@@ -113,7 +113,11 @@ impl<T> Conn<T> {
 }
 
 fn query_once(conn: &mut Conn<Client>, pid: u32, events: usize) -> anyhow::Result<usize> {
-    match conn.get()?.request(Request::Query { pid, events })? {
+    match conn.get()?.request(Request::Query {
+        pid,
+        events,
+        rss: false,
+    })? {
         Reply::Layout(layout) => Ok(layout.regions.len()),
         other => bail!("unexpected reply: {other:?}"),
     }

@@ -72,15 +72,18 @@ impl Client {
     /// than root first opens its /proc/PID/maps and passes it along: the
     /// kernel's refusal is the daemon's too, in the same words.
     pub fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
-        let pid = match request {
-            Request::Query { pid, .. } | Request::Verify { pid } => Some(pid),
-            Request::Ping | Request::List => None,
+        // smaps for --rss: the same kernel rule as maps, and the daemon
+        // reads the numbers from the very file the kernel let us open.
+        let (pid, file) = match request {
+            Request::Query { pid, rss: true, .. } => (Some(pid), "smaps"),
+            Request::Query { pid, .. } | Request::Verify { pid } => (Some(pid), "maps"),
+            Request::Ping | Request::List => (None, "maps"),
         };
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
         let maps = match pid {
             Some(pid) if !root => Some(
-                File::open(format!("/proc/{pid}/maps"))
+                File::open(format!("/proc/{pid}/{file}"))
                     .map_err(|_| ClientError::Daemon(unseen(pid)))?,
             ),
             _ => None,

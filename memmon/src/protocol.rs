@@ -42,6 +42,10 @@ pub enum Request {
         pid: u32,
         #[serde(default)]
         events: usize,
+        /// Also read /proc/PID/smaps (Rss, Pss, Swap, ... per region). A
+        /// non-root client then passes its /proc/PID/smaps, not maps.
+        #[serde(default)]
+        rss: bool,
     },
 }
 
@@ -72,6 +76,9 @@ pub enum Reply {
     Layout(Box<Layout>),
     Processes {
         processes: Vec<ProcessSummary>,
+        /// vm.max_map_count, the most VMAs a process may have.
+        #[serde(default)]
+        max_map_count: Option<u64>,
     },
 }
 
@@ -287,7 +294,8 @@ mod tests {
             Just(Request::Ping),
             Just(Request::List),
             any::<u32>().prop_map(|pid| Request::Verify { pid }),
-            (any::<u32>(), any::<usize>()).prop_map(|(pid, events)| Request::Query { pid, events }),
+            (any::<u32>(), any::<usize>(), any::<bool>())
+                .prop_map(|(pid, events, rss)| Request::Query { pid, events, rss }),
         ]
     }
 

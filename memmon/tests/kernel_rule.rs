@@ -223,7 +223,11 @@ fn exec_race_client() {
         .unwrap();
     let pid = target.id();
     let mut client = Client::connect(Path::new(socket)).unwrap();
-    let query = || Request::Query { pid, events: 0 };
+    let query = || Request::Query {
+        pid,
+        events: 0,
+        rss: false,
+    };
     // Shown before the exec (retried while its first snapshot is pending).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -268,6 +268,40 @@ fn deploy_files_pass_their_checkers() {
     }
 }
 
+#[test]
+fn example_alert_rules_pass_promtool_and_name_catalogued_metrics() {
+    let rules = format!("{REPO}/deploy/memmon-alerts.yml");
+    let (ok, out) = promtool(&["check", "rules", &rules], None);
+    assert!(ok, "promtool check rules deploy/memmon-alerts.yml:\n{out}");
+    // The rule fires on a series that crosses its threshold, not on others.
+    let (ok, out) = promtool(
+        &[
+            "test",
+            "rules",
+            &format!("{REPO}/deploy/memmon-alerts.test.yml"),
+        ],
+        None,
+    );
+    assert!(
+        ok,
+        "promtool test rules deploy/memmon-alerts.test.yml:\n{out}"
+    );
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let exprs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:"))
+        .collect();
+    assert!(!exprs.is_empty(), "no alert expressions in {rules}");
+    for expr in exprs {
+        assert!(
+            memmon::metrics::CATALOG
+                .iter()
+                .any(|d| expr.contains(d.name)),
+            "alert expression names no exported metric: {expr}"
+        );
+    }
+}
+
 /// A Prometheus server on a free loopback port, killed on drop.
 struct Prometheus {
     child: Child,

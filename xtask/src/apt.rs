@@ -11,8 +11,9 @@ use crate::env::{as_root, find_in_path, run};
 /// bounds memory with prlimit; the FUSE test builds a squashfs image,
 /// serves it with squashfuse and unmounts with fusermount3; pmap is the
 /// yardstick for query latency (issue 10: a query no slower than pmap);
-/// the compat test builds a 32-bit fixture (`cc -m32`). An entry starting
-/// with `/` is a file the package installs, for packages with no command.
+/// the compat test builds a 32-bit fixture (`cc -m32`); the `memmon top`
+/// test drives it in a tmux pane. An entry starting with `/` is a file the
+/// package installs, for packages with no command.
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("setarch", "util-linux"),
@@ -29,6 +30,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("pmap", "procps"),
     // gcc-multilib's own file: the /usr/include/asm link `-m32` needs.
     ("/usr/include/asm", "gcc-multilib"),
+    ("tmux", "tmux"),
 ];
 
 /// Whether `probe` (a command, or a file when it starts with `/`) is there.

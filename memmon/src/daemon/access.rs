@@ -38,7 +38,7 @@ impl Peer {
             return Ok(());
         }
         match &self.maps {
-            Some(maps) if is_maps_of(maps, pid) => Ok(()),
+            Some(maps) if is_maps_of(maps, pid, "maps") || is_maps_of(maps, pid, "smaps") => Ok(()),
             _ => Err(no_such(pid)),
         }
     }
@@ -56,6 +56,25 @@ impl Peer {
         }
     }
 
+    /// /proc/`pid`/smaps to read for `query --rss`: the peer's own (the
+    /// kernel let it open that file; it holds the address space of the
+    /// process it was opened for), or for root the daemon's.
+    pub(super) fn smaps(&self, pid: u32) -> Result<File, Failure> {
+        match &self.maps {
+            Some(passed) if is_maps_of(passed, pid, "smaps") => {
+                passed.try_clone().map_err(|_| no_such(pid))
+            }
+            _ if self.is_root() => {
+                File::open(format!("/proc/{pid}/smaps")).map_err(|_| no_such(pid))
+            }
+            Some(_) => Err((
+                crate::protocol::ErrorKind::BadRequest,
+                format!("--rss needs /proc/{pid}/smaps passed with the request, not maps"),
+            )),
+            None => Err(no_such(pid)),
+        }
+    }
+
     /// Whether a list shows `pid` to this peer. Stricter than the kernel's
     /// rule, never looser: /proc/PID/maps is owned by the peer's uid and
     /// gid (the kernel makes it root's when the process is not dumpable) and
@@ -66,10 +85,10 @@ impl Peer {
     }
 }
 
-/// Whether `maps` is /proc/`pid`/maps on the procfs the daemon sees: the
-/// same device and inode as that path now (a pid reused since the peer
-/// opened it has a new inode).
-fn is_maps_of(maps: &File, pid: u32) -> bool {
+/// Whether `maps` is /proc/`pid`/`name` (maps or smaps) on the procfs the
+/// daemon sees: the same device and inode as that path now (a pid reused
+/// since the peer opened it has a new inode).
+fn is_maps_of(maps: &File, pid: u32, name: &str) -> bool {
     // SAFETY: fstatfs writes into the zeroed struct it is given; the fd is
     // open for the call.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
@@ -81,7 +100,7 @@ fn is_maps_of(maps: &File, pid: u32) -> bool {
     }
     let (Ok(passed), Ok(now)) = (
         maps.metadata(),
-        std::fs::metadata(format!("/proc/{pid}/maps")),
+        std::fs::metadata(format!("/proc/{pid}/{name}")),
     ) else {
         return false;
     };
@@ -152,10 +171,13 @@ mod tests {
     fn only_the_maps_file_of_that_pid_passes() {
         let me = std::process::id();
         let mine = File::open(format!("/proc/{me}/maps")).unwrap();
-        assert!(is_maps_of(&mine, me));
-        assert!(!is_maps_of(&mine, 1));
+        assert!(is_maps_of(&mine, me, "maps"));
+        assert!(!is_maps_of(&mine, me, "smaps"));
+        assert!(!is_maps_of(&mine, 1, "maps"));
         let status = File::open(format!("/proc/{me}/status")).unwrap();
-        assert!(!is_maps_of(&status, me));
+        assert!(!is_maps_of(&status, me, "maps"));
+        let smaps = File::open(format!("/proc/{me}/smaps")).unwrap();
+        assert!(is_maps_of(&smaps, me, "smaps"));
         let peer = Peer {
             uid: 1000,
             gid: 1000,

@@ -85,6 +85,7 @@ impl Workers {
             }
             stats.brk_heap_bytes += summary.by_kind.get(&RegionKind::Heap).copied().unwrap_or(0);
             stats.wx_regions += summary.wx_count as u64;
+            stats.vmas_max = stats.vmas_max.max(summary.vmas as u64);
             *aslr_processes
                 .entry(summary.aslr.status.label().to_owned())
                 .or_default() += 1;
@@ -156,6 +157,7 @@ impl Workers {
             cpu_seconds_total,
             resident_memory_bytes,
             connections: crate::connections::stats(),
+            max_map_count: self.max_map_count(),
             per_pid,
         }
     }

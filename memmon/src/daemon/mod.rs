@@ -10,6 +10,7 @@
 
 mod access;
 mod layout_cache;
+mod map_count;
 mod metrics;
 mod publish;
 mod verify;

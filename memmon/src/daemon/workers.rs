@@ -51,6 +51,24 @@ pub(super) struct Workers {
     pub(super) grouping: Grouping,
     pub(super) top_groups: usize,
     pub(super) per_pid_top_k: usize,
+    max_map_count: super::map_count::MaxMapCount,
+}
+
+/// How long `query --rss` waits for /proc/PID/smaps.
+const SMAPS_DEADLINE: Duration = Duration::from_secs(10);
+
+/// All of `file` from offset 0, by pread: a passed descriptor's offset is
+/// left alone for [`Peer::still_allowed`]'s read.
+fn read_from_start(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut text = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match file.read_at(&mut chunk, text.len() as u64)? {
+            0 => return Ok(text),
+            n => text.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// A process that is gone, or not the asker's: one answer for both.
@@ -103,6 +121,7 @@ impl Workers {
             grouping: config.grouping,
             top_groups: config.top_groups,
             per_pid_top_k: config.per_pid_top_k,
+            max_map_count: super::map_count::MaxMapCount::new(),
         })
     }
 
@@ -132,6 +151,11 @@ impl Workers {
                 else => return,
             }
         }
+    }
+
+    /// vm.max_map_count (see `map_count`).
+    pub(super) fn max_map_count(&self) -> Option<u64> {
+        self.max_map_count.get()
     }
 
     pub(super) async fn send(&self, command: Command) -> Result<(), Failure> {
@@ -205,7 +229,7 @@ impl Workers {
     /// The reply to `request`, as a frame encoded on a blocking thread.
     async fn handle(self: Arc<Self>, request: Request, peer: Peer) -> Arc<Vec<u8>> {
         let reply = match request {
-            Request::Query { pid, events } => self.query(pid, events, peer).await,
+            Request::Query { pid, events, rss } => self.query(pid, events, rss, peer).await,
             Request::Ping => Ok(Arc::new(frame(&ReplyEnvelope::ok(Reply::Pong {
                 daemon_pid: std::process::id(),
                 tracked_processes: self.tracked.load(Ordering::Relaxed),
@@ -226,6 +250,7 @@ impl Workers {
         self: Arc<Self>,
         pid: u32,
         events: usize,
+        rss: bool,
         peer: Peer,
     ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
@@ -233,6 +258,14 @@ impl Workers {
         let view = self.ready_view(pid, events, deadline).await?;
         blocking(move || {
             let rva = randomize_va_space();
+            if rss {
+                // Rss is of this moment: never cached.
+                let mut layout = crate::report::build_layout(&view, &self.reader, &rva, events);
+                let smaps = self.read_smaps(pid, &peer, view.start_time_ticks)?;
+                crate::report::attach_rss(&mut layout, &smaps);
+                peer.still_allowed(pid)?;
+                return Ok(encode_ok(Reply::Layout(Box::new(layout))));
+            }
             // Recent events are not part of the model's version.
             let key = (events == 0).then(|| layout_cache::Key::of(&view, &rva));
             let cached = key.as_ref().and_then(|k| self.layouts.get(k));
@@ -251,6 +284,35 @@ impl Workers {
             Ok(reply)
         })
         .await?
+    }
+
+    /// /proc/`pid`/smaps, read on the I/O pool within [`SMAPS_DEADLINE`]
+    /// (the kernel may take long on a huge process, and the reader holds
+    /// its mmap_lock), from the process whose model `start_time` is.
+    fn read_smaps(
+        &self,
+        pid: u32,
+        peer: &Peer,
+        start_time: Option<u64>,
+    ) -> Result<Vec<crate::report::SmapsEntry>, Failure> {
+        let file = peer.smaps(pid)?;
+        let text = self
+            .reader
+            .pool()
+            .run(SMAPS_DEADLINE, move || read_from_start(&file))
+            .map_err(|e| {
+                (
+                    ErrorKind::Internal,
+                    format!("/proc/{pid}/smaps {e}; try again, or without --rss"),
+                )
+            })?
+            .map_err(|_| no_such(pid))?;
+        // The daemon's own open (root) names the pid, not the process: one
+        // started since the model's would answer for it.
+        if start_time.is_some() && access::start_time(pid) != start_time {
+            return Err(no_such(pid));
+        }
+        crate::report::parse_smaps(&text).map_err(|e| (ErrorKind::Internal, e))
     }
 
     async fn verify_as(self: Arc<Self>, pid: u32, peer: Peer) -> Result<Arc<Vec<u8>>, Failure> {
@@ -272,10 +334,13 @@ impl Workers {
                 .iter()
                 .filter(|p| !p.awaiting_snapshot && p.uid.is_some())
                 .filter(|p| peer.sees_in_list(p.pid))
-                .map(|p| self.summary(p, &rva))
+                .map(|p| self.summary(p, &rva).with_live_fields(p))
                 .collect();
             processes.sort_by_key(|p| p.pid);
-            encode_ok(Reply::Processes { processes })
+            encode_ok(Reply::Processes {
+                processes,
+                max_map_count: self.max_map_count(),
+            })
         })
         .await
     }

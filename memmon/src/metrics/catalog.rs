@@ -58,6 +58,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "Regions that are writable and executable, or executable and anonymous.",
     ),
     doc(
+        "memmon_map_count_ratio_max",
+        "gauge",
+        &["group"],
+        "The highest VMA count of the group's processes divided by vm.max_map_count: at 1, mmap and mprotect fail with ENOMEM.",
+    ),
+    doc(
         "memmon_aslr_processes",
         "gauge",
         &["status"],

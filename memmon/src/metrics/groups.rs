@@ -6,7 +6,7 @@ use crate::config::Grouping;
 pub const OTHER_GROUP: &str = "other";
 
 /// The innermost systemd unit (`*.service`, `*.scope`) of a cgroup path.
-fn unit_of(cgroup: &str) -> Option<&str> {
+pub fn unit_of(cgroup: &str) -> Option<&str> {
     cgroup
         .rsplit('/')
         .find(|part| part.ends_with(".service") || part.ends_with(".scope"))

@@ -13,7 +13,7 @@ mod render;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use catalog::{CATALOG, MetricDoc, metrics_markdown};
-pub use groups::{OTHER_GROUP, group_name};
+pub use groups::{OTHER_GROUP, group_name, unit_of};
 pub use render::{render_openmetrics, to_prometheus_text};
 
 use crate::{classify::RegionKind, tracker::CallCount};
@@ -26,6 +26,8 @@ pub struct GroupStats {
     pub regions: BTreeMap<RegionKind, u64>,
     pub brk_heap_bytes: u64,
     pub wx_regions: u64,
+    /// The most VMAs any one of the group's processes has.
+    pub vmas_max: u64,
 }
 
 impl GroupStats {
@@ -39,6 +41,7 @@ impl GroupStats {
         }
         self.brk_heap_bytes += other.brk_heap_bytes;
         self.wx_regions += other.wx_regions;
+        self.vmas_max = self.vmas_max.max(other.vmas_max);
     }
 
     pub fn total_mapped(&self) -> u64 {
@@ -76,6 +79,9 @@ pub struct MetricsSnapshot {
     pub resident_memory_bytes: u64,
     /// What the bounds on /metrics and query-socket connections did.
     pub connections: crate::connections::ConnectionStats,
+    /// vm.max_map_count, the most VMAs a process may have; None when it
+    /// cannot be read (then no ratio is exported).
+    pub max_map_count: Option<u64>,
     /// Opt-in: `(pid, comm, mapped bytes)` of the largest processes.
     pub per_pid: Vec<(u32, String, u64)>,
 }

@@ -95,6 +95,19 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
         per_group(|s| s.brk_heap_bytes),
     );
     gauges(&mut r, "memmon_wx_regions", per_group(|s| s.wx_regions));
+    if let Some(limit) = snap.max_map_count.filter(|&m| m > 0) {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (g, s) in &snap.groups {
+            family
+                .get_or_create(&labels(&[("group", g)]))
+                .set(s.vmas_max as f64 / limit as f64);
+        }
+        r.register(
+            "memmon_map_count_ratio_max",
+            help("memmon_map_count_ratio_max"),
+            family,
+        );
+    }
     gauges(
         &mut r,
         "memmon_aslr_processes",

@@ -181,6 +181,7 @@ pub fn build_layout(
                 Backing::File { path, .. } => unreadable.get(path).cloned(),
                 _ => None,
             },
+            rss: None,
         })
         .collect();
     let mut objects: Vec<(u64, ElfView)> = elfs
@@ -235,6 +236,7 @@ pub fn build_layout(
         }),
         totals: totals_by_kind(&classification.regions),
         mapped_bytes: space.mapped_bytes(),
+        rss_totals: None,
         // The stretch between user space and [vsyscall] is the kernel's half,
         // not a gap in this process's layout.
         gaps: gaps(space)

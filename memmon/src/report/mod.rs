@@ -7,6 +7,7 @@ mod build;
 mod elf_cache;
 mod elf_reader;
 mod remote_fs;
+mod rss;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use build::build_layout;
 pub use elf_cache::ElfCache;
 pub use elf_reader::{DEFAULT_READ_DEADLINE, ElfRead, ElfReader, SKIPPED_REMOTE};
+pub use rss::{Rss, SmapsEntry, attach as attach_rss, parse_smaps};
 pub use summary::{ProcessSummary, summarize};
 
 use crate::{
@@ -48,6 +50,9 @@ pub struct Layout {
     /// Bytes mapped per region kind.
     pub totals: BTreeMap<RegionKind, u64>,
     pub mapped_bytes: u64,
+    /// The regions' smaps numbers summed by kind, only when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_totals: Option<BTreeMap<RegionKind, Rss>>,
     /// What could not be read for this layout (e.g. the process's memory
     /// timed out), so what it affects is classified less precisely.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -77,6 +82,9 @@ pub struct RegionView {
     /// (its kind, object and sections are then unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// From /proc/PID/smaps, only when asked for (`query --rss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss: Option<Rss>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

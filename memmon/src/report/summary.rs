@@ -27,10 +27,36 @@ pub struct ProcessSummary {
     pub regions_by_kind: BTreeMap<RegionKind, u64>,
     pub aslr: AslrVerdict,
     pub wx_count: usize,
+    /// Memory syscalls the process called since memmon began tracking it
+    /// (`memmon top` shows the rate).
+    #[serde(default)]
+    pub syscalls: u64,
+    /// Its innermost systemd unit (`*.service`, `*.scope`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     /// Mapped files that could not be read, as "path: why" (e.g.
     /// "unreadable (timed out)"); what they would tell is missing above.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl ProcessSummary {
+    /// False for kernel threads (and exited processes not yet reaped):
+    /// they map nothing, so there is no layout to show.
+    pub fn has_address_space(&self) -> bool {
+        self.vmas > 0
+    }
+
+    /// The fields that change without the model: syscall counts and unit.
+    pub fn with_live_fields(mut self, state: &ProcessView) -> Self {
+        self.syscalls = state.syscalls.called().map(|(_, c)| c.calls).sum();
+        self.unit = state
+            .cgroup
+            .as_deref()
+            .and_then(crate::metrics::unit_of)
+            .map(str::to_owned);
+        self
+    }
 }
 
 /// A cheap summary: classification without reading the target's memory
@@ -69,6 +95,10 @@ pub fn summarize(
             mapped.exe.as_deref(),
         ),
         wx_count: wx_findings(&state.space).len(),
+        // Both change without the model changing: set per request (see
+        // `with_live_fields`), not cached.
+        syscalls: 0,
+        unit: None,
         notes: {
             let mut notes: Vec<String> = mapped
                 .unreadable

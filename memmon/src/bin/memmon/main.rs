@@ -8,6 +8,9 @@ mod ps;
 mod query;
 mod render;
 mod table;
+mod rss;
+mod top;
+mod top_ui;
 mod trace;
 mod verify;
 mod wx;
@@ -33,6 +36,7 @@ enum Command {
     Daemon(daemon::DaemonArgs),
     Query(query::QueryArgs),
     Ps(ps::PsArgs),
+    Top(top::TopArgs),
     Aslr(aslr::AslrArgs),
     Wx(wx::WxArgs),
     Trace(trace::TraceArgs),
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         }
         Command::Query(args) => query::run(args),
         Command::Ps(args) => ps::run(args),
+        Command::Top(args) => top::run(args),
         Command::Aslr(args) => aslr::run(args),
         Command::Wx(args) => wx::run(args),
         Command::Trace(args) => trace::run(args),

@@ -35,12 +35,16 @@ pub struct ListArgs {
     /// Only processes of this user (name or uid).
     #[arg(long)]
     user: Option<String>,
+    /// Also list kernel threads (processes with no address space), hidden
+    /// by default.
+    #[arg(long)]
+    all: bool,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
     /// The daemon's socket.
     #[arg(long, value_name = "PATH", env = "MEMMON_SOCKET", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    pub(crate) socket: PathBuf,
 }
 
 /// List tracked processes with their VMA count, mapped bytes by kind,
@@ -57,7 +61,19 @@ pub struct PsArgs {
 /// Asks the daemon and applies the filters.
 pub(crate) fn fetch(args: &ListArgs) -> anyhow::Result<Vec<ProcessSummary>> {
     let mut client = Client::connect(&args.socket)?;
-    let Reply::Processes { mut processes } = client.request(Request::List)? else {
+    Ok(fetch_listing(&mut client, args)?.0)
+}
+
+/// The filtered processes and vm.max_map_count, over `client`.
+pub(crate) fn fetch_listing(
+    client: &mut Client,
+    args: &ListArgs,
+) -> anyhow::Result<(Vec<ProcessSummary>, Option<u64>)> {
+    let Reply::Processes {
+        mut processes,
+        max_map_count,
+    } = client.request(Request::List)?
+    else {
         bail!("unexpected reply from the daemon");
     };
     let uid = match &args.user {
@@ -67,7 +83,9 @@ pub(crate) fn fetch(args: &ListArgs) -> anyhow::Result<Vec<ProcessSummary>> {
         None => None,
     };
     processes.retain(|p| {
-        args.comm.as_ref().is_none_or(|c| &p.comm == c) && uid.is_none_or(|u| p.uid == Some(u))
+        (args.all || p.has_address_space())
+            && args.comm.as_ref().is_none_or(|c| &p.comm == c)
+            && uid.is_none_or(|u| p.uid == Some(u))
     });
     for p in &mut processes {
         p.user = p
@@ -75,10 +93,10 @@ pub(crate) fn fetch(args: &ListArgs) -> anyhow::Result<Vec<ProcessSummary>> {
             .and_then(users::user_name)
             .or_else(|| p.uid.map(|u| u.to_string()));
     }
-    Ok(processes)
+    Ok((processes, max_map_count))
 }
 
-fn bytes_of(p: &ProcessSummary, kinds: &[RegionKind]) -> u64 {
+pub(crate) fn bytes_of(p: &ProcessSummary, kinds: &[RegionKind]) -> u64 {
     kinds.iter().filter_map(|k| p.by_kind.get(k)).sum()
 }
 

@@ -16,7 +16,16 @@ use memmon::{
     report::Layout,
 };
 
-use crate::render::render_text;
+use crate::{render::render_text, rss::render_rss};
+
+/// The layout's text, with the smaps table when it was asked for.
+fn text(layout: &Layout, color: bool) -> String {
+    let mut text = render_text(layout, color);
+    if layout.rss_totals.is_some() {
+        text.push_str(&render_rss(layout));
+    }
+    text
+}
 
 /// Show a process's memory layout: every region with its size, permissions
 /// and what it is (text, data, bss, heap, mmap'd chunk, arena, thread stack,
@@ -31,6 +40,11 @@ pub struct QueryArgs {
     /// Also show the last N memory events (default 20 when given without N).
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
     events: Option<usize>,
+    /// Also show Rss, Pss, Swap, dirty and locked bytes per region and by
+    /// kind, as `pmap -X` does: read from /proc/PID/smaps at this moment
+    /// (slow for processes with very many regions, so only on request).
+    #[arg(long)]
+    rss: bool,
     /// Redraw whenever the layout changes (Ctrl-C to stop).
     #[arg(long, conflicts_with = "json")]
     watch: bool,
@@ -39,8 +53,8 @@ pub struct QueryArgs {
     socket: PathBuf,
 }
 
-fn fetch(client: &mut Client, pid: u32, events: usize) -> anyhow::Result<Layout> {
-    match client.request(Request::Query { pid, events })? {
+fn fetch(client: &mut Client, pid: u32, events: usize, rss: bool) -> anyhow::Result<Layout> {
+    match client.request(Request::Query { pid, events, rss })? {
         Reply::Layout(layout) => Ok(*layout),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     }
@@ -51,7 +65,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let events = args.events.unwrap_or(0);
     let color = std::io::stdout().is_terminal();
     if args.json {
-        let layout = fetch(&mut client, args.pid, events)?;
+        let layout = fetch(&mut client, args.pid, events, args.rss)?;
         // Buffered: a large layout is megabytes, and stdout is line buffered.
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut out, &layout)?;
@@ -60,14 +74,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !args.watch {
-        let text = render_text(&fetch(&mut client, args.pid, events)?, color);
+        let text = text(&fetch(&mut client, args.pid, events, args.rss)?, color);
         std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut shown = String::new();
     loop {
-        let text = match fetch(&mut client, args.pid, events) {
-            Ok(layout) => render_text(&layout, color),
+        let text = match fetch(&mut client, args.pid, events, args.rss) {
+            Ok(layout) => text(&layout, color),
             // The process exited: say so and stop, like `watch -e`.
             Err(err) if !shown.is_empty() => {
                 println!("memmon: {err}");

@@ -13,6 +13,7 @@ fn sample() -> MetricsSnapshot {
         let mut g = GroupStats {
             processes: i as u64 + 1,
             brk_heap_bytes: 135_168,
+            vmas_max: 6_553 * (i as u64 + 1),
             ..Default::default()
         };
         g.mapped_bytes
@@ -51,7 +52,23 @@ fn sample() -> MetricsSnapshot {
     snap.connections.metrics.timeouts = 13;
     snap.connections.metrics.open = 2;
     snap.connections.replies_too_large = 1;
+    snap.max_map_count = Some(65_530);
     snap
+}
+
+#[test]
+fn map_count_ratio_is_the_largest_process_over_the_limit() {
+    let text = render_openmetrics(&sample());
+    // "bash" is the second group: 2 x 6553 of 65530 VMAs.
+    assert!(
+        text.contains("memmon_map_count_ratio_max{group=\"bash\"} 0.2\n"),
+        "{text}"
+    );
+    let unknown = MetricsSnapshot {
+        max_map_count: None,
+        ..sample()
+    };
+    assert!(!render_openmetrics(&unknown).contains("memmon_map_count_ratio_max{"));
 }
 
 #[test]
