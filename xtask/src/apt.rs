@@ -10,7 +10,8 @@ use crate::env::{as_root, find_in_path, run};
 /// the reliability tests list kernel objects with bpftool; `xtask fuzz`
 /// bounds memory with prlimit; the FUSE test builds a squashfs image,
 /// serves it with squashfuse and unmounts with fusermount3; pmap is the
-/// yardstick for query latency (issue 10: a query no slower than pmap).
+/// yardstick for query latency (issue 10: a query no slower than pmap);
+/// the picture test renders `memmon map --svg` with rsvg-convert.
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("setarch", "util-linux"),
@@ -25,6 +26,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("squashfuse", "squashfuse"),
     ("mksquashfs", "squashfs-tools"),
     ("pmap", "procps"),
+    ("rsvg-convert", "librsvg2-bin"),
 ];
 
 pub fn ensure() -> Result<()> {

@@ -4,6 +4,7 @@
 
 mod aslr;
 mod daemon;
+mod map;
 mod ps;
 mod query;
 mod render;
@@ -31,6 +32,7 @@ pub struct Cli {
 enum Command {
     Daemon(daemon::DaemonArgs),
     Query(query::QueryArgs),
+    Map(map::MapArgs),
     Ps(ps::PsArgs),
     Aslr(aslr::AslrArgs),
     Wx(wx::WxArgs),
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
             daemon::run(args, given)
         }
         Command::Query(args) => query::run(args),
+        Command::Map(args) => map::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Aslr(args) => aslr::run(args),
         Command::Wx(args) => wx::run(args),
