@@ -11,10 +11,15 @@ mod support;
 
 use std::{fs, process::Command};
 
-use support::{Stopped, TempDir, compile, maps_of, maps_range, memmon, shared_daemon};
+use serde_json::Value;
+use support::{
+    Stopped, TempDir, assert_agrees, compile, hex, maps_of, maps_range, memmon, query_json,
+    shared_daemon,
+};
 
-/// The fixture stopped at `ready`, agreed on by the daemon.
-fn start(daemon: &support::Daemon) -> (TempDir, Stopped) {
+/// The fixture stopped at `ready`, agreed on by the daemon, and its layout
+/// (`query --json`, the reply `map` draws), checked against /proc.
+fn start(daemon: &support::Daemon) -> (TempDir, Stopped, Value) {
     let dir = TempDir::new("picture");
     let program = compile(&dir, "picture", &[]);
     let data = dir.path().join("picture.dat");
@@ -22,7 +27,50 @@ fn start(daemon: &support::Daemon) -> (TempDir, Stopped) {
     let mut run = Stopped::spawn(&program, &[data.to_str().unwrap()]);
     run.checkpoint("ready");
     daemon.assert_verified(run.pid, "picture: ready");
-    (dir, run)
+    let layout = query_json(None, daemon.socket(), run.pid, &[]);
+    assert_agrees(&layout, &maps_of(run.pid));
+    (dir, run, layout)
+}
+
+/// The layout's regions as `(start, end)`.
+fn regions(layout: &Value) -> Vec<(u64, u64)> {
+    layout["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| (hex(&r["start"]), hex(&r["end"])))
+        .collect()
+}
+
+/// Every band of the picture as `(top, bottom, text after the address)`,
+/// high to low (the bottom line gives the last band's low end).
+fn bands_of(text: &str) -> Vec<(u64, u64, &str)> {
+    let lines: Vec<(u64, &str)> = text
+        .lines()
+        .filter(|l| !l.contains("program break"))
+        .filter_map(|l| {
+            let (addr, rest) = l.split_once(" │").or_else(|| l.split_once(" └"))?;
+            Some((hex_word(addr)?, rest))
+        })
+        .collect();
+    lines.windows(2).map(|w| (w[0].0, w[1].0, w[0].1)).collect()
+}
+
+fn is_gap(rest: &str) -> bool {
+    rest.contains("│ gap ") || rest.contains("│ kernel's half")
+}
+
+/// Every /proc/PID/maps region lies in a band that draws or counts it,
+/// never in a gap.
+fn assert_proc_regions_drawn(pid: u32, bands: &[(u64, u64, &str)]) {
+    for (start, end) in maps_ranges(pid) {
+        // Its last byte (the low end of [stack] moves on faults).
+        let band = bands
+            .iter()
+            .find(|b| b.1 < end && end <= b.0)
+            .unwrap_or_else(|| panic!("no band holds {start:#x}-{end:#x}"));
+        assert!(!is_gap(band.2), "{start:#x}-{end:#x} drawn as {}", band.2);
+    }
 }
 
 /// `(start, end)` of every maps line.
@@ -56,7 +104,7 @@ fn map_draws_every_kind_in_the_seeds_order_and_accounts_for_every_region() {
     let Some(daemon) = shared_daemon() else {
         return;
     };
-    let (_dir, run) = start(daemon);
+    let (_dir, run, layout) = start(daemon);
     let pid = run.pid.to_string();
     let text = memmon(None, daemon.socket(), &["map", &pid])
         .ok()
@@ -92,7 +140,6 @@ fn map_draws_every_kind_in_the_seeds_order_and_accounts_for_every_region() {
     // The program break sits at the heap's end (the heap ends at the
     // break rounded up to a page).
     let (brk_addr, _) = band_line(&lines[brk].replace(" ├", " │")).expect("break address");
-    let ranges = maps_ranges(run.pid);
     let heap_range = maps_of(run.pid)
         .lines()
         .find(|l| l.ends_with("[heap]"))
@@ -106,18 +153,22 @@ fn map_draws_every_kind_in_the_seeds_order_and_accounts_for_every_region() {
     );
     assert_eq!(band_line(lines[heap]).map(|b| b.0), Some(heap_range.1));
 
-    // Every region is drawn: a band line at its high address that is not
-    // a gap; and nothing else is.
-    let mut drawn: Vec<u64> = lines
+    // Every region is drawn, once, as a band of its own (nothing is
+    // collapsed at this size); and nothing else is.
+    let bands = bands_of(&text);
+    assert!(!text.contains(" regions: "), "{text}");
+    let mut drawn: Vec<(u64, u64)> = bands
         .iter()
-        .filter_map(|l| band_line(l))
-        .filter(|(_, rest)| !rest.contains("│ gap ") && !rest.contains(" regions: "))
-        .map(|(addr, _)| addr)
+        .filter(|b| !is_gap(b.2))
+        .map(|b| (b.1, b.0))
         .collect();
     drawn.sort_unstable();
-    let mut ends: Vec<u64> = ranges.iter().map(|r| r.1).collect();
-    ends.sort_unstable();
-    assert_eq!(drawn, ends, "drawn bands vs /proc/{pid}/maps:\n{text}");
+    assert_eq!(
+        drawn,
+        regions(&layout),
+        "drawn bands vs the layout:\n{text}"
+    );
+    assert_proc_regions_drawn(run.pid, &bands);
     run.resume_and_finish();
 }
 
@@ -126,54 +177,40 @@ fn collapsed_bands_count_the_regions_they_hold() {
     let Some(daemon) = shared_daemon() else {
         return;
     };
-    let (_dir, run) = start(daemon);
+    let (_dir, run, layout) = start(daemon);
     let pid = run.pid.to_string();
     // Few bands: most of the process collapses.
     let text = memmon(None, daemon.socket(), &["map", &pid, "--bands", "8"])
         .ok()
         .to_owned();
-    let ranges = maps_ranges(run.pid);
-    // Each band line (and the bottom line) with the next one's address
-    // below it.
-    let bands: Vec<(u64, &str)> = text
-        .lines()
-        .filter(|l| !l.contains("program break"))
-        .filter_map(|l| {
-            let (addr, rest) = l.split_once(" │").or_else(|| l.split_once(" └"))?;
-            Some((hex_word(addr)?, rest))
-        })
-        .collect();
-    assert!(bands.len() > 1, "{text}");
+    let ranges = regions(&layout);
+    let bands = bands_of(&text);
     let (mut drawn, mut counted, mut collapsed) = (0, 0, 0);
-    for pair in bands.windows(2) {
-        let ((top, rest), (bottom, _)) = (pair[0], pair[1]);
+    for &(top, bottom, rest) in &bands {
         let inside = ranges
             .iter()
             .filter(|r| bottom <= r.0 && r.1 <= top)
             .count();
-        if let Some((_, tail)) = rest.split_once("│ ") {
-            if let Some((n, _)) = tail.trim_start().split_once(" regions: ") {
-                let n: usize = n.trim().parse().unwrap_or_else(|_| panic!("{rest}"));
-                assert_eq!(n, inside, "band {top:#x}..{bottom:#x}: {rest}");
-                // The kinds' counts add up to the band's.
-                let by_kind: usize = tail
-                    .split(" regions: ")
-                    .nth(1)
-                    .unwrap()
-                    .split(',')
-                    .filter_map(|p| p.split_whitespace().next()?.parse::<usize>().ok())
-                    .sum();
-                assert_eq!(by_kind, n, "{rest}");
-                counted += n;
-                collapsed += 1;
-            } else if !tail.trim_start().starts_with("gap ") {
-                assert_eq!(inside, 1, "band {top:#x}..{bottom:#x}: {rest}");
-                drawn += 1;
-            }
+        let label = rest.split_once("│ ").map_or("", |(_, l)| l.trim_start());
+        if let Some((n, kinds)) = label.split_once(" regions: ") {
+            let n: usize = n.trim().parse().unwrap_or_else(|_| panic!("{rest}"));
+            assert_eq!(n, inside, "band {top:#x}..{bottom:#x}: {rest}");
+            // The kinds' counts add up to the band's.
+            let by_kind: usize = kinds
+                .split(',')
+                .filter_map(|p| p.split_whitespace().next()?.parse::<usize>().ok())
+                .sum();
+            assert_eq!(by_kind, n, "{rest}");
+            counted += n;
+            collapsed += 1;
+        } else if !is_gap(rest) {
+            assert_eq!(inside, 1, "band {top:#x}..{bottom:#x}: {rest}");
+            drawn += 1;
         }
     }
     assert!(collapsed > 0, "nothing collapsed with --bands 8:\n{text}");
     assert_eq!(drawn + counted, ranges.len(), "{text}");
+    assert_proc_regions_drawn(run.pid, &bands);
     run.resume_and_finish();
 }
 
@@ -182,7 +219,7 @@ fn svg_is_valid_xml_with_a_title_per_region_and_renders_at_its_size() {
     let Some(daemon) = shared_daemon() else {
         return;
     };
-    let (dir, run) = start(daemon);
+    let (dir, run, layout) = start(daemon);
     let svg_path = dir.path().join("map.svg");
     let pid = run.pid.to_string();
     memmon(
@@ -198,7 +235,7 @@ fn svg_is_valid_xml_with_a_title_per_region_and_renders_at_its_size() {
         .filter(|n| n.has_tag_name("title"))
         .filter_map(|n| n.text())
         .collect();
-    for (start, end) in maps_ranges(run.pid) {
+    for (start, end) in regions(&layout) {
         let prefix = format!("{start:#x}-{end:#x} ");
         assert_eq!(
             titles.iter().filter(|t| t.starts_with(&prefix)).count(),

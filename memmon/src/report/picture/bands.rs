@@ -48,7 +48,24 @@ fn singles(layout: &Layout) -> Vec<Band> {
         });
     }
     out.sort_by(|a, b| b.start.cmp(&a.start).then(b.end.cmp(&a.end)));
-    out
+    // What no region or gap covers (the kernel's half between user space
+    // and [vsyscall]) still gets a band, so the picture is to scale.
+    let mut tiled = Vec::with_capacity(out.len() + 1);
+    for band in out {
+        if let Some(above) = tiled.last().map(|b: &Band| b.start)
+            && above > band.end
+        {
+            tiled.push(Band {
+                start: band.end,
+                end: above,
+                regions: 0..0,
+                gaps: 0..0,
+                collapsed: false,
+            });
+        }
+        tiled.push(band);
+    }
+    tiled
 }
 
 /// Collapses each maximal run of adjacent bands that are all at most

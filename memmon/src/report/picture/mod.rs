@@ -22,6 +22,9 @@ pub use text::render_text;
 use super::{Layout, RegionView, human_size, parse_hex};
 use crate::{classify::RegionKind, escape::escape};
 
+/// A stretch no region or gap covers: above user space, below [vsyscall].
+pub const HOLE: &str = "kernel's half (no user mappings)";
+
 /// Past this many bands, runs of small regions of any kind collapse too.
 pub const DEFAULT_MAX_BANDS: usize = 120;
 
@@ -141,8 +144,9 @@ impl<'a> Picture<'a> {
             );
         }
         match band.region() {
-            None => "gap".into(),
             Some(i) => region_words(&self.layout.regions[i]),
+            None if band.gaps.is_empty() => HOLE.into(),
+            None => "gap".into(),
         }
     }
 
@@ -177,14 +181,18 @@ impl<'a> Picture<'a> {
         out
     }
 
-    /// The tooltip of a gap.
-    pub fn gap_tooltip(&self, j: usize) -> String {
-        let g = &self.layout.gaps[j];
+    /// The tooltip of a gap (or of the kernel's half).
+    pub fn gap_tooltip(&self, band: &Band) -> String {
+        let what = if band.gaps.is_empty() {
+            HOLE
+        } else {
+            "unmapped (gap)"
+        };
         format!(
-            "{}-{} {} unmapped (gap)",
-            g.start,
-            g.end,
-            human_size(g.size)
+            "{}-{} {} {what}",
+            super::hex(band.start),
+            super::hex(band.end),
+            human_size(band.size())
         )
     }
 

@@ -169,8 +169,9 @@ fn band_svg(out: &mut String, picture: &Picture, band: &Band, y: f64, h: f64, en
     } else {
         let _ = writeln!(
             out,
-            r##"<g><title>{}</title><rect x="{BAR_X}" y="{y:.1}" width="{BAR_W}" height="{h:.1}" fill="{GAP_RGB}" stroke="#dddddd" stroke-width="0.5"/><text x="{LABEL_X}" y="{text_y:.1}" fill="#888888">gap  {}</text></g>"##,
-            xml(&picture.gap_tooltip(band.gaps.start)),
+            r##"<g><title>{}</title><rect x="{BAR_X}" y="{y:.1}" width="{BAR_W}" height="{h:.1}" fill="{GAP_RGB}" stroke="#dddddd" stroke-width="0.5"/><text x="{LABEL_X}" y="{text_y:.1}" fill="#888888">{}  {}</text></g>"##,
+            xml(&picture.gap_tooltip(band)),
+            xml(&picture.label(band)),
             human_size(band.size())
         );
     }

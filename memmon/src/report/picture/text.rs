@@ -22,9 +22,12 @@ pub fn render_text(picture: &Picture, color: bool) -> String {
         "high addresses at the top; bar height grows with log2(size)\n"
     );
     let labels: Vec<String> = picture.bands.iter().map(|b| picture.label(b)).collect();
+    // Collapsed runs keep their whole label: its counts must add up.
     let width = labels
         .iter()
-        .map(|l| l.chars().count() + 2)
+        .zip(&picture.bands)
+        .filter(|(_, b)| !b.collapsed)
+        .map(|(l, _)| l.chars().count() + 2)
         .max()
         .unwrap_or(0)
         .min(LABEL_MAX);
@@ -50,7 +53,11 @@ pub fn render_text(picture: &Picture, color: bool) -> String {
         }
         let fill = fill_of(picture, band, color);
         let indent = if object.is_some() { "  " } else { "" };
-        let label = truncate(&format!("{indent}{label}"), width);
+        let label = if band.collapsed {
+            label.clone()
+        } else {
+            truncate(&format!("{indent}{label}"), width)
+        };
         let perms = band
             .region()
             .map_or("", |i| layout.regions[i].perms.as_str());
@@ -93,6 +100,7 @@ fn fill_of(picture: &Picture, band: &Band, color: bool) -> String {
     match band.region() {
         Some(i) => paint(&"█".repeat(BAR), picture.layout.regions[i].kind, color),
         None if band.collapsed => "≡".repeat(BAR),
+        None if band.gaps.is_empty() => "·".repeat(BAR),
         None => " ".repeat(BAR),
     }
 }
