@@ -322,7 +322,7 @@ proptest! {
         let mut at = 0x1000u64;
         for (hole, pages, big, kind) in parts {
             at += hole * 0x1000;
-            let len = pages * 0x1000 << (big * 10);
+            let len = (pages * 0x1000) << (big * 10);
             specs.push((at, at + len, kinds[kind], "rw-p", "", None));
             at += len;
         }
