@@ -31,6 +31,7 @@ const PACKAGES: &[(&str, &str)] = &[
     // gcc-multilib's own file: the /usr/include/asm link `-m32` needs.
     ("/usr/include/asm", "gcc-multilib"),
     ("tmux", "tmux"),
+    ("rsvg-convert", "librsvg2-bin"),
 ];
 
 /// Whether `probe` (a command, or a file when it starts with `/`) is there.

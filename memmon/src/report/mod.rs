@@ -6,8 +6,10 @@
 mod build;
 mod elf_cache;
 mod elf_reader;
+pub mod picture;
 mod remote_fs;
 mod rss;
+mod size;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ pub use build::build_layout;
 pub use elf_cache::ElfCache;
 pub use elf_reader::{DEFAULT_READ_DEADLINE, ElfRead, ElfReader, SKIPPED_REMOTE};
 pub use rss::{Rss, SmapsEntry, attach as attach_rss, parse_smaps};
+pub use size::human_size;
 pub use summary::{ProcessSummary, summarize};
 
 use crate::{
@@ -27,6 +30,11 @@ use crate::{
 
 pub fn hex(value: u64) -> String {
     format!("{value:#x}")
+}
+
+/// The inverse of [`hex`]: `"0x7ffd44c39000"` back to a number.
+pub fn parse_hex(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.strip_prefix("0x")?, 16).ok()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

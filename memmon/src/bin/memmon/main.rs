@@ -4,6 +4,7 @@
 
 mod aslr;
 mod daemon;
+mod map;
 mod ps;
 mod query;
 mod render;
@@ -35,6 +36,7 @@ pub struct Cli {
 enum Command {
     Daemon(daemon::DaemonArgs),
     Query(query::QueryArgs),
+    Map(map::MapArgs),
     Ps(ps::PsArgs),
     Top(top::TopArgs),
     Aslr(aslr::AslrArgs),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
             daemon::run(args, given)
         }
         Command::Query(args) => query::run(args),
+        Command::Map(args) => map::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Top(args) => top::run(args),
         Command::Aslr(args) => aslr::run(args),
