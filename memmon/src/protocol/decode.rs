@@ -145,7 +145,10 @@ mod tests {
                 kernel_regions: 1,
                 differences: vec![],
             })),
-            ReplyEnvelope::ok(Reply::Processes { processes: vec![] }),
+            ReplyEnvelope::ok(Reply::Processes {
+                processes: vec![],
+                max_map_count: Some(65530),
+            }),
             ReplyEnvelope::error(ErrorKind::NoSuchPid, "gone"),
         ];
         for reply in replies {

@@ -323,6 +323,7 @@ fn events_older_than_the_snapshot_are_not_replayed_on_it() {
         fd: -1,
         offset: 0,
         ret: 0x10000,
+        file: None,
     };
     t.apply(at(100, event(7, moved)), &NoFiles);
     t.apply(at(110, event(7, mapped)), &NoFiles);

@@ -3,12 +3,11 @@
 
 use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 
 use memmon::{
     client::{Client, DEFAULT_SOCKET},
-    protocol::{Reply, Request},
     report::picture::{DEFAULT_MAX_BANDS, Picture, render_svg, render_text},
 };
 
@@ -35,13 +34,7 @@ pub struct MapArgs {
 
 pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     let mut client = Client::connect(&args.socket)?;
-    let layout = match client.request(Request::Query {
-        pid: args.pid,
-        events: 0,
-    })? {
-        Reply::Layout(layout) => *layout,
-        other => bail!("unexpected reply from the daemon: {other:?}"),
-    };
+    let layout = crate::query::fetch(&mut client, args.pid, 0, false)?;
     let picture = Picture::new(&layout, args.bands.max(1));
     match &args.svg {
         Some(path) => {

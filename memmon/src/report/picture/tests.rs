@@ -24,6 +24,7 @@ fn layout(specs: &[Spec], heap_break: Option<u64>) -> Layout {
             segment: None,
             sections: vec![],
             note: None,
+            rss: None,
         })
         .collect();
     // As the daemon does, the kernel's half is no gap.
@@ -67,6 +68,7 @@ fn layout(specs: &[Spec], heap_break: Option<u64>) -> Layout {
         regions,
         gaps,
         totals: Default::default(),
+        rss_totals: None,
         notes: vec![],
         events: vec![],
     }
