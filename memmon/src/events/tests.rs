@@ -215,7 +215,19 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "io_setup pid=1234 tid=1234 comm=foo addr=0x7f0000000000 nr_events=64 -> 0",
-            r#"{"kind":"io_setup","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","nr_events":64,"ret":0,"duration_ns":5}"#,
+            r#"{"kind":"io_setup","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","nr_events":64,"ret":0}"#,
+        ),
+        (
+            event(
+                1234,
+                1234,
+                EventBody::IoDestroy {
+                    ring: 0x7f00_0000_0000,
+                    ret: 0,
+                },
+            ),
+            "io_destroy pid=1234 tid=1234 comm=foo addr=0x7f0000000000 -> 0",
+            r#"{"kind":"io_destroy","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000000000","ret":0}"#,
         ),
         (
             event(
@@ -230,7 +242,7 @@ fn every_kind() -> Vec<(Event, &'static str, &'static str)> {
                 },
             ),
             "remap_file_pages pid=1234 tid=1234 comm=foo addr=0x7f0000001000 len=4096 flags=0x0 pgoff=3 -> 0",
-            r#"{"kind":"remap_file_pages","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000001000","len":4096,"flags":0,"pgoff":3,"ret":0,"duration_ns":5}"#,
+            r#"{"kind":"remap_file_pages","pid":1234,"tid":1234,"comm":"foo","ts_ns":7,"addr":"0x7f0000001000","len":4096,"flags":0,"pgoff":3,"ret":0}"#,
         ),
         (
             event(

@@ -109,7 +109,7 @@ pub const CATALOG: &[MetricDoc] = &[
         "memmon_unseen_layout_changes_total",
         "counter",
         &[],
-        "Times a process took its mmap lock for writing inside a syscall the syscall tracepoints do not show (32-bit or int 0x80 syscalls, or syscalls memmon does not model, e.g. madvise, mlock, map_shadow_stack); each resyncs its process (reason lost).",
+        "Times a process took its mmap lock for writing inside a syscall the syscall tracepoints do not show (compat syscalls from 32-bit code, or syscalls memmon does not model, e.g. madvise, mlock, map_shadow_stack); each resyncs its process (reason lost).",
     ),
     doc(
         "memmon_lost_pids_full_total",
