@@ -243,8 +243,13 @@ pub fn read_kernel_layout() -> Result<KernelLayout, BpfError> {
 mod tests {
     use super::*;
 
-    /// Builds a BTF blob from (kind, name, size_or_type, members) tuples.
-    fn blob(types: &[(u32, &str, u32, &[(&str, u32, u32)])], kind_flag: bool) -> Vec<u8> {
+    /// A member: (name, type id, offset).
+    type Member<'a> = (&'a str, u32, u32);
+    /// A type: (kind, name, size_or_type, members).
+    type TypeSpec<'a> = (u32, &'a str, u32, &'a [Member<'a>]);
+
+    /// Builds a BTF blob from type specs.
+    fn blob(types: &[TypeSpec], kind_flag: bool) -> Vec<u8> {
         let mut strings = vec![0u8];
         let mut intern = |s: &str| {
             if s.is_empty() {

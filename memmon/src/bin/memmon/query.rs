@@ -53,7 +53,12 @@ pub struct QueryArgs {
     socket: PathBuf,
 }
 
-pub(crate) fn fetch(client: &mut Client, pid: u32, events: usize, rss: bool) -> anyhow::Result<Layout> {
+pub(crate) fn fetch(
+    client: &mut Client,
+    pid: u32,
+    events: usize,
+    rss: bool,
+) -> anyhow::Result<Layout> {
     match client.request(Request::Query { pid, events, rss })? {
         Reply::Layout(layout) => Ok(*layout),
         other => bail!("unexpected reply from the daemon: {other:?}"),

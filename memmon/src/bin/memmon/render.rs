@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-
 use memmon::{classify::RegionKind, escape::escape, report::Layout};
 
 use crate::table::{Columns, Style};
