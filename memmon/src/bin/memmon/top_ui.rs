@@ -1,14 +1,19 @@
-//! `memmon top`'s full-screen view: the process table, its keys, and the
-//! layout pane Enter opens. Drawn with plain ANSI sequences on a raw-mode
-//! terminal (termios), so it needs no terminal library.
+//! `memmon top`'s full-screen view, on ratatui (crossterm backend): the
+//! process table, its keys, and the layout pane Enter opens.
 
 use std::{
-    io::{self, Read as _, Write as _},
-    os::fd::AsRawFd as _,
+    io::IsTerminal as _,
     time::{Duration, Instant},
 };
 
-use comfy_table::{ContentArrangement, Table, presets::NOTHING};
+use anyhow::bail;
+use ratatui::{
+    DefaultTerminal, Frame,
+    crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
+    layout::{Constraint, Layout},
+    style::{Modifier, Style},
+    widgets::{Paragraph, Row as TableRow, Table, TableState},
+};
 
 use memmon::{
     escape::escape,
@@ -29,249 +34,159 @@ enum Mode {
     Layout {
         title: String,
         text: String,
-        scroll: usize,
+        scroll: u16,
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Key {
-    Up,
-    Down,
-    Left,
-    Right,
-    PageUp,
-    PageDown,
-    Home,
-    Enter,
-    Esc,
-    Backspace,
-    Char(char),
-}
-
 struct App {
+    /// Every process of the last refresh, unsorted.
+    all: Vec<Row>,
+    /// `all` filtered and sorted as shown.
     rows: Vec<Row>,
     column: usize,
     reverse: bool,
     filter: String,
-    selected: usize,
+    table: TableState,
     mode: Mode,
     /// The last refresh's failure, shown in the status line.
     error: Option<String>,
+    /// Rows of the body at the last draw: what PgUp/PgDn move by.
+    page: usize,
 }
 
-/// Raw mode and the alternate screen while alive; restored on drop (also
-/// when a refresh fails and the error propagates).
-struct Screen {
-    saved: libc::termios,
-}
-
-impl Screen {
-    fn enter() -> io::Result<Self> {
-        let fd = io::stdin().as_raw_fd();
-        // SAFETY: an all-zero termios is a valid buffer for tcgetattr.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is this process's stdin; saved is a valid termios.
-        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return Err(io::Error::other(
-                "stdin is not a terminal: run `memmon top` in one, or redirect stdout for one table",
-            ));
-        }
-        let mut raw = saved;
-        raw.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG | libc::IEXTEN);
-        raw.c_iflag &= !(libc::IXON | libc::ICRNL);
-        raw.c_cc[libc::VMIN] = 0;
-        raw.c_cc[libc::VTIME] = 0;
-        // SAFETY: as above; raw is a modified copy of the current settings.
-        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        print!("\x1b[?1049h\x1b[?25l");
-        io::stdout().flush()?;
-        Ok(Self { saved })
+impl App {
+    fn arrange(&mut self) {
+        self.rows = self.all.clone();
+        arrange(&mut self.rows, self.column, self.reverse, &self.filter);
+        let last = self.rows.len().saturating_sub(1);
+        let selected = self.table.selected().unwrap_or(0).min(last);
+        self.table.select(Some(selected));
     }
 
-    /// Columns and rows of the terminal (80x24 when it will not say).
-    fn size() -> (usize, usize) {
-        // SAFETY: an all-zero winsize is a valid buffer for TIOCGWINSZ.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        // SAFETY: TIOCGWINSZ writes a winsize into ws.
-        let ok = unsafe { libc::ioctl(io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } == 0;
-        if ok && ws.ws_col > 0 && ws.ws_row > 0 {
-            (ws.ws_col as usize, ws.ws_row as usize)
-        } else {
-            (80, 24)
-        }
+    fn move_selection(&mut self, by: isize) {
+        let at = self.table.selected().unwrap_or(0);
+        self.table.select(Some(at.saturating_add_signed(by)));
+        self.arrange();
     }
-
-    /// The keys typed within `wait` (none when it passed quietly).
-    fn keys(wait: Duration) -> io::Result<Vec<Key>> {
-        let fd = io::stdin().as_raw_fd();
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: pfd is one valid pollfd.
-        match unsafe { libc::poll(&mut pfd, 1, ms) } {
-            n if n < 0 => {
-                let err = io::Error::last_os_error();
-                return if err.kind() == io::ErrorKind::Interrupted {
-                    Ok(Vec::new())
-                } else {
-                    Err(err)
-                };
-            }
-            0 => return Ok(Vec::new()),
-            _ => {}
-        }
-        let mut buf = [0u8; 256];
-        let n = io::stdin().lock().read(&mut buf)?;
-        Ok(parse_keys(&buf[..n]))
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        print!("\x1b[?25h\x1b[?1049l");
-        let _ = io::stdout().flush();
-        // SAFETY: restores the settings read in `enter` on the same fd.
-        unsafe { libc::tcsetattr(io::stdin().as_raw_fd(), libc::TCSANOW, &self.saved) };
-    }
-}
-
-/// The keys in what one read returned (a paste or fast typing brings
-/// several).
-fn parse_keys(mut bytes: &[u8]) -> Vec<Key> {
-    let mut keys = Vec::new();
-    while !bytes.is_empty() {
-        let len = match bytes {
-            // CSI / SS3: up to the final byte.
-            [0x1b, b'[' | b'O', rest @ ..] => rest
-                .iter()
-                .position(|b| (0x40..=0x7e).contains(b))
-                .map_or(bytes.len(), |i| i + 3),
-            [0x1b, ..] => 1,
-            [first, ..] => match first.leading_ones() {
-                2..=4 => (first.leading_ones() as usize).min(bytes.len()),
-                _ => 1,
-            },
-            [] => break,
-        };
-        keys.extend(parse_key(&bytes[..len]));
-        bytes = &bytes[len..];
-    }
-    keys
-}
-
-/// One key from the bytes a terminal sends for it.
-fn parse_key(bytes: &[u8]) -> Option<Key> {
-    Some(match bytes {
-        [] => return None,
-        b"\x1b[A" | b"\x1bOA" => Key::Up,
-        b"\x1b[B" | b"\x1bOB" => Key::Down,
-        b"\x1b[C" | b"\x1bOC" => Key::Right,
-        b"\x1b[D" | b"\x1bOD" => Key::Left,
-        b"\x1b[5~" => Key::PageUp,
-        b"\x1b[6~" => Key::PageDown,
-        b"\x1b[H" | b"\x1b[1~" | b"\x1bOH" => Key::Home,
-        [0x1b] => Key::Esc,
-        [b'\r'] | [b'\n'] => Key::Enter,
-        [0x7f] | [0x08] => Key::Backspace,
-        // Ctrl-C: raw mode turned off its signal.
-        [0x03] => Key::Char('q'),
-        [0x1b, ..] => return None,
-        _ => Key::Char(std::str::from_utf8(bytes).ok()?.chars().next()?),
-    })
 }
 
 pub fn run(mut feed: Feed, interval: Duration) -> anyhow::Result<()> {
-    let mut all = feed.refresh()?;
-    let _screen = Screen::enter()?;
+    if !std::io::stdin().is_terminal() {
+        bail!("stdin is not a terminal: run `memmon top` in one, or redirect stdout for one table");
+    }
+    let all = feed.refresh()?;
     let mut app = App {
+        all,
         rows: Vec::new(),
         column: DEFAULT_SORT,
         reverse: false,
         filter: String::new(),
-        selected: 0,
+        table: TableState::default(),
         mode: Mode::Table,
         error: None,
+        page: 1,
     };
+    app.arrange();
+    // Raw mode and the alternate screen until `restore`, also on a panic
+    // (ratatui's init installs a hook for that).
+    let mut terminal = ratatui::try_init()?;
+    let result = event_loop(&mut terminal, &mut app, &mut feed, interval);
+    ratatui::try_restore()?;
+    result
+}
+
+fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    feed: &mut Feed,
+    interval: Duration,
+) -> anyhow::Result<()> {
     let mut next_refresh = Instant::now() + interval;
     loop {
-        app.rows = all.clone();
-        arrange(&mut app.rows, app.column, app.reverse, &app.filter);
-        app.selected = app.selected.min(app.rows.len().saturating_sub(1));
-        draw(&app)?;
+        terminal.draw(|frame| draw(frame, app))?;
         let wait = next_refresh.saturating_duration_since(Instant::now());
-        let keys = Screen::keys(wait)?;
-        for key in &keys {
-            if !handle(&mut app, *key, &mut feed) {
+        if event::poll(wait)? {
+            if let Event::Key(key) = event::read()?
+                && key.kind == KeyEventKind::Press
+                && !handle(app, key, feed)
+            {
                 return Ok(());
             }
-            app.rows = all.clone();
-            arrange(&mut app.rows, app.column, app.reverse, &app.filter);
+            continue;
         }
-        if keys.is_empty() && Instant::now() >= next_refresh {
-            next_refresh = Instant::now() + interval;
-            match feed.refresh() {
-                Ok(rows) => {
-                    all = rows;
-                    app.error = None;
-                }
-                Err(err) => app.error = Some(format!("refresh failed: {err}")),
+        next_refresh = Instant::now() + interval;
+        match feed.refresh() {
+            Ok(rows) => {
+                app.all = rows;
+                app.error = None;
+                app.arrange();
             }
+            Err(err) => app.error = Some(format!("refresh failed: {err}")),
         }
     }
 }
 
 /// Applies one key; false to quit.
-fn handle(app: &mut App, key: Key, feed: &mut Feed) -> bool {
-    let page = Screen::size().1.saturating_sub(4).max(1);
+fn handle(app: &mut App, mut key: KeyEvent, feed: &mut Feed) -> bool {
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        match key.code {
+            KeyCode::Char('c') => return false,
+            // A newline: what Enter typed before raw mode began becomes
+            // (the terminal's ICRNL), or a terminal that sends LF.
+            KeyCode::Char('j') => key = KeyEvent::from(KeyCode::Enter),
+            _ => {}
+        }
+    }
+    let page = app.page.max(1);
     match &mut app.mode {
-        Mode::Filter => match key {
-            Key::Enter => app.mode = Mode::Table,
-            Key::Esc => {
+        Mode::Filter => match key.code {
+            KeyCode::Enter => app.mode = Mode::Table,
+            KeyCode::Esc => {
                 app.filter.clear();
                 app.mode = Mode::Table;
             }
-            Key::Backspace => {
+            KeyCode::Backspace => {
                 app.filter.pop();
             }
-            Key::Char(c) if !c.is_control() => app.filter.push(c),
+            KeyCode::Char(c) if !c.is_control() => app.filter.push(c),
             _ => {}
         },
-        Mode::Layout { scroll, .. } => match key {
-            Key::Esc | Key::Char('q') | Key::Left => app.mode = Mode::Table,
-            Key::Down | Key::Char('j') => *scroll = scroll.saturating_add(1),
-            Key::Up | Key::Char('k') => *scroll = scroll.saturating_sub(1),
-            Key::PageDown | Key::Char(' ') => *scroll = scroll.saturating_add(page),
-            Key::PageUp => *scroll = scroll.saturating_sub(page),
-            Key::Home => *scroll = 0,
-            _ => {}
-        },
-        Mode::Table => match key {
-            Key::Char('q') => return false,
-            Key::Esc => app.filter.clear(),
-            Key::Right | Key::Char('>') => app.column = (app.column + 1) % COLUMNS.len(),
-            Key::Left | Key::Char('<') => {
+        Mode::Layout { scroll, .. } => {
+            let page = page.min(u16::MAX as usize) as u16;
+            match key.code {
+                KeyCode::Esc | KeyCode::Char('q') | KeyCode::Left => app.mode = Mode::Table,
+                KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_add(1),
+                KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+                KeyCode::PageDown | KeyCode::Char(' ') => *scroll = scroll.saturating_add(page),
+                KeyCode::PageUp => *scroll = scroll.saturating_sub(page),
+                KeyCode::Home => *scroll = 0,
+                _ => {}
+            }
+        }
+        Mode::Table => match key.code {
+            KeyCode::Char('q') => return false,
+            KeyCode::Esc => app.filter.clear(),
+            KeyCode::Right | KeyCode::Char('>') => app.column = (app.column + 1) % COLUMNS.len(),
+            KeyCode::Left | KeyCode::Char('<') => {
                 app.column = (app.column + COLUMNS.len() - 1) % COLUMNS.len();
             }
-            Key::Char('r') => app.reverse = !app.reverse,
-            Key::Char('/') => app.mode = Mode::Filter,
-            Key::Down | Key::Char('j') => app.selected = app.selected.saturating_add(1),
-            Key::Up | Key::Char('k') => app.selected = app.selected.saturating_sub(1),
-            Key::PageDown => app.selected = app.selected.saturating_add(page),
-            Key::PageUp => app.selected = app.selected.saturating_sub(page),
-            Key::Home => app.selected = 0,
-            Key::Enter => {
-                if let Some(row) = app.rows.get(app.selected) {
+            KeyCode::Char('r') => app.reverse = !app.reverse,
+            KeyCode::Char('/') => app.mode = Mode::Filter,
+            KeyCode::Down | KeyCode::Char('j') => app.move_selection(1),
+            KeyCode::Up | KeyCode::Char('k') => app.move_selection(-1),
+            KeyCode::PageDown => app.move_selection(page as isize),
+            KeyCode::PageUp => app.move_selection(-(page as isize)),
+            KeyCode::Home => app.table.select(Some(0)),
+            KeyCode::Enter => {
+                let selected = app.table.selected().and_then(|i| app.rows.get(i));
+                if let Some(row) = selected {
                     app.mode = layout_pane(feed, row.summary.pid, &row.summary.comm);
                 }
             }
             _ => {}
         },
     }
+    app.arrange();
     true
 }
 
@@ -294,56 +209,32 @@ fn layout_pane(feed: &mut Feed, pid: u32, comm: &str) -> Mode {
     }
 }
 
-/// `line` cut to `width` characters.
-fn fit(line: &str, width: usize) -> String {
-    line.chars().take(width).collect()
-}
-
-fn draw(app: &App) -> io::Result<()> {
-    let (width, height) = Screen::size();
-    let body = height.saturating_sub(2).max(1);
-    let mut out = String::from("\x1b[H\x1b[2J");
-    let mut line = |text: &str, reverse: bool| {
-        if reverse {
-            out.push_str("\x1b[7m");
-        }
-        out.push_str(&fit(text, width));
-        if reverse {
-            out.push_str("\x1b[0m");
-        }
-        out.push_str("\r\n");
-    };
+fn draw(frame: &mut Frame, app: &mut App) {
+    let reversed = Style::default().add_modifier(Modifier::REVERSED);
+    let [head, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    app.page = usize::from(body.height.saturating_sub(1));
     if let Mode::Layout {
         title,
         text,
         scroll,
     } = &app.mode
     {
-        line(
-            &format!("{title}: Esc to return, ↑/↓ PgUp/PgDn to scroll"),
-            true,
-        );
-        for l in text.lines().skip(*scroll).take(body) {
-            line(l, false);
-        }
-        print!("{out}");
-        return io::stdout().flush();
+        let title = format!("{title}: Esc to return, ↑/↓ PgUp/PgDn to scroll");
+        frame.render_widget(Paragraph::new(title).style(reversed), head);
+        frame.render_widget(Paragraph::new(text.as_str()).scroll((*scroll, 0)), body);
+        return;
     }
-    line(
-        &format!(
-            "memmon top: {} processes, refreshed from the daemon",
-            app.rows.len()
-        ),
-        false,
+    let title = format!(
+        "memmon top: {} processes, refreshed from the daemon",
+        app.rows.len()
     );
-    // The rows that fit, keeping the selected one in view.
-    let visible = body.saturating_sub(1).max(1);
-    let first = app.selected.saturating_sub(visible - 1);
-    let mut table = Table::new();
-    table
-        .load_preset(NOTHING)
-        .force_no_tty()
-        .set_content_arrangement(ContentArrangement::Disabled);
+    frame.render_widget(Paragraph::new(title), head);
+
     let header: Vec<String> = COLUMNS
         .iter()
         .enumerate()
@@ -353,16 +244,29 @@ fn draw(app: &App) -> io::Result<()> {
             _ => (*name).to_owned(),
         })
         .collect();
-    table.set_header(header);
-    for row in app.rows.iter().skip(first).take(visible) {
-        let cells: Vec<String> = row.cells().iter().map(|c| escape(c).into_owned()).collect();
-        table.add_row(cells);
-    }
-    for (i, text) in table.to_string().lines().enumerate() {
-        let selected = i > 0 && first + i - 1 == app.selected;
-        line(text, i == 0 || selected);
-    }
-    let status = match (&app.mode, &app.error) {
+    let cells: Vec<Vec<String>> = app
+        .rows
+        .iter()
+        .map(|row| row.cells().iter().map(|c| escape(c).into_owned()).collect())
+        .collect();
+    // Each column as wide as its widest cell: the table reads like `ps`.
+    let widths: Vec<Constraint> = (0..COLUMNS.len())
+        .map(|i| {
+            let widest = cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0);
+            Constraint::Length(widest as u16)
+        })
+        .collect();
+    let table = Table::new(cells.into_iter().map(TableRow::new), widths)
+        .header(TableRow::new(header).style(reversed))
+        .row_highlight_style(reversed);
+    frame.render_stateful_widget(table, body, &mut app.table);
+
+    let line = match (&app.mode, &app.error) {
         (Mode::Filter, _) => format!(
             "filter (comm or unit): {}_  Enter to apply, Esc to clear",
             app.filter
@@ -377,35 +281,5 @@ fn draw(app: &App) -> io::Result<()> {
             }
         ),
     };
-    print!("{out}\x1b[{height};1H{}", fit(&status, width));
-    io::stdout().flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_key_sequences() {
-        assert_eq!(parse_key(b"\x1b[A"), Some(Key::Up));
-        assert_eq!(parse_key(b"\x1b[D"), Some(Key::Left));
-        assert_eq!(parse_key(b"\x1b[6~"), Some(Key::PageDown));
-        assert_eq!(parse_key(b"\x1b"), Some(Key::Esc));
-        assert_eq!(parse_key(b"\r"), Some(Key::Enter));
-        assert_eq!(parse_key(b"q"), Some(Key::Char('q')));
-        assert_eq!(parse_key(b"\x03"), Some(Key::Char('q')), "Ctrl-C quits");
-        assert_eq!(parse_key(b"\x1b[99;5u"), None);
-        assert_eq!(parse_key(b""), None);
-        assert_eq!(
-            parse_keys("\x1b[D\x1b[D/é\r\x1b".as_bytes()),
-            [
-                Key::Left,
-                Key::Left,
-                Key::Char('/'),
-                Key::Char('é'),
-                Key::Enter,
-                Key::Esc
-            ]
-        );
-    }
+    frame.render_widget(Paragraph::new(line), status);
 }
