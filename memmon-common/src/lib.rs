@@ -88,6 +88,10 @@ pub struct SyscallEvent {
     pub args: [u64; 6],
     /// Return value: an address or value, or `-errno`.
     pub ret: i64,
+    /// The call site: the word at the user stack pointer at the syscall's
+    /// exit. Glibc's syscall wrappers are leaf functions, so it is the
+    /// return address into the wrapper's caller. 0 when unreadable.
+    pub call_site: u64,
 }
 
 #[repr(C)]
@@ -337,12 +341,12 @@ mod user_pod {
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 40);
-    assert!(core::mem::size_of::<SyscallEvent>() == 104);
+    assert!(core::mem::size_of::<SyscallEvent>() == 112);
     assert!(core::mem::size_of::<ExecEvent>() == 304);
     assert!(core::mem::size_of::<ForkEvent>() == 56);
     assert!(core::mem::size_of::<ExitEvent>() == 48);
     assert!(core::mem::size_of::<VmaNameEvent>() == 144);
     assert!(core::mem::size_of::<TracepointLayout>() == 48);
-    assert!(core::mem::size_of::<FileMmapEvent>() == 104 + 24 + 768);
+    assert!(core::mem::size_of::<FileMmapEvent>() == 112 + 24 + 768);
     assert!(core::mem::size_of::<KernelLayout>() == 92);
 };

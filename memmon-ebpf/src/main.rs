@@ -27,7 +27,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::{btf_tracepoint, map, tracepoint},
@@ -187,6 +187,17 @@ fn syscall_args(regs: *const pt_regs) -> [u64; 6] {
     }
 }
 
+/// The call site of the current syscall: the word at the user stack
+/// pointer. Glibc's syscall wrappers (mmap64, munmap, ...) are leaf
+/// functions that `call` nothing, so `rsp` still points at the return
+/// address their caller pushed. 0 when the stack page is not readable.
+#[inline(always)]
+fn call_site(regs: *const pt_regs) -> u64 {
+    // SAFETY: a BTF-typed load of a pt_regs field, as in `syscall_args`;
+    // the user read goes through the helper, which faults safely.
+    unsafe { bpf_probe_read_user((*regs).rsp as *const u64) }.unwrap_or(0)
+}
+
 #[inline(always)]
 fn header(kind: EventKind) -> EventHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -240,9 +251,11 @@ pub fn sys_exit_memory(ctx: TracePointContext) -> u32 {
 fn try_sys_exit_memory(ctx: &TracePointContext) {
     let nr = syscall_nr(ctx);
     let ret = syscall_ret(ctx);
-    let mut args = syscall_args(user_regs());
+    let regs = user_regs();
+    let mut args = syscall_args(regs);
+    let call_site = call_site(regs);
     if is_file_mmap(nr, &args, ret) {
-        emit_file_mmap(nr, &args, ret);
+        emit_file_mmap(nr, &args, ret, call_site);
         return;
     }
     if nr == layout().nr_io_setup && ret == 0 {
@@ -257,6 +270,7 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
             _pad0: 0,
             args,
             ret,
+            call_site,
         },
     );
 }
@@ -271,7 +285,7 @@ fn is_file_mmap(nr: u32, args: &[u64; 6], ret: i64) -> bool {
 /// The syscall record with the file's identity and path
 /// ([`file_identity`]); built in place, it is too large for the stack.
 #[inline(always)]
-fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64) {
+fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64) {
     let header = header(EventKind::FileMmap);
     emit_in_place::<FileMmapEvent>(header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; `fill` writes every
@@ -283,6 +297,7 @@ fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64) {
                 _pad0: 0,
                 args: *args,
                 ret,
+                call_site,
             });
             // An `int` fd: only the register's low 32 bits are the value.
             file_identity::fill(event, args[4] as i32);

@@ -50,6 +50,7 @@ fn meta(header: &EventHeader) -> Meta {
         tid: header.tid,
         ts_ns: header.ts_ns,
         comm: Comm::from_kernel(&header.comm),
+        call_site: 0,
     }
 }
 
@@ -57,11 +58,16 @@ fn meta(header: &EventHeader) -> Meta {
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header: EventHeader = read(bytes, "record header")?;
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
-    let meta = meta(&header);
+    let mut meta = meta(&header);
     let body = match kind {
-        EventKind::Syscall => syscall_body(&read::<SyscallEvent>(bytes, "syscall record")?)?,
+        EventKind::Syscall => {
+            let raw: SyscallEvent = read(bytes, "syscall record")?;
+            meta.call_site = raw.call_site;
+            syscall_body(&raw)?
+        }
         EventKind::FileMmap => {
             let raw: FileMmapEvent = read(bytes, "file mmap record")?;
+            meta.call_site = raw.syscall.call_site;
             let mut body = syscall_body(&raw.syscall)?;
             if let EventBody::Mmap { file, .. } = &mut body {
                 *file = mapped_file(&raw);
@@ -242,6 +248,7 @@ mod tests {
             _pad0: 0,
             args,
             ret,
+            call_site: 0x5555_5555_1234,
         })
     }
 
@@ -253,6 +260,7 @@ mod tests {
                 _pad0: 0,
                 args: [0, 8192, 5, 0x2, 3, 4096],
                 ret: 0x7f15_a082_3000,
+                call_site: 0x5555_5555_1234,
             },
             ino: 1_234_567,
             dev: (259 << 20) | 3,
@@ -313,7 +321,8 @@ mod tests {
                 pid: 1234,
                 tid: 1235,
                 ts_ns: 42,
-                comm: "fixture".into()
+                comm: "fixture".into(),
+                call_site: 0x5555_5555_1234,
             }
         );
         assert_eq!(event.body, anon_mmap(8192, 0x7f15_a082_3000));

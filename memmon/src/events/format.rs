@@ -49,6 +49,7 @@ impl Event {
             tid: m.tid,
             comm: &m.comm,
             ts_ns: m.ts_ns,
+            call_site: (m.call_site != 0).then_some(Hex(m.call_site)),
             ..View::default()
         };
         match &self.body {
@@ -292,6 +293,9 @@ struct View<'a> {
     ret: Option<Ret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     errno: Option<&'static str>,
+    /// The user return address into the libc wrapper's caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call_site: Option<Hex>,
 }
 
 /// Appends ` name=value` when the view has the field.
@@ -362,6 +366,7 @@ impl View<'_> {
                 let _ = write!(o, " ({errno})");
             }
         }
+        field(o, "from", self.call_site);
         out
     }
 }

@@ -122,6 +122,15 @@ pub struct Meta {
     /// CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
     pub comm: Comm,
+    /// For memory syscalls: the user return address into the caller of
+    /// the libc wrapper (the word at the user stack pointer at exit);
+    /// 0 for other events or when it could not be read.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub call_site: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// The file behind a file mmap, read by the kernel programs from the fd

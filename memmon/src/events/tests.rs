@@ -28,6 +28,7 @@ fn event(pid: u32, tid: u32, body: EventBody) -> Event {
             tid,
             ts_ns: 7,
             comm: "foo".into(),
+            call_site: 0,
         },
         body,
     }

@@ -22,6 +22,7 @@ fn event(pid: u32, body: EventBody) -> Event {
             tid: pid,
             ts_ns: 0,
             comm: "t".into(),
+            call_site: 0,
         },
         body,
     }
