@@ -4,7 +4,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use comfy_table::{Table, presets::NOTHING};
+
+use crate::table::{Columns, Style};
 
 use memmon::{
     classify::RegionKind,
@@ -112,21 +113,22 @@ pub(crate) fn print(
         println!("{}", serde_json::to_string_pretty(processes)?);
         return Ok(());
     }
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
     let mut header = vec!["PID", "USER", "COMM"];
     header.extend_from_slice(columns);
-    table.set_header(header);
+    let mut table = Columns::new(&header, false);
     for p in processes {
-        let mut row = vec![
-            p.pid.to_string(),
-            escape(p.user.as_deref().unwrap_or_default()).into_owned(),
-            escape(&p.comm).into_owned(),
-        ];
-        row.extend(cells(p).iter().map(|cell| escape(cell).into_owned()));
-        table.add_row(row);
+        table.cell(Style::Plain, format_args!("{}", p.pid));
+        let user = p.user.as_deref().unwrap_or_default();
+        table.cell(Style::Plain, format_args!("{}", escape(user)));
+        table.cell(Style::Plain, format_args!("{}", escape(&p.comm)));
+        for cell in cells(p) {
+            table.cell(Style::Plain, format_args!("{}", escape(&cell)));
+        }
+        table.end_row();
     }
-    println!("{table}");
+    let mut out = String::new();
+    table.render(&mut out);
+    println!("{out}");
     Ok(())
 }
 

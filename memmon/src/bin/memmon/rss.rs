@@ -2,16 +2,13 @@
 //! kind, as a table after the layout's (the layout's own table is left as
 //! it is).
 
-use std::fmt::Write as _;
-
-use comfy_table::{Table, presets::NOTHING};
-
 use memmon::{
     escape::escape,
     report::{Layout, Rss},
 };
 
 use crate::render::human_size;
+use crate::table::{Columns, Style};
 
 const COLUMNS: [&str; 6] = ["RSS", "PSS", "SWAP", "PRIV DIRTY", "SHR DIRTY", "LOCKED"];
 
@@ -30,12 +27,10 @@ fn cells(rss: &Rss) -> [String; 6] {
 /// The smaps table: one row per region (`?` where the process changed
 /// between the model and the read), then one per kind and the total.
 pub fn render_rss(layout: &Layout) -> String {
-    let mut table = Table::new();
-    table.load_preset(NOTHING).force_no_tty();
     let mut header = vec!["START", "SIZE", "KIND"];
     header.extend(COLUMNS);
     header.push("PATH");
-    table.set_header(header);
+    let mut table = Columns::new(&header, false);
     for region in &layout.regions {
         let mut row = vec![
             region.start.clone(),
@@ -47,28 +42,34 @@ pub fn render_rss(layout: &Layout) -> String {
             None => row.extend(COLUMNS.map(|_| "?".to_owned())),
         }
         row.push(escape(&region.path).into_owned());
-        table.add_row(row);
+        add_row(&mut table, &row);
     }
     let mut out = format!("\nresident memory (/proc/{}/smaps):\n", layout.pid);
-    out.push_str(&table.to_string());
+    table.render(&mut out);
     out.push_str("\n\n");
-    let mut totals = Table::new();
-    totals.load_preset(NOTHING).force_no_tty();
     let mut header = vec!["KIND"];
     header.extend(COLUMNS);
-    totals.set_header(header);
+    let mut totals = Columns::new(&header, false);
     let mut all = Rss::default();
     for (kind, rss) in layout.rss_totals.iter().flatten() {
         all.add(rss);
         let mut row = vec![kind.as_str().to_owned()];
         row.extend(cells(rss));
-        totals.add_row(row);
+        add_row(&mut totals, &row);
     }
     let mut row = vec!["total".to_owned()];
     row.extend(cells(&all));
-    totals.add_row(row);
-    let _ = writeln!(out, "{totals}");
+    add_row(&mut totals, &row);
+    totals.render(&mut out);
+    out.push('\n');
     out
+}
+
+fn add_row(table: &mut Columns, row: &[String]) {
+    for cell in row {
+        table.cell(Style::Plain, format_args!("{cell}"));
+    }
+    table.end_row();
 }
 
 #[cfg(test)]
