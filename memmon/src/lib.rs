@@ -18,6 +18,7 @@ pub mod fdpass;
 pub mod io_pool;
 pub mod metrics;
 pub mod model;
+pub mod origin;
 pub mod procmaps;
 pub mod protocol;
 pub mod report;

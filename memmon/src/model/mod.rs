@@ -12,7 +12,7 @@ pub mod ops;
 pub mod region;
 mod remap;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 
@@ -74,6 +74,20 @@ impl AddressSpace {
             }
             parts
         })
+    }
+
+    /// Regions overlapping `[start, end)`, in address order.
+    pub fn regions_in(&self, start: u64, end: u64) -> impl Iterator<Item = &Region> {
+        let first = self
+            .regions
+            .range(..=start)
+            .next_back()
+            .filter(|(_, r)| r.end > start)
+            .map_or(start, |(s, _)| *s);
+        self.regions
+            .range(first..end.max(first))
+            .map(|(_, r)| r)
+            .filter(move |r| r.end > start)
     }
 
     pub fn region_count(&self) -> usize {

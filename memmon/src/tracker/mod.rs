@@ -109,6 +109,8 @@ pub struct Tracker {
     buffer_budget: usize,
     requests: VecDeque<SeedRequest>,
     history_len: usize,
+    /// Object paths of call sites, shared across processes.
+    interner: crate::origin::Interner,
     pub stats: TrackerStats,
 }
 
@@ -122,6 +124,7 @@ impl Tracker {
             buffer_budget: MAX_BUFFERED_EVENTS_TOTAL,
             requests: VecDeque::new(),
             history_len,
+            interner: Default::default(),
             stats: TrackerStats::default(),
         }
     }
@@ -253,6 +256,8 @@ impl Tracker {
                         pending.clear();
                     }
                     state.comm = event.meta.comm.to_string();
+                    // The old image's memory is gone with it.
+                    state.origins = crate::origin::OriginMap::new();
                 }
                 self.request_seed(pid, SeedReason::Exec);
                 return;
@@ -295,7 +300,7 @@ impl Tracker {
             }
             return;
         }
-        if state.apply_event(&event, resolver) {
+        if state.apply_event(&event, resolver, &mut self.interner) {
             self.request_seed(pid, SeedReason::Unresolved);
         }
     }
@@ -317,7 +322,7 @@ impl Tracker {
             .processes
             .get(&parent)
             .filter(|p| !p.seed.is_seeding() && p.snapshot_ns <= event.meta.ts_ns)
-            .map(|p| std::sync::Arc::clone(&p.space));
+            .map(|p| (std::sync::Arc::clone(&p.space), p.origins.clone()));
         let parent_state = self.processes.get(&parent);
         let mut state = ProcessState::new(child);
         state.comm = event.meta.comm.to_string();
@@ -328,8 +333,10 @@ impl Tracker {
             state.cgroup = p.cgroup.clone();
         }
         let needs_seed = copy.is_none();
-        if let Some(space) = copy {
+        if let Some((space, origins)) = copy {
+            // The child's memory was made by the parent's calls.
             state.space = space;
+            state.origins = origins;
         }
         if let Some(stale) = self.processes.insert(child, state) {
             // The pid was reused: a snapshot of the old process no longer counts.
@@ -363,7 +370,7 @@ impl Tracker {
         state.install(snapshot);
         let mut unresolved = false;
         for event in &pending {
-            unresolved |= state.apply_event(event, resolver);
+            unresolved |= state.apply_event(event, resolver, &mut self.interner);
         }
         if let Some(reason) = reseed_after {
             self.request_seed(pid, reason);

@@ -3,7 +3,12 @@
 use std::{collections::VecDeque, sync::Arc};
 
 use super::{SeedReason, convert::to_mem_op, resolve::Resolver};
-use crate::{events::Event, model::AddressSpace, seed::Snapshot};
+use crate::{
+    events::Event,
+    model::AddressSpace,
+    origin::{self, CallSite, Cause, Interner, Origin, OriginMap},
+    seed::Snapshot,
+};
 
 /// Where a process's model stands with respect to /proc.
 #[derive(Debug, Default)]
@@ -60,6 +65,8 @@ pub struct ProcessState {
     /// `Arc::make_mut`, so a view a worker still holds is copied once,
     /// not on every publish.
     pub space: Arc<AddressSpace>,
+    /// Who made each range of `space` (persistent: a view's copy is O(1)).
+    pub origins: OriginMap,
     /// Memory syscalls called and failed, for metrics.
     pub syscalls: super::SyscallCounts,
     /// Recent events, rendered only when asked for (rendering every event
@@ -89,6 +96,7 @@ pub struct ProcessView {
     pub personality: Option<u32>,
     pub cgroup: Option<String>,
     pub space: Arc<AddressSpace>,
+    pub origins: OriginMap,
     pub syscalls: super::SyscallCounts,
     /// The most recent events, as many as the request asked for.
     pub history: Vec<Event>,
@@ -108,6 +116,7 @@ impl ProcessState {
             personality: None,
             cgroup: None,
             space: Arc::new(AddressSpace::new()),
+            origins: OriginMap::new(),
             syscalls: Default::default(),
             history: VecDeque::new(),
             applied_events: 0,
@@ -136,6 +145,7 @@ impl ProcessState {
             personality: self.personality,
             cgroup: self.cgroup.clone(),
             space: Arc::clone(&self.space),
+            origins: self.origins.clone(),
             syscalls: self.syscalls.clone(),
             history: self
                 .history
@@ -160,13 +170,29 @@ impl ProcessState {
 
     /// Applies a syscall event; true when a file behind a mapping could not
     /// be identified (the model then needs a snapshot to be exact).
-    pub(super) fn apply_event(&mut self, event: &Event, resolver: &dyn Resolver) -> bool {
+    pub(super) fn apply_event(
+        &mut self,
+        event: &Event,
+        resolver: &dyn Resolver,
+        interner: &mut Interner,
+    ) -> bool {
         if event.meta.ts_ns < self.snapshot_ns {
             return false; // the snapshot already shows it
         }
         let (op, unresolved) = to_mem_op(event, resolver);
         if let Some(op) = op {
+            // The call site is normalized against the layout it was
+            // called from, before the call changed it.
+            let origin = Arc::new(Origin {
+                cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
+                ts_ns: event.meta.ts_ns,
+                tid: event.meta.tid,
+                call_site: CallSite::normalize(&self.space, event.meta.call_site, interner),
+                stack_id: None,
+            });
+            let brk_before = self.space.brk;
             Arc::make_mut(&mut self.space).apply(&op);
+            origin::apply(&mut self.origins, &op, brk_before, &self.space, &origin);
             self.applied_events += 1;
         }
         unresolved
@@ -179,6 +205,7 @@ impl ProcessState {
         {
             // The pid was reused: nothing of the old process carries over.
             self.history.clear();
+            self.origins = OriginMap::new();
         }
         self.start_time_ticks = Some(snapshot.start_time_ticks);
         self.comm = snapshot.comm;
@@ -186,6 +213,11 @@ impl ProcessState {
         self.uid = Some(snapshot.uid);
         self.personality = Some(snapshot.personality);
         self.cgroup = snapshot.cgroup;
+        // What the snapshot still shows keeps its origin; the rest was
+        // made while memmon was not looking, and says so.
+        self.origins = self
+            .origins
+            .rebase(&snapshot.space, &Origin::seed(snapshot.taken_ns));
         self.space = Arc::new(snapshot.space);
         self.snapshot_ns = snapshot.taken_ns;
         self.applied_events += 1;

@@ -1,3 +1,3 @@
-mod props;
-mod reference;
+pub(crate) mod props;
+pub(crate) mod reference;
 mod unit;

@@ -133,7 +133,7 @@ fn mremap() -> impl Strategy<Value = MemOp> {
         )
 }
 
-fn any_op() -> impl Strategy<Value = MemOp> {
+pub(crate) fn any_op() -> impl Strategy<Value = MemOp> {
     prop_oneof![
         3 => mmap(ALL),
         2 => munmap(ALL),
@@ -164,7 +164,7 @@ fn state_setting_op_with_brk() -> impl Strategy<Value = MemOp> {
     ]
 }
 
-fn start() -> AddressSpace {
+pub(crate) fn start() -> AddressSpace {
     let mut space = AddressSpace::new();
     space.brk = Reference::new().brk;
     space

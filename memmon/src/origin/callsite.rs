@@ -1,0 +1,75 @@
+//! Call sites normalized to (object, file offset) when the event is applied,
+//! so they still symbolize after the process exits or unmaps the library.
+
+use std::{collections::HashSet, sync::Arc};
+
+use crate::model::{AddressSpace, Backing};
+
+/// A user code address, and where it lies in its file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CallSite {
+    /// The virtual address in the process at the time.
+    pub addr: u64,
+    /// The mapped file holding the code, as /proc names it; None for code
+    /// in anonymous memory (JIT'd code) or an unmapped address.
+    pub object: Option<Arc<str>>,
+    /// The file offset of `addr` in `object` (what symbolizers take);
+    /// `addr` itself when there is no object.
+    pub offset: u64,
+}
+
+impl CallSite {
+    /// Normalizes `addr` against the layout it was called from: the region
+    /// holding it names the file and gives the offset. 0 means the kernel
+    /// could not read the word: no call site.
+    pub fn normalize(space: &AddressSpace, addr: u64, interner: &mut Interner) -> Option<Self> {
+        if addr == 0 {
+            return None;
+        }
+        let (object, offset) = match space.region_at(addr) {
+            Some(region) => match &region.backing {
+                Backing::File { path, .. } => (Some(interner.intern(path)), region.offset_at(addr)),
+                _ => (None, addr),
+            },
+            None => (None, addr),
+        };
+        Some(CallSite {
+            addr,
+            object,
+            offset,
+        })
+    }
+
+    /// The object's file name without its directory, for short output.
+    pub fn object_name(&self) -> Option<&str> {
+        self.object
+            .as_deref()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+    }
+}
+
+/// Shares one `Arc<str>` per object path, so normalizing a call site does
+/// not allocate once the library has been seen.
+#[derive(Debug, Default)]
+pub struct Interner {
+    paths: HashSet<Arc<str>>,
+}
+
+/// Past this many distinct paths the interner starts over, so a process
+/// mapping endless unique files cannot grow it without bound (existing
+/// `Arc`s stay valid; they are just no longer shared with new ones).
+const MAX_INTERNED: usize = 16_384;
+
+impl Interner {
+    pub fn intern(&mut self, path: &str) -> Arc<str> {
+        if let Some(known) = self.paths.get(path) {
+            return Arc::clone(known);
+        }
+        if self.paths.len() >= MAX_INTERNED {
+            self.paths.clear();
+        }
+        let new: Arc<str> = Arc::from(path);
+        self.paths.insert(Arc::clone(&new));
+        new
+    }
+}

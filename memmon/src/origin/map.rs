@@ -1,0 +1,235 @@
+//! Origins per byte range: non-overlapping spans keyed by start address,
+//! in a persistent map so a worker's copy costs O(1) and the loop never
+//! copies a whole process's origins to change one range.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use super::{Origin, totals::SiteTotals};
+use crate::model::AddressSpace;
+
+/// `[start, end)` made by `created` and, if since changed (mprotect, an
+/// mremap that kept it), last changed by `changed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub end: u64,
+    pub created: Arc<Origin>,
+    pub changed: Option<Arc<Origin>>,
+}
+
+/// The origins of one address space, and the bytes outstanding per call
+/// site that follow from them.
+#[derive(Clone, Debug, Default)]
+pub struct OriginMap {
+    spans: OrdMap<u64, Span>,
+    totals: SiteTotals,
+}
+
+impl OriginMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Spans in address order, with their starts.
+    pub fn spans(&self) -> impl Iterator<Item = (u64, &Span)> {
+        self.spans.iter().map(|(s, span)| (*s, span))
+    }
+
+    /// Spans overlapping `[start, end)`, unclipped.
+    pub fn spans_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &Span)> {
+        let first = self
+            .spans
+            .get_prev(&start)
+            .filter(|(_, s)| s.end > start)
+            .map_or(start, |(s, _)| *s);
+        self.spans
+            .range(first..end)
+            .map(|(s, span)| (*s, span))
+            .filter(move |(_, span)| span.end > start)
+    }
+
+    pub fn totals(&self) -> &SiteTotals {
+        &self.totals
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Makes `addr` a span boundary (a span across it becomes two halves
+    /// with the same origins).
+    fn split_at(&mut self, addr: u64) {
+        let Some((start, span)) = self
+            .spans
+            .get_prev(&addr)
+            .filter(|(s, span)| **s < addr && addr < span.end)
+            .map(|(s, span)| (*s, span.clone()))
+        else {
+            return;
+        };
+        let upper = Span {
+            end: span.end,
+            ..span.clone()
+        };
+        if let Some(lower) = self.spans.get_mut(&start) {
+            lower.end = addr;
+        }
+        self.spans.insert(addr, upper);
+    }
+
+    /// Takes `[start, end)` out, returning the pieces (already clipped).
+    fn take(&mut self, start: u64, end: u64) -> Vec<(u64, Span)> {
+        if start >= end {
+            return Vec::new();
+        }
+        self.split_at(start);
+        self.split_at(end);
+        let keys: Vec<u64> = self.spans.range(start..end).map(|(s, _)| *s).collect();
+        keys.into_iter()
+            .filter_map(|s| self.spans.remove(&s).map(|span| (s, span)))
+            .collect()
+    }
+
+    fn put(&mut self, start: u64, span: Span, ts_ns: u64) {
+        self.totals.add(&span.created, span.end - start, ts_ns);
+        self.spans.insert(start, span);
+    }
+
+    /// Forgets `[start, end)` (munmap, shmdt, brk shrinking).
+    pub fn remove(&mut self, start: u64, end: u64, ts_ns: u64) {
+        for (s, span) in self.take(start, end) {
+            self.totals.sub(&span.created, span.end - s, ts_ns);
+        }
+    }
+
+    /// `[start, end)` was made by `origin` (whatever was there is gone, as
+    /// MAP_FIXED replaces it).
+    pub fn create(&mut self, start: u64, end: u64, origin: &Arc<Origin>) {
+        if start >= end {
+            return;
+        }
+        self.remove(start, end, origin.ts_ns);
+        let span = Span {
+            end,
+            created: Arc::clone(origin),
+            changed: None,
+        };
+        self.put(start, span, origin.ts_ns);
+    }
+
+    /// Records `origin` as the last change to whatever exists in
+    /// `[start, end)` (mprotect; mremap for the part it kept).
+    pub fn mark_changed(&mut self, start: u64, end: u64, origin: &Arc<Origin>) {
+        if start >= end {
+            return;
+        }
+        self.split_at(start);
+        self.split_at(end);
+        let keys: Vec<u64> = self.spans.range(start..end).map(|(s, _)| *s).collect();
+        for s in keys {
+            if let Some(span) = self.spans.get_mut(&s) {
+                span.changed = Some(Arc::clone(origin));
+            }
+        }
+    }
+
+    /// mremap moved `[from, from + len)` to `to`: the spans keep their
+    /// origins (the destination was cleared by the kernel first). With
+    /// `keep_source` (MREMAP_DONTUNMAP) the source stays mapped too.
+    pub fn relocate(
+        &mut self,
+        from: u64,
+        len: u64,
+        to: u64,
+        keep_source: bool,
+        origin: &Arc<Origin>,
+    ) {
+        let (Some(from_end), Some(to_end)) = (from.checked_add(len), to.checked_add(len)) else {
+            return;
+        };
+        let moved = self.take(from, from_end);
+        if moved.is_empty() {
+            return; // nothing known there: leave the target alone
+        }
+        self.remove(to, to_end, origin.ts_ns);
+        for (s, span) in moved {
+            let mut copy = Span {
+                end: span.end - from + to,
+                ..span.clone()
+            };
+            copy.changed = Some(Arc::clone(origin));
+            if keep_source {
+                // Both ranges now hold memory this call site made.
+                let mut source = span;
+                source.changed = Some(Arc::clone(origin));
+                self.spans.insert(s, source); // counted already
+                self.put(s - from + to, copy, origin.ts_ns);
+            } else {
+                // Moved, not made: the call site's bytes are unchanged.
+                self.spans.insert(s - from + to, copy);
+            }
+        }
+    }
+
+    /// Drops what no region covers within `[start, end)`: the model is the
+    /// judge of what exists (shmdt's extent, say, is only known to it).
+    pub fn clip_to(&mut self, space: &AddressSpace, start: u64, end: u64, ts_ns: u64) {
+        let mut holes = Vec::new();
+        let mut at = start;
+        for region in space.regions_in(start, end) {
+            if region.start > at {
+                holes.push((at, region.start));
+            }
+            at = at.max(region.end);
+        }
+        if at < end {
+            holes.push((at, end));
+        }
+        for (s, e) in holes {
+            self.remove(s, e, ts_ns);
+        }
+    }
+
+    /// Carries these origins over to a fresh snapshot of the process:
+    /// ranges the snapshot still has keep their origins, the rest of what
+    /// it shows is `seed` (made while memmon was not looking).
+    pub fn rebase(&self, space: &AddressSpace, seed: &Arc<Origin>) -> OriginMap {
+        let mut next = OriginMap {
+            spans: OrdMap::new(),
+            totals: self.totals.emptied(),
+        };
+        for region in space.regions() {
+            let mut at = region.start;
+            let old: Vec<(u64, Span)> = self
+                .spans_in(region.start, region.end)
+                .map(|(s, span)| (s, span.clone()))
+                .collect();
+            for (s, mut span) in old {
+                let s = s.max(region.start);
+                span.end = span.end.min(region.end);
+                if s > at {
+                    next.put(at, Self::seed_span(s, seed), seed.ts_ns);
+                }
+                at = span.end;
+                next.put(s, span, seed.ts_ns);
+            }
+            if at < region.end {
+                next.put(at, Self::seed_span(region.end, seed), seed.ts_ns);
+            }
+        }
+        next
+    }
+
+    fn seed_span(end: u64, seed: &Arc<Origin>) -> Span {
+        Span {
+            end,
+            created: Arc::clone(seed),
+            changed: None,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Bytes outstanding per call site, exact because they follow the origin
+//! map (partial munmaps, MAP_FIXED overlays and moves included), with a
+//! short per-second series for growth over a window.
+
+use std::sync::Arc;
+
+use imbl::{HashMap, Vector};
+
+use super::{Cause, Origin};
+
+/// Who made memory, as a key: the cause and the normalized call site.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SiteKey {
+    pub cause: Cause,
+    pub object: Option<Arc<str>>,
+    /// File offset in `object`, or the address when there is no object
+    /// (0 when no call site was captured).
+    pub offset: u64,
+}
+
+impl SiteKey {
+    pub fn of(origin: &Origin) -> Self {
+        let (object, offset) = match &origin.call_site {
+            Some(site) => (site.object.clone(), site.offset),
+            None => (None, 0),
+        };
+        SiteKey {
+            cause: origin.cause,
+            object,
+            offset,
+        }
+    }
+}
+
+/// Samples kept per call site: one per second at most, so about two
+/// minutes of growth while a site keeps changing (longer when it is calm).
+pub const SERIES_LEN: usize = 128;
+/// Call sites per process with a series; totals are kept for all of them.
+pub const MAX_SERIES_SITES: usize = 256;
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// One call site's outstanding memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub bytes: u64,
+    /// Spans: ranges made by one call, as split by later changes.
+    pub spans: u64,
+    /// (second bucket start, bytes at its end), oldest first.
+    series: Vector<(u64, u64)>,
+    /// When the site last made or lost memory (CLOCK_MONOTONIC ns).
+    pub last_ts_ns: u64,
+}
+
+impl Tally {
+    /// Bytes outstanding at `ts_ns` as far as the series remembers; the
+    /// oldest sample when `ts_ns` is older than it (and then false).
+    pub fn bytes_at(&self, ts_ns: u64) -> (u64, bool) {
+        let mut value = None;
+        for &(t, b) in self.series.iter() {
+            if t > ts_ns {
+                break;
+            }
+            value = Some(b);
+        }
+        match value {
+            Some(v) => (v, true),
+            None if self.series.front().is_some_and(|(t, _)| *t > ts_ns) => {
+                // Everything recorded came after `ts_ns`: the site made
+                // nothing before, unless the series was trimmed.
+                (0, self.series.len() < SERIES_LEN)
+            }
+            None => (self.bytes, true),
+        }
+    }
+
+    /// The recorded samples from `since_ns` on (with the one before it).
+    pub fn samples_since(&self, since_ns: u64) -> Vec<(u64, u64)> {
+        let all: Vec<(u64, u64)> = self.series.iter().copied().collect();
+        let first = all.iter().rposition(|(t, _)| *t <= since_ns).unwrap_or(0);
+        all[first..].to_vec()
+    }
+
+    fn sample(&mut self, ts_ns: u64, with_series: bool) {
+        self.last_ts_ns = self.last_ts_ns.max(ts_ns);
+        if !with_series {
+            return;
+        }
+        let bucket = ts_ns - ts_ns % SECOND_NS;
+        match self.series.back_mut() {
+            Some((t, b)) if *t >= bucket => *b = self.bytes,
+            _ => {
+                if self.series.len() >= SERIES_LEN {
+                    self.series.pop_front();
+                }
+                self.series.push_back((bucket, self.bytes));
+            }
+        }
+    }
+}
+
+/// Outstanding bytes per call site for one process.
+#[derive(Clone, Debug, Default)]
+pub struct SiteTotals {
+    sites: HashMap<SiteKey, Tally>,
+    series_sites: usize,
+}
+
+impl SiteTotals {
+    pub fn iter(&self) -> impl Iterator<Item = (&SiteKey, &Tally)> {
+        self.sites.iter()
+    }
+
+    pub fn get(&self, key: &SiteKey) -> Option<&Tally> {
+        self.sites.get(key)
+    }
+
+    pub(super) fn add(&mut self, origin: &Origin, len: u64, ts_ns: u64) {
+        let key = SiteKey::of(origin);
+        let fresh = !self.sites.contains_key(&key);
+        let with_series = !fresh || self.series_sites < MAX_SERIES_SITES;
+        if fresh && with_series {
+            self.series_sites += 1;
+        }
+        let tally = self.sites.entry(key).or_default();
+        tally.bytes += len;
+        tally.spans += 1;
+        tally.sample(ts_ns, with_series || !tally.series.is_empty());
+    }
+
+    pub(super) fn sub(&mut self, origin: &Origin, len: u64, ts_ns: u64) {
+        let key = SiteKey::of(origin);
+        if let Some(tally) = self.sites.get_mut(&key) {
+            tally.bytes = tally.bytes.saturating_sub(len);
+            tally.spans = tally.spans.saturating_sub(1);
+            let with_series = !tally.series.is_empty();
+            tally.sample(ts_ns, with_series);
+            if tally.bytes == 0 && !with_series {
+                self.sites.remove(&key);
+            }
+        }
+    }
+
+    /// The same sites with their series but no bytes, for a rebuild from
+    /// a snapshot (the bytes are recounted; the history stays).
+    pub(super) fn emptied(&self) -> SiteTotals {
+        let mut next = self.clone();
+        for (_, tally) in next.sites.iter_mut() {
+            tally.bytes = 0;
+            tally.spans = 0;
+        }
+        next
+    }
+}
