@@ -31,6 +31,7 @@ pub enum IoError {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+#[derive(Clone)]
 pub struct IoPool {
     jobs: mpsc::SyncSender<Job>,
     /// Workers waiting for a job.

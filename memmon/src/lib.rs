@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod report;
 pub mod rules;
 pub mod seed;
+pub mod symbols;
 pub mod server;
 
 #[cfg(test)]

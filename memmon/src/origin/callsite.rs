@@ -16,6 +16,9 @@ pub struct CallSite {
     /// The file offset of `addr` in `object` (what symbolizers take);
     /// `addr` itself when there is no object.
     pub offset: u64,
+    /// The object's device (major, minor): network and FUSE files are not
+    /// read to symbolize, as for ELF summaries.
+    pub dev: (u32, u32),
 }
 
 impl CallSite {
@@ -26,17 +29,27 @@ impl CallSite {
         if addr == 0 {
             return None;
         }
-        let (object, offset) = match space.region_at(addr) {
+        let (object, offset, dev) = match space.region_at(addr) {
             Some(region) => match &region.backing {
-                Backing::File { path, .. } => (Some(interner.intern(path)), region.offset_at(addr)),
-                _ => (None, addr),
+                Backing::File {
+                    path,
+                    dev_major,
+                    dev_minor,
+                    ..
+                } => (
+                    Some(interner.intern(path)),
+                    region.offset_at(addr),
+                    (*dev_major, *dev_minor),
+                ),
+                _ => (None, addr, (0, 0)),
             },
-            None => (None, addr),
+            None => (None, addr, (0, 0)),
         };
         Some(CallSite {
             addr,
             object,
             offset,
+            dev,
         })
     }
 

@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use apply::apply;
 pub use callsite::{CallSite, Interner};
 pub use map::{OriginMap, Span};
-pub use totals::{SiteKey, SiteTotals};
+pub use totals::{SiteKey, SiteTotals, Tally};
 
 use crate::events::Syscall;
 
