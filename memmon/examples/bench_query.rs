@@ -117,6 +117,7 @@ fn query_once(conn: &mut Conn<Client>, pid: u32, events: usize) -> anyhow::Resul
         pid,
         events,
         rss: false,
+        origins: false,
     })? {
         Reply::Layout(layout) => Ok(layout.regions.len()),
         other => bail!("unexpected reply: {other:?}"),

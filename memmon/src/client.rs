@@ -76,8 +76,11 @@ impl Client {
         // reads the numbers from the very file the kernel let us open.
         let (pid, file) = match request {
             Request::Query { pid, rss: true, .. } => (Some(pid), "smaps"),
-            Request::Query { pid, .. } | Request::Verify { pid } => (Some(pid), "maps"),
-            Request::Ping | Request::List => (None, "maps"),
+            Request::Query { pid, .. }
+            | Request::Verify { pid }
+            | Request::Origins { pid, .. }
+            | Request::Diff { pid, .. } => (Some(pid), "maps"),
+            Request::Ping | Request::List | Request::Leaks { .. } => (None, "maps"),
         };
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;

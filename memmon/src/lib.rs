@@ -24,8 +24,8 @@ pub mod protocol;
 pub mod report;
 pub mod rules;
 pub mod seed;
-pub mod symbols;
 pub mod server;
+pub mod symbols;
 
 #[cfg(test)]
 mod testutil;

@@ -13,7 +13,11 @@ mod decode;
 
 use crate::{
     model::compare::Difference,
-    report::{Layout, ProcessSummary},
+    report::{
+        Layout, ProcessSummary,
+        diff::DiffReport,
+        origins::{LeaksReport, OriginsReport},
+    },
 };
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -46,6 +50,27 @@ pub enum Request {
         /// non-root client then passes its /proc/PID/smaps, not maps.
         #[serde(default)]
         rss: bool,
+        /// Also each region's origin: the call that made it, and the last
+        /// that changed it.
+        #[serde(default)]
+        origins: bool,
+    },
+    /// One process's outstanding mapped memory by call site, with the
+    /// growth over the last `window_ms`.
+    Origins {
+        pid: u32,
+        window_ms: u64,
+    },
+    /// Every visible process's call sites whose memory grew steadily by at
+    /// least `min_growth` bytes over the last `window_ms`.
+    Leaks {
+        window_ms: u64,
+        min_growth: u64,
+    },
+    /// What changed in one process's layout in the last `since_ms`.
+    Diff {
+        pid: u32,
+        since_ms: u64,
     },
 }
 
@@ -80,6 +105,9 @@ pub enum Reply {
         #[serde(default)]
         max_map_count: Option<u64>,
     },
+    Origins(OriginsReport),
+    Leaks(LeaksReport),
+    Diff(DiffReport),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -294,8 +322,14 @@ mod tests {
             Just(Request::Ping),
             Just(Request::List),
             any::<u32>().prop_map(|pid| Request::Verify { pid }),
-            (any::<u32>(), any::<usize>(), any::<bool>())
-                .prop_map(|(pid, events, rss)| Request::Query { pid, events, rss }),
+            (any::<u32>(), any::<usize>(), any::<bool>()).prop_map(|(pid, events, rss)| {
+                Request::Query {
+                    pid,
+                    events,
+                    rss,
+                    origins: false,
+                }
+            }),
         ]
     }
 

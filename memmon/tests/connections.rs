@@ -105,6 +105,7 @@ fn idle_connection_floods_cannot_stall_scrapes_or_queries() {
                 pid: pid as u32,
                 events: 0,
                 rss: false,
+                origins: false,
             })
             .unwrap_or_else(|e| panic!("round {round}: query: {e}"))
         });

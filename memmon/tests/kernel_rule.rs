@@ -227,6 +227,7 @@ fn exec_race_client() {
         pid,
         events: 0,
         rss: false,
+        origins: false,
     };
     // Shown before the exec (retried while its first snapshot is pending).
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -12,6 +12,7 @@ mod access;
 mod layout_cache;
 mod map_count;
 mod metrics;
+mod origins;
 mod publish;
 mod verify;
 mod workers;

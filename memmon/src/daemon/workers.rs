@@ -44,6 +44,8 @@ pub(super) struct Workers {
     installs: watch::Receiver<u64>,
     tracked: Arc<AtomicUsize>,
     pub(super) reader: ElfReader,
+    pub(super) symbols: crate::symbols::Symbols,
+    pub(super) history_len: usize,
     pub(super) summaries: Mutex<HashMap<u32, CachedSummary>>,
     pub(super) drift: Mutex<DriftStats>,
     pub(super) verifying: AtomicBool,
@@ -113,6 +115,12 @@ impl Workers {
             commands,
             installs,
             tracked,
+            symbols: crate::symbols::Symbols::new(
+                pool.clone(),
+                config.read_deadline,
+                config.read_elf_on_network_fs,
+            ),
+            history_len: config.history_len,
             reader: ElfReader::new(pool, config.read_deadline, config.read_elf_on_network_fs),
             summaries: Mutex::default(),
             drift: Mutex::default(),
@@ -229,7 +237,18 @@ impl Workers {
     /// The reply to `request`, as a frame encoded on a blocking thread.
     async fn handle(self: Arc<Self>, request: Request, peer: Peer) -> Arc<Vec<u8>> {
         let reply = match request {
-            Request::Query { pid, events, rss } => self.query(pid, events, rss, peer).await,
+            Request::Query {
+                pid,
+                events,
+                rss,
+                origins,
+            } => self.query(pid, events, (rss, origins), peer).await,
+            Request::Origins { pid, window_ms } => self.origins(pid, window_ms, peer).await,
+            Request::Leaks {
+                window_ms,
+                min_growth,
+            } => self.leaks(window_ms, min_growth, peer).await,
+            Request::Diff { pid, since_ms } => self.diff(pid, since_ms, peer).await,
             Request::Ping => Ok(Arc::new(frame(&ReplyEnvelope::ok(Reply::Pong {
                 daemon_pid: std::process::id(),
                 tracked_processes: self.tracked.load(Ordering::Relaxed),
@@ -250,7 +269,7 @@ impl Workers {
         self: Arc<Self>,
         pid: u32,
         events: usize,
-        rss: bool,
+        (rss, origins): (bool, bool),
         peer: Peer,
     ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
@@ -258,11 +277,17 @@ impl Workers {
         let view = self.ready_view(pid, events, deadline).await?;
         blocking(move || {
             let rva = randomize_va_space();
-            if rss {
-                // Rss is of this moment: never cached.
+            if rss || origins {
+                // Rss and ages are of this moment: never cached.
                 let mut layout = crate::report::build_layout(&view, &self.reader, &rva, events);
-                let smaps = self.read_smaps(pid, &peer, view.start_time_ticks)?;
-                crate::report::attach_rss(&mut layout, &smaps);
+                if rss {
+                    let smaps = self.read_smaps(pid, &peer, view.start_time_ticks)?;
+                    crate::report::attach_rss(&mut layout, &smaps);
+                }
+                if origins {
+                    let namer = self.namer(pid);
+                    crate::report::origins::attach_origins(&mut layout, &view, &namer);
+                }
                 peer.still_allowed(pid)?;
                 return Ok(encode_ok(Reply::Layout(Box::new(layout))));
             }
@@ -284,6 +309,15 @@ impl Workers {
             Ok(reply)
         })
         .await?
+    }
+
+    /// Names call sites of `pid`, with ages as of now.
+    pub(super) fn namer(&self, pid: u32) -> crate::report::origins::Namer<'_> {
+        crate::report::origins::Namer {
+            pid,
+            now_ns: seed::monotonic_ns(),
+            symbols: &self.symbols,
+        }
     }
 
     /// /proc/`pid`/smaps, read on the I/O pool within [`SMAPS_DEADLINE`]

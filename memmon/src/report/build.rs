@@ -182,6 +182,9 @@ pub fn build_layout(
                 _ => None,
             },
             rss: None,
+            origin: None,
+            last_changed: None,
+            origins: Vec::new(),
         })
         .collect();
     let mut objects: Vec<(u64, ElfView)> = elfs

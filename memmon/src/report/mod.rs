@@ -4,10 +4,11 @@
 //! rendered by the CLI (JSON or table). Addresses are `"0x…"` strings.
 
 mod build;
+pub mod diff;
 mod elf_cache;
 mod elf_reader;
-pub mod picture;
 pub mod origins;
+pub mod picture;
 pub(crate) mod remote_fs;
 mod rss;
 mod size;
@@ -94,6 +95,17 @@ pub struct RegionView {
     /// From /proc/PID/smaps, only when asked for (`query --rss`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss: Option<Rss>,
+    /// With `query --origins`: the call that made the region's first byte
+    /// (`seed` when it predates memmon's view of the process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<origins::OriginView>,
+    /// The last mprotect or mremap that changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_changed: Option<origins::OriginView>,
+    /// Every part with its own origin, when the kernel merged memory made
+    /// by different calls into this one region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<origins::RangeOrigin>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

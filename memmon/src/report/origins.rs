@@ -17,7 +17,7 @@ fn hex(v: u64) -> String {
 
 /// A call site: the address in the process, and (when in a file) the
 /// object and file offset it was normalized to, with its symbol.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallSiteView {
     pub addr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,7 +28,7 @@ pub struct CallSiteView {
 }
 
 impl CallSiteView {
-    fn of(site: &CallSite, symbol: Option<Arc<str>>) -> Self {
+    pub(super) fn of(site: &CallSite, symbol: Option<Arc<str>>) -> Self {
         CallSiteView {
             addr: hex(site.addr),
             symbol: symbol.map(|s| s.to_string()),
@@ -53,13 +53,13 @@ impl CallSiteView {
 }
 
 /// One event that made or changed memory.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginView {
     /// The syscall, or `seed` for memory that was there before memmon
     /// saw the process (or while it missed events).
     pub syscall: String,
     pub ts_ns: u64,
-    pub age_s: f64,
+    pub age_ms: u64,
     pub tid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_site: Option<CallSiteView>,
@@ -70,7 +70,7 @@ pub struct OriginView {
 
 /// A sub-range of a region with its own origin (the kernel merged
 /// neighbours made by different calls).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeOrigin {
     pub start: String,
     pub end: String,
@@ -96,22 +96,31 @@ impl Namer<'_> {
             .collect()
     }
 
-    fn origin(&self, origin: &Origin, named: &mut impl Iterator<Item = CallSiteView>) -> OriginView {
+    fn origin(
+        &self,
+        origin: &Origin,
+        named: &mut impl Iterator<Item = CallSiteView>,
+    ) -> OriginView {
         OriginView {
             syscall: origin.cause.name().into(),
             ts_ns: origin.ts_ns,
-            age_s: self.now_ns.saturating_sub(origin.ts_ns) as f64 / 1e9,
+            age_ms: self.now_ns.saturating_sub(origin.ts_ns) / 1_000_000,
             tid: origin.tid,
             call_site: origin.call_site.as_ref().and_then(|_| named.next()),
             stack: Vec::new(),
         }
     }
 
-    /// The origins of `[start, end)`, in address order.
-    pub fn ranges(&self, map: &OriginMap, start: u64, end: u64) -> Vec<RangeOrigin> {
-        let spans: Vec<_> = map.spans_in(start, end).collect();
+    /// The origins of each `[start, end)` in `ranges`, in address order,
+    /// with every call site named in one batch.
+    pub fn ranges(&self, map: &OriginMap, ranges: &[(u64, u64)]) -> Vec<Vec<RangeOrigin>> {
+        let spans: Vec<Vec<_>> = ranges
+            .iter()
+            .map(|&(start, end)| map.spans_in(start, end).collect())
+            .collect();
         let sites: Vec<&CallSite> = spans
             .iter()
+            .flatten()
             .flat_map(|(_, s)| {
                 [Some(&s.created), s.changed.as_ref()]
                     .into_iter()
@@ -122,13 +131,35 @@ impl Namer<'_> {
         let mut named = self.sites(&sites).into_iter();
         spans
             .iter()
-            .map(|(s, span)| RangeOrigin {
-                start: hex((*s).max(start)),
-                end: hex(span.end.min(end)),
-                origin: self.origin(&span.created, &mut named),
-                last_changed: span.changed.as_ref().map(|c| self.origin(c, &mut named)),
+            .zip(ranges)
+            .map(|(spans, &(start, end))| {
+                spans
+                    .iter()
+                    .map(|(s, span)| RangeOrigin {
+                        start: hex((*s).max(start)),
+                        end: hex(span.end.min(end)),
+                        origin: self.origin(&span.created, &mut named),
+                        last_changed: span.changed.as_ref().map(|c| self.origin(c, &mut named)),
+                    })
+                    .collect()
             })
             .collect()
+    }
+}
+
+/// Fills in each region's origin (`query --origins`): the layout's regions
+/// are the model's VMAs, in order.
+pub fn attach_origins(layout: &mut super::Layout, view: &ProcessView, namer: &Namer) {
+    let ranges: Vec<(u64, u64)> = view.space.vmas().map(|r| (r.start, r.end)).collect();
+    let all = namer.ranges(&view.origins, &ranges);
+    for (region, mut parts) in layout.regions.iter_mut().zip(all) {
+        if let Some(first) = parts.first() {
+            region.origin = Some(first.origin.clone());
+            region.last_changed = first.last_changed.clone();
+        }
+        if parts.len() > 1 {
+            region.origins = std::mem::take(&mut parts);
+        }
     }
 }
 
@@ -264,7 +295,12 @@ pub fn grew_steadily(tally: &Tally, now_ns: u64, window_ns: u64, min_growth: u64
 }
 
 /// The steady growers of one process (only they are symbolized).
-pub fn leaks_of(view: &ProcessView, namer: &Namer, window_ns: u64, min_growth: u64) -> Vec<LeakView> {
+pub fn leaks_of(
+    view: &ProcessView,
+    namer: &Namer,
+    window_ns: u64,
+    min_growth: u64,
+) -> Vec<LeakView> {
     let steady = |key: &SiteKey, tally: &Tally| {
         key.cause != crate::origin::Cause::Seed
             && grew_steadily(tally, namer.now_ns, window_ns, min_growth)

@@ -163,6 +163,9 @@ VmFlags: rd wr mr mw me ac sd
             sections: vec![],
             note: None,
             rss: None,
+            origin: None,
+            last_changed: None,
+            origins: Vec::new(),
         }
     }
 

@@ -4,7 +4,9 @@
 
 mod aslr;
 mod daemon;
+mod diff;
 mod map;
+mod origins;
 mod ps;
 mod query;
 mod render;
@@ -43,6 +45,9 @@ enum Command {
     Wx(wx::WxArgs),
     Trace(trace::TraceArgs),
     Verify(verify::VerifyArgs),
+    Origins(origins::OriginsArgs),
+    Leaks(origins::LeaksArgs),
+    Diff(diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,9 @@ fn main() -> ExitCode {
         Command::Wx(args) => wx::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Origins(args) => origins::run_origins(args),
+        Command::Leaks(args) => origins::run_leaks(args),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(code) => code,

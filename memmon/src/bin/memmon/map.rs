@@ -34,7 +34,7 @@ pub struct MapArgs {
 
 pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     let mut client = Client::connect(&args.socket)?;
-    let layout = crate::query::fetch(&mut client, args.pid, 0, false)?;
+    let layout = crate::query::fetch(&mut client, args.pid, Default::default())?;
     let picture = Picture::new(&layout, args.bands.max(1));
     match &args.svg {
         Some(path) => {

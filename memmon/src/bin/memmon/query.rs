@@ -18,13 +18,24 @@ use memmon::{
 
 use crate::{render::render_text, rss::render_rss};
 
-/// The layout's text, with the smaps table when it was asked for.
-fn text(layout: &Layout, color: bool) -> String {
+/// The layout's text, with the smaps and origins tables when asked for.
+fn text(layout: &Layout, color: bool, origins: bool) -> String {
     let mut text = render_text(layout, color);
     if layout.rss_totals.is_some() {
         text.push_str(&render_rss(layout));
     }
+    if origins {
+        text.push_str(&crate::origins::render_origins(layout, color));
+    }
     text
+}
+
+/// What a query asks for besides the layout.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Extras {
+    pub events: usize,
+    pub rss: bool,
+    pub origins: bool,
 }
 
 /// Show a process's memory layout: every region with its size, permissions
@@ -45,6 +56,11 @@ pub struct QueryArgs {
     /// (slow for processes with very many regions, so only on request).
     #[arg(long)]
     rss: bool,
+    /// Also show each region's origin: the syscall, thread, age and call
+    /// site that made it (`seed` when it predates memmon's view of the
+    /// process), and the last mprotect or mremap that changed it.
+    #[arg(long)]
+    origins: bool,
     /// Redraw whenever the layout changes (Ctrl-C to stop).
     #[arg(long, conflicts_with = "json")]
     watch: bool,
@@ -56,10 +72,18 @@ pub struct QueryArgs {
 pub(crate) fn fetch(
     client: &mut Client,
     pid: u32,
-    events: usize,
-    rss: bool,
+    Extras {
+        events,
+        rss,
+        origins,
+    }: Extras,
 ) -> anyhow::Result<Layout> {
-    match client.request(Request::Query { pid, events, rss })? {
+    match client.request(Request::Query {
+        pid,
+        events,
+        rss,
+        origins,
+    })? {
         Reply::Layout(layout) => Ok(*layout),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     }
@@ -67,10 +91,14 @@ pub(crate) fn fetch(
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let mut client = Client::connect(&args.socket)?;
-    let events = args.events.unwrap_or(0);
+    let extras = Extras {
+        events: args.events.unwrap_or(0),
+        rss: args.rss,
+        origins: args.origins,
+    };
     let color = std::io::stdout().is_terminal();
     if args.json {
-        let layout = fetch(&mut client, args.pid, events, args.rss)?;
+        let layout = fetch(&mut client, args.pid, extras)?;
         // Buffered: a large layout is megabytes, and stdout is line buffered.
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut out, &layout)?;
@@ -79,14 +107,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !args.watch {
-        let text = text(&fetch(&mut client, args.pid, events, args.rss)?, color);
+        let text = text(&fetch(&mut client, args.pid, extras)?, color, args.origins);
         std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut shown = String::new();
     loop {
-        let text = match fetch(&mut client, args.pid, events, args.rss) {
-            Ok(layout) => text(&layout, color),
+        let text = match fetch(&mut client, args.pid, extras) {
+            Ok(layout) => text(&layout, color, args.origins),
             // The process exited: say so and stop, like `watch -e`.
             Err(err) if !shown.is_empty() => {
                 println!("memmon: {err}");

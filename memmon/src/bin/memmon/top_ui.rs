@@ -196,6 +196,7 @@ fn layout_pane(feed: &mut Feed, pid: u32, comm: &str) -> Mode {
         pid,
         events: 0,
         rss: false,
+        origins: false,
     };
     let text = match feed.client().request(request) {
         Ok(Reply::Layout(layout)) => render_text(&layout, false),

@@ -25,6 +25,9 @@ fn layout(specs: &[Spec], heap_break: Option<u64>) -> Layout {
             sections: vec![],
             note: None,
             rss: None,
+            origin: None,
+            last_changed: None,
+            origins: Vec::new(),
         })
         .collect();
     // As the daemon does, the kernel's half is no gap.
