@@ -176,8 +176,12 @@ impl ProcessState {
         resolver: &dyn Resolver,
         interner: &mut Interner,
     ) -> bool {
-        if event.meta.ts_ns < self.snapshot_ns {
-            return false; // the snapshot already shows it
+        // The snapshot already shows the effect of an older event; only
+        // who made the memory is news (the process's first calls after
+        // exec land here, buffered while it was first read).
+        let stale = event.meta.ts_ns < self.snapshot_ns;
+        if stale && matches!(event.body, crate::events::EventBody::Shmat { .. }) {
+            return false; // naming its segment would read /proc
         }
         let (op, unresolved) = to_mem_op(event, resolver);
         if let Some(op) = op {
@@ -190,6 +194,10 @@ impl ProcessState {
                 call_site: CallSite::normalize(&self.space, event.meta.call_site, interner),
                 stack_id: None,
             });
+            if stale {
+                origin::apply(&mut self.origins, &op, None, &self.space, &origin);
+                return false;
+            }
             let brk_before = self.space.brk;
             Arc::make_mut(&mut self.space).apply(&op);
             origin::apply(&mut self.origins, &op, brk_before, &self.space, &origin);
