@@ -79,6 +79,7 @@ impl OriginMap {
         if let Some(lower) = self.spans.get_mut(&start) {
             lower.end = addr;
         }
+        self.totals.split(&upper.created);
         self.spans.insert(addr, upper);
     }
 

@@ -175,10 +175,13 @@ proptest! {
             // Totals are the spans' bytes.
             let mut sum = std::collections::HashMap::new();
             for (s, span) in map.spans() {
-                *sum.entry(SiteKey::of(&span.created)).or_insert(0) += span.end - s;
+                let entry = sum.entry(SiteKey::of(&span.created)).or_insert((0, 0));
+                entry.0 += span.end - s;
+                entry.1 += 1;
             }
             for (key, tally) in map.totals().iter() {
-                prop_assert_eq!(tally.bytes, sum.get(key).copied().unwrap_or(0));
+                let (bytes, spans) = sum.get(key).copied().unwrap_or((0, 0));
+                prop_assert_eq!((tally.bytes, tally.spans), (bytes, spans));
             }
         }
     }

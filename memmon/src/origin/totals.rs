@@ -127,6 +127,13 @@ impl SiteTotals {
         tally.sample(ts_ns, with_series || !tally.series.is_empty());
     }
 
+    /// One of the site's spans became two.
+    pub(super) fn split(&mut self, origin: &Origin) {
+        if let Some(tally) = self.sites.get_mut(&SiteKey::of(origin)) {
+            tally.spans += 1;
+        }
+    }
+
     pub(super) fn sub(&mut self, origin: &Origin, len: u64, ts_ns: u64) {
         let key = SiteKey::of(origin);
         if let Some(tally) = self.sites.get_mut(&key) {

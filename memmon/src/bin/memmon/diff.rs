@@ -111,6 +111,6 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
         table.end_row();
     }
     table.render(&mut out);
-    print!("{out}");
+    println!("{out}");
     Ok(ExitCode::SUCCESS)
 }

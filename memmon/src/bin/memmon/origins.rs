@@ -46,8 +46,8 @@ pub struct LeaksArgs {
     /// Least growth over the window to be listed (e.g. 1MiB, 65536).
     #[arg(long, value_name = "BYTES", default_value = "1MiB")]
     min_growth: bytesize::ByteSize,
-    /// The window (e.g. 30s, 5m); growth is remembered for about two
-    /// minutes of changes per call site.
+    /// The window, at least 4s (e.g. 30s, 5m); growth is sampled once a
+    /// second and remembered for about two minutes of changes per call site.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     window: Duration,
     #[arg(long)]
@@ -116,11 +116,20 @@ pub fn run_origins(args: OriginsArgs) -> anyhow::Result<ExitCode> {
         table.end_row();
     }
     table.render(&mut out);
-    print!("{out}");
+    println!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Growth is sampled once a second, and steadiness is judged by quarters.
+const MIN_LEAK_WINDOW: Duration = Duration::from_secs(4);
+
 pub fn run_leaks(args: LeaksArgs) -> anyhow::Result<ExitCode> {
+    if args.window < MIN_LEAK_WINDOW {
+        bail!(
+            "--window {} is too short: growth is sampled once a second, so give at least 4s",
+            humantime::format_duration(args.window)
+        );
+    }
     let mut client = Client::connect(&args.socket)?;
     let report = match client.request(Request::Leaks {
         window_ms: millis(args.window),
@@ -165,16 +174,19 @@ pub fn run_leaks(args: LeaksArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = String::new();
     table.render(&mut out);
-    print!("{out}");
+    println!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `mmap 12s ago by tid 41 from make_pool (app)`.
 fn origin_text(origin: &OriginView) -> String {
+    let age = humantime::format_duration(Duration::from_millis(origin.age_ms / 1000 * 1000));
+    if origin.syscall == "seed" {
+        return format!("already there when read from /proc {age} ago");
+    }
     format!(
-        "{} {} ago by tid {} from {}",
+        "{} {age} ago by tid {} from {}",
         origin.syscall,
-        humantime::format_duration(Duration::from_millis(origin.age_ms / 1000 * 1000)),
         origin.tid,
         site_text(origin.call_site.as_ref())
     )
@@ -235,5 +247,6 @@ pub(crate) fn render_origins(layout: &memmon::report::Layout, color: bool) -> St
         }
     }
     table.render(&mut out);
+    out.push('\n');
     out
 }
