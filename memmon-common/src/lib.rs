@@ -25,8 +25,8 @@ pub const PR_SET_VMA_ANON_NAME: u64 = 0;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// A memory syscall ([`tracepoints::MEMORY_SYSCALLS`]), paired
-    /// enter+exit: [`SyscallEvent`].
+    /// A memory syscall ([`tracepoints::MEMORY_SYSCALLS`]), seen at its
+    /// exit: [`SyscallEvent`].
     Syscall = 1,
     /// `sched_process_exec`: [`ExecEvent`].
     Exec = 2,
@@ -90,9 +90,21 @@ pub struct SyscallEvent {
     pub ret: i64,
     /// The call site: the word at the user stack pointer at the syscall's
     /// exit. Glibc's syscall wrappers are leaf functions, so it is the
-    /// return address into the wrapper's caller. 0 when unreadable.
+    /// return address into the wrapper's caller. 0 when unreadable or
+    /// when call sites are off (`CALL_SITES`).
     pub call_site: u64,
+    /// The user stack's id in `STACK_TRACES` when stacks are on
+    /// (`STACKS`), else [`NO_STACK`] (off, or the capture failed).
+    pub stack_id: i32,
+    pub _pad1: u32,
 }
+
+/// [`SyscallEvent::stack_id`] when no stack was captured.
+pub const NO_STACK: i32 = -1;
+/// Stacks `STACK_TRACES` holds; a new stack whose bucket is taken is
+/// counted, never stored over another (no `BPF_F_REUSE_STACKID`: an old
+/// region's id must keep naming its own stack).
+pub const STACK_MAP_ENTRIES: u32 = 8192;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -239,6 +251,9 @@ pub mod names {
     pub const LAYOUT: &str = "LAYOUT";
     pub const KERNEL_LAYOUT: &str = "KERNEL_LAYOUT";
     pub const SEEN_SYSCALLS: &str = "SEEN_SYSCALLS";
+    pub const CALL_SITES: &str = "CALL_SITES";
+    pub const STACKS: &str = "STACKS";
+    pub const STACK_TRACES: &str = "STACK_TRACES";
 }
 
 /// Native syscall numbers whose layout changes memmon sees without the
@@ -341,12 +356,12 @@ mod user_pod {
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 40);
-    assert!(core::mem::size_of::<SyscallEvent>() == 112);
+    assert!(core::mem::size_of::<SyscallEvent>() == 120);
     assert!(core::mem::size_of::<ExecEvent>() == 304);
     assert!(core::mem::size_of::<ForkEvent>() == 56);
     assert!(core::mem::size_of::<ExitEvent>() == 48);
     assert!(core::mem::size_of::<VmaNameEvent>() == 144);
     assert!(core::mem::size_of::<TracepointLayout>() == 48);
-    assert!(core::mem::size_of::<FileMmapEvent>() == 112 + 24 + 768);
+    assert!(core::mem::size_of::<FileMmapEvent>() == 120 + 24 + 768);
     assert!(core::mem::size_of::<KernelLayout>() == 92);
 };

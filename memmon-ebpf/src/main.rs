@@ -36,7 +36,7 @@ use aya_ebpf::{
 };
 use memmon_common::{
     CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent,
-    IO_SETUP_RING_ARG, MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent,
+    IO_SETUP_RING_ARG, MAP_ANONYMOUS, NO_STACK, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent,
     TracepointLayout, VMA_NAME_LEN, VmaNameEvent, counter, syscall_record,
 };
 
@@ -59,6 +59,11 @@ static LOST_PIDS: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 256 * 1024;
 
+/// 1 (the default): read each memory syscall's call site ([`call_site`]);
+/// userspace sets 0 for `call_sites = false`.
+#[unsafe(no_mangle)]
+static CALL_SITES: u32 = 1;
+
 /// Field offsets read from tracefs by userspace.
 #[unsafe(no_mangle)]
 static LAYOUT: TracepointLayout = TracepointLayout::DEFAULT;
@@ -68,6 +73,13 @@ fn layout() -> TracepointLayout {
     // SAFETY: a plain read of a global that userspace patches before load;
     // volatile keeps the compiler from folding in the default.
     unsafe { read_volatile(&LAYOUT) }
+}
+
+/// Whether a switch global that userspace patches before load is on.
+#[inline(always)]
+fn switched_on(global: &u32) -> bool {
+    // SAFETY: as for `layout`.
+    unsafe { read_volatile(global) != 0 }
 }
 
 #[inline(always)]
@@ -253,9 +265,14 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
     let ret = syscall_ret(ctx);
     let regs = user_regs();
     let mut args = syscall_args(regs);
-    let call_site = call_site(regs);
+    let call_site = if switched_on(&CALL_SITES) {
+        call_site(regs)
+    } else {
+        0
+    };
+    let stack_id = NO_STACK;
     if is_file_mmap(nr, &args, ret) {
-        emit_file_mmap(nr, &args, ret, call_site);
+        emit_file_mmap(nr, &args, ret, call_site, stack_id);
         return;
     }
     if nr == layout().nr_io_setup && ret == 0 {
@@ -271,6 +288,8 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
             args,
             ret,
             call_site,
+            stack_id,
+            _pad1: 0,
         },
     );
 }
@@ -285,7 +304,7 @@ fn is_file_mmap(nr: u32, args: &[u64; 6], ret: i64) -> bool {
 /// The syscall record with the file's identity and path
 /// ([`file_identity`]); built in place, it is too large for the stack.
 #[inline(always)]
-fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64) {
+fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64, stack_id: i32) {
     let header = header(EventKind::FileMmap);
     emit_in_place::<FileMmapEvent>(header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; `fill` writes every
@@ -298,6 +317,8 @@ fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64) {
                 args: *args,
                 ret,
                 call_site,
+                stack_id,
+                _pad1: 0,
             });
             // An `int` fd: only the register's low 32 bits are the value.
             file_identity::fill(event, args[4] as i32);

@@ -27,12 +27,15 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/me
 pub struct LoadOptions {
     /// Ring buffer size in bytes: a power of two, at least a page.
     pub ringbuf_size: u64,
+    /// Read each memory syscall's call site (`config::DEFAULT_CALL_SITES`).
+    pub call_sites: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             ringbuf_size: DEFAULT_RINGBUF_SIZE,
+            call_sites: crate::config::DEFAULT_CALL_SITES,
         }
     }
 }
@@ -95,12 +98,14 @@ impl Probes {
         let wakeup_bytes: u64 = size / 8;
         let kernel_layout: KernelLayout = read_kernel_layout()?;
         let seen = super::unseen::seen_syscalls();
+        let call_sites = u32::from(options.call_sites);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::EVENTS, size as u32)
             .override_global(names::LAYOUT, &layout, true)
             .override_global(names::KERNEL_LAYOUT, &kernel_layout, true)
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .override_global(names::SEEN_SYSCALLS, &seen, true)
+            .override_global(names::CALL_SITES, &call_sites, true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
         let mut btf = None;

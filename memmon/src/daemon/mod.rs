@@ -69,6 +69,8 @@ pub struct DaemonConfig {
     pub read_deadline: Duration,
     /// Read ELF headers of files on FUSE and network filesystems too.
     pub read_elf_on_network_fs: bool,
+    /// Read each memory syscall's call site in the kernel.
+    pub call_sites: bool,
 }
 
 /// The file's settings as the daemon takes them, except `socket_group`:
@@ -90,6 +92,7 @@ impl From<&crate::config::Config> for DaemonConfig {
             io_threads: crate::io_pool::DEFAULT_THREADS,
             read_deadline: crate::report::DEFAULT_READ_DEADLINE,
             read_elf_on_network_fs: config.read_elf_on_network_fs,
+            call_sites: config.call_sites,
         }
     }
 }
@@ -156,6 +159,7 @@ impl Daemon {
     pub async fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
         let mut probes = Probes::load(&LoadOptions {
             ringbuf_size: config.ringbuf_size,
+            call_sites: config.call_sites,
         })?;
         let stream = probes.event_stream()?;
         let listener = server::bind(&config.socket, config.socket_group)?;

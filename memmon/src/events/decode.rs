@@ -249,6 +249,8 @@ mod tests {
             args,
             ret,
             call_site: 0x5555_5555_1234,
+            stack_id: memmon_common::NO_STACK,
+            _pad1: 0,
         })
     }
 
@@ -261,6 +263,8 @@ mod tests {
                 args: [0, 8192, 5, 0x2, 3, 4096],
                 ret: 0x7f15_a082_3000,
                 call_site: 0x5555_5555_1234,
+                stack_id: 7,
+                _pad1: 0,
             },
             ino: 1_234_567,
             dev: (259 << 20) | 3,

@@ -49,6 +49,10 @@ pub struct DaemonArgs {
     /// How metrics group processes.
     #[arg(long, value_enum, default_value_t = Grouping::default())]
     grouping: Grouping,
+    /// Do not read memory syscalls' call sites in the kernel (they are
+    /// read by default: `call_sites = true`).
+    #[arg(long)]
+    no_call_sites: bool,
 }
 
 /// The file's settings with the flags laid over them.
@@ -91,6 +95,9 @@ fn overlay(config: &mut Config, args: &DaemonArgs, matches: &ArgMatches) {
     if given("grouping") {
         config.grouping = args.grouping;
     }
+    if args.no_call_sites {
+        config.call_sites = false;
+    }
 }
 
 pub fn run(args: DaemonArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
@@ -127,6 +134,8 @@ pub fn run(args: DaemonArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use clap::{Command, FromArgMatches as _};
+
+    use memmon::config::DEFAULT_CALL_SITES;
 
     use super::*;
 
@@ -170,6 +179,7 @@ mod tests {
             "--history=3",
             "--verify-interval=0",
             "--grouping=comm",
+            "--no-call-sites",
         ]);
         let mut config = file();
         overlay(&mut config, &args, &matches);
@@ -183,6 +193,7 @@ mod tests {
                 history_len: 3,
                 verify_interval_secs: 0,
                 grouping: Grouping::Comm,
+                call_sites: false,
                 ..file()
             }
         );
@@ -217,5 +228,10 @@ mod tests {
                 "{shown} in {help}"
             );
         }
+        // Switches show their default in their text.
+        assert!(
+            help.contains(&format!("call_sites = {DEFAULT_CALL_SITES}")),
+            "{help}"
+        );
     }
 }

@@ -38,6 +38,7 @@ pub struct TraceArgs {
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     let mut probes = Probes::load(&LoadOptions {
         ringbuf_size: args.ringbuf_size,
+        ..LoadOptions::default()
     })?;
     let rt = super::runtime()?;
     // The ring buffer registers with the runtime's reactor.
