@@ -239,7 +239,20 @@ pub mod counter {
     /// tracepoints do not show (compat, `int 0x80`, or not modelled): the
     /// process was marked lost.
     pub const UNSEEN_LAYOUT_CHANGE: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// `bpf_get_stackid` failed: no free entry (-ENOMEM), ...
+    pub const STACK_MAP_FULL: u32 = 3;
+    /// ... the stack's bucket holds another stack (-EEXIST), ...
+    pub const STACK_COLLISION: u32 = 4;
+    /// ... or anything else (-EFAULT: no user stack to walk).
+    pub const STACK_OTHER: u32 = 5;
+    pub const COUNT: u32 = 6;
+
+    /// The `bpf_get_stackid` failure slots, by reason.
+    pub const STACK_FAILURES: [(u32, &str); 3] = [
+        (STACK_MAP_FULL, "map_full"),
+        (STACK_COLLISION, "collision"),
+        (STACK_OTHER, "other"),
+    ];
 }
 
 /// Names of the maps and globals, shared so that both sides spell them alike.

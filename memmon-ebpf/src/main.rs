@@ -17,6 +17,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod file_identity;
+mod stacks;
 mod unseen;
 
 use core::ptr::{addr_of_mut, read_volatile};
@@ -36,7 +37,7 @@ use aya_ebpf::{
 };
 use memmon_common::{
     CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent,
-    IO_SETUP_RING_ARG, MAP_ANONYMOUS, NO_STACK, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent,
+    IO_SETUP_RING_ARG, MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent,
     TracepointLayout, VMA_NAME_LEN, VmaNameEvent, counter, syscall_record,
 };
 
@@ -270,7 +271,7 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
     } else {
         0
     };
-    let stack_id = NO_STACK;
+    let stack_id = stacks::capture(ctx);
     if is_file_mmap(nr, &args, ret) {
         emit_file_mmap(nr, &args, ret, call_site, stack_id);
         return;

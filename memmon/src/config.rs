@@ -25,6 +25,8 @@ pub const DEFAULT_VERIFY_BATCH: usize = 16;
 /// The call site (one user stack word) is read at every memory syscall:
 /// `cargo xtask bench` measures what it adds (README, "Overhead").
 pub const DEFAULT_CALL_SITES: bool = true;
+/// Full user stacks cost a stack walk per memory syscall: opt-in.
+pub const DEFAULT_STACKS: bool = false;
 
 /// How processes are grouped in metrics (never by pid unless opted in).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -70,6 +72,8 @@ pub struct Config {
     /// Read each memory syscall's call site (the return address into the
     /// caller of the libc wrapper).
     pub call_sites: bool,
+    /// Capture each memory syscall's full user stack (by frame pointers).
+    pub stacks: bool,
 }
 
 impl Default for Config {
@@ -87,6 +91,7 @@ impl Default for Config {
             verify_batch: DEFAULT_VERIFY_BATCH,
             read_elf_on_network_fs: false,
             call_sites: DEFAULT_CALL_SITES,
+            stacks: DEFAULT_STACKS,
         }
     }
 }

@@ -146,6 +146,7 @@ fn exposition_passes_promtool_and_has_no_pid_or_address() {
         "memmon_events_lost_total",
         "memmon_events_undecodable_total",
         "memmon_lost_pids_full_total",
+        "memmon_stack_capture_failures_total",
         "memmon_snapshots_installed_total",
         "memmon_snapshots_failed_total",
         "memmon_verify_rounds_total",

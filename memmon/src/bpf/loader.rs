@@ -2,7 +2,7 @@
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, TracePoint},
 };
 use memmon_common::{
@@ -11,7 +11,7 @@ use memmon_common::{
 };
 
 use super::{
-    BpfError, EventStream,
+    BpfError, EventStream, StackTable,
     btf::read_kernel_layout,
     layout::{check_syscall_args, read_layout},
     preflight::{check_btf, check_privileges, ensure_tracefs},
@@ -29,6 +29,8 @@ pub struct LoadOptions {
     pub ringbuf_size: u64,
     /// Read each memory syscall's call site (`config::DEFAULT_CALL_SITES`).
     pub call_sites: bool,
+    /// Capture each memory syscall's user stack (`config::DEFAULT_STACKS`).
+    pub stacks: bool,
 }
 
 impl Default for LoadOptions {
@@ -36,6 +38,7 @@ impl Default for LoadOptions {
         Self {
             ringbuf_size: DEFAULT_RINGBUF_SIZE,
             call_sites: crate::config::DEFAULT_CALL_SITES,
+            stacks: crate::config::DEFAULT_STACKS,
         }
     }
 }
@@ -99,6 +102,7 @@ impl Probes {
         let kernel_layout: KernelLayout = read_kernel_layout()?;
         let seen = super::unseen::seen_syscalls();
         let call_sites = u32::from(options.call_sites);
+        let stacks = u32::from(options.stacks);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::EVENTS, size as u32)
             .override_global(names::LAYOUT, &layout, true)
@@ -106,6 +110,7 @@ impl Probes {
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .override_global(names::SEEN_SYSCALLS, &seen, true)
             .override_global(names::CALL_SITES, &call_sites, true)
+            .override_global(names::STACKS, &stacks, true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
         let mut btf = None;
@@ -176,6 +181,34 @@ impl Probes {
             source,
         })?;
         EventStream::new(ring)
+    }
+
+    /// Takes the stack map for sharing with workers; call once. Its
+    /// entries are those of `stacks = true` (none when stacks are off).
+    pub fn stack_table(&mut self) -> Result<StackTable, BpfError> {
+        let map = self
+            .ebpf
+            .take_map(names::STACK_TRACES)
+            .ok_or(BpfError::Map {
+                what: names::STACK_TRACES,
+                source: aya::maps::MapError::InvalidName {
+                    name: names::STACK_TRACES.into(),
+                },
+            })?;
+        let map = StackTraceMap::try_from(map).map_err(|source| BpfError::Map {
+            what: names::STACK_TRACES,
+            source,
+        })?;
+        Ok(StackTable::new(map))
+    }
+
+    /// Stacks the kernel could not store, by reason (`map_full`,
+    /// `collision`, `other`).
+    pub fn stack_capture_failures(&self) -> Vec<(&'static str, u64)> {
+        counter::STACK_FAILURES
+            .iter()
+            .map(|&(slot, reason)| (reason, self.counter(slot)))
+            .collect()
     }
 
     fn counter(&self, index: u32) -> u64 {

@@ -118,6 +118,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "Times the kernel could not record which process lost an event because its lost-process map was full; each resyncs every process.",
     ),
     doc(
+        "memmon_stack_capture_failures_total",
+        "counter",
+        &["reason"],
+        "User stacks (stacks = true) the kernel could not store in its bounded stack map, by reason: map_full (no free entry), collision (the stack's bucket holds another stack; ids are never reused), other (e.g. no user stack to walk). Those events carry no stack id.",
+    ),
+    doc(
         "memmon_resyncs_total",
         "counter",
         &["reason"],

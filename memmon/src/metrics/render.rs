@@ -146,6 +146,13 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
+    counters(
+        &mut r,
+        "memmon_stack_capture_failures_total",
+        snap.stack_capture_failures_total
+            .iter()
+            .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
+    );
     let per_endpoint = |f: fn(&EndpointStats) -> u64| {
         snap.connections
             .by_endpoint()

@@ -53,6 +53,10 @@ pub struct DaemonArgs {
     /// read by default: `call_sites = true`).
     #[arg(long)]
     no_call_sites: bool,
+    /// Also capture each memory syscall's full user stack (off by default:
+    /// `stacks = false`).
+    #[arg(long)]
+    stacks: bool,
 }
 
 /// The file's settings with the flags laid over them.
@@ -98,6 +102,9 @@ fn overlay(config: &mut Config, args: &DaemonArgs, matches: &ArgMatches) {
     if args.no_call_sites {
         config.call_sites = false;
     }
+    if args.stacks {
+        config.stacks = true;
+    }
 }
 
 pub fn run(args: DaemonArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
@@ -135,7 +142,7 @@ pub fn run(args: DaemonArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
 mod tests {
     use clap::{Command, FromArgMatches as _};
 
-    use memmon::config::DEFAULT_CALL_SITES;
+    use memmon::config::{DEFAULT_CALL_SITES, DEFAULT_STACKS};
 
     use super::*;
 
@@ -180,6 +187,7 @@ mod tests {
             "--verify-interval=0",
             "--grouping=comm",
             "--no-call-sites",
+            "--stacks",
         ]);
         let mut config = file();
         overlay(&mut config, &args, &matches);
@@ -194,6 +202,7 @@ mod tests {
                 verify_interval_secs: 0,
                 grouping: Grouping::Comm,
                 call_sites: false,
+                stacks: true,
                 ..file()
             }
         );
@@ -231,6 +240,10 @@ mod tests {
         // Switches show their default in their text.
         assert!(
             help.contains(&format!("call_sites = {DEFAULT_CALL_SITES}")),
+            "{help}"
+        );
+        assert!(
+            help.contains(&format!("stacks = {DEFAULT_STACKS}")),
             "{help}"
         );
     }
