@@ -43,6 +43,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// How many kinds there are (numbered 1..=COUNT).
+    pub const COUNT: u32 = 6;
+
     pub const fn from_u32(raw: u32) -> Option<Self> {
         match raw {
             1 => Some(Self::Syscall),
@@ -228,24 +231,71 @@ pub struct KernelLayout {
     pub valid: u32,
 }
 
-/// Indices into the per-CPU `COUNTERS` array.
+/// Indices into the per-CPU `COUNTERS` array: losses, and every error
+/// path of the kernel programs (each has its slot; userspace exports them
+/// labelled from [`counter::ERRORS`] and [`counter::STACK_FAILURES`]).
 pub mod counter {
-    /// Records dropped because the ring buffer was full.
-    pub const RINGBUF_LOST: u32 = 0;
+    use super::EventKind;
+
     /// A process could not be marked lost because `LOST_PIDS` was full:
     /// userspace must resync every process.
-    pub const LOST_PIDS_FULL: u32 = 1;
+    pub const LOST_PIDS_FULL: u32 = 0;
     /// The mmap lock was taken for writing by a syscall the syscall
     /// tracepoints do not show (compat, `int 0x80`, or not modelled): the
     /// process was marked lost.
-    pub const UNSEEN_LAYOUT_CHANGE: u32 = 2;
+    pub const UNSEEN_LAYOUT_CHANGE: u32 = 1;
     /// `bpf_get_stackid` failed: no free entry (-ENOMEM), ...
-    pub const STACK_MAP_FULL: u32 = 3;
+    pub const STACK_MAP_FULL: u32 = 2;
     /// ... the stack's bucket holds another stack (-EEXIST), ...
-    pub const STACK_COLLISION: u32 = 4;
+    pub const STACK_COLLISION: u32 = 3;
     /// ... or anything else (-EFAULT: no user stack to walk).
-    pub const STACK_OTHER: u32 = 5;
-    pub const COUNT: u32 = 6;
+    pub const STACK_OTHER: u32 = 4;
+    /// Records of each [`EventKind`] dropped because the ring buffer was
+    /// full, one slot per kind: see [`ringbuf_full`].
+    pub const RINGBUF_FULL: u32 = 5;
+    /// The user stack word that is the call site could not be read.
+    pub const READ_CALL_SITE: u32 = RINGBUF_FULL + EventKind::COUNT;
+    /// The ring address io_setup stored at `*ctxp` could not be read.
+    pub const READ_IO_SETUP_RING: u32 = READ_CALL_SITE + 1;
+    /// A file mmap's fd led to no file the programs could read: its
+    /// identity is left to userspace.
+    pub const READ_MAPPED_FILE: u32 = READ_CALL_SITE + 2;
+    /// prctl(PR_SET_VMA_ANON_NAME)'s name could not be read.
+    pub const READ_VMA_NAME: u32 = READ_CALL_SITE + 3;
+    /// A field of a `sched_process_exec` record could not be read.
+    pub const READ_EXEC: u32 = READ_CALL_SITE + 4;
+    /// A field of a `sched_process_exit` record could not be read.
+    pub const READ_EXIT: u32 = READ_CALL_SITE + 5;
+    /// The forked child's task could not be read (both sides resync).
+    pub const READ_FORK_CHILD: u32 = READ_CALL_SITE + 6;
+    pub const COUNT: u32 = READ_CALL_SITE + 7;
+
+    /// The slot counting `kind`'s records lost to a full ring buffer.
+    pub const fn ringbuf_full(kind: EventKind) -> u32 {
+        RINGBUF_FULL + kind as u32 - 1
+    }
+
+    /// Each error slot with its labels: what failed (`kind`) and the
+    /// event it was for.
+    pub const ERRORS: [(u32, &str, &str); 13] = [
+        (ringbuf_full(EventKind::Syscall), "ringbuf_full", "syscall"),
+        (ringbuf_full(EventKind::Exec), "ringbuf_full", "exec"),
+        (ringbuf_full(EventKind::Fork), "ringbuf_full", "fork"),
+        (ringbuf_full(EventKind::Exit), "ringbuf_full", "exit"),
+        (ringbuf_full(EventKind::VmaName), "ringbuf_full", "vma_name"),
+        (
+            ringbuf_full(EventKind::FileMmap),
+            "ringbuf_full",
+            "file_mmap",
+        ),
+        (READ_CALL_SITE, "read_call_site", "syscall"),
+        (READ_IO_SETUP_RING, "read_io_setup_ring", "syscall"),
+        (READ_MAPPED_FILE, "read_mapped_file", "file_mmap"),
+        (READ_VMA_NAME, "read_vma_name", "vma_name"),
+        (READ_EXEC, "read_record", "exec"),
+        (READ_EXIT, "read_record", "exit"),
+        (READ_FORK_CHILD, "read_child_task", "fork"),
+    ];
 
     /// The `bpf_get_stackid` failure slots, by reason.
     pub const STACK_FAILURES: [(u32, &str); 3] = [
@@ -377,4 +427,14 @@ const _: () = {
     assert!(core::mem::size_of::<TracepointLayout>() == 48);
     assert!(core::mem::size_of::<FileMmapEvent>() == 120 + 24 + 768);
     assert!(core::mem::size_of::<KernelLayout>() == 92);
+    // Every ring-buffer kind and read has its own slot, below COUNT.
+    let mut seen = 0u64;
+    let mut i = 0;
+    while i < counter::ERRORS.len() {
+        let slot = counter::ERRORS[i].0;
+        assert!(slot < counter::COUNT && seen & (1 << slot) == 0);
+        seen |= 1 << slot;
+        i += 1;
+    }
+    assert!(counter::ERRORS.len() as u32 == counter::COUNT - counter::RINGBUF_FULL);
 };

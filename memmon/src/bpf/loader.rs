@@ -220,7 +220,18 @@ impl Probes {
 
     /// Records the kernel could not queue because the ring buffer was full.
     pub fn lost_events(&self) -> u64 {
-        self.counter(counter::RINGBUF_LOST)
+        (counter::RINGBUF_FULL..counter::READ_CALL_SITE)
+            .map(|slot| self.counter(slot))
+            .sum()
+    }
+
+    /// Each error path of the kernel programs with how often it was
+    /// taken: `(kind, event, count)`, labelled by `counter::ERRORS`.
+    pub fn kernel_errors(&self) -> Vec<(&'static str, &'static str, u64)> {
+        counter::ERRORS
+            .iter()
+            .map(|&(slot, kind, event)| (kind, event, self.counter(slot)))
+            .collect()
     }
 
     /// Mmap write locks taken inside syscalls the tracepoints do not show;

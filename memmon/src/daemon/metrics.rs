@@ -146,6 +146,11 @@ impl Workers {
                 .iter()
                 .map(|&(reason, n)| (reason.to_owned(), n))
                 .collect(),
+            kernel_errors_total: counters
+                .kernel_errors
+                .iter()
+                .map(|&(kind, event, n)| ((kind.to_owned(), event.to_owned()), n))
+                .collect(),
             buffered_events_dropped_total: counters.buffered_events_dropped,
             drain_gap_max_seconds: counters.drain_gap_max_seconds,
             resyncs_total: counters

@@ -371,6 +371,7 @@ impl Daemon {
                 unseen_layout_changes: self.probes.unseen_layout_changes(),
                 lost_pids_full: self.probes.lost_pids_full(),
                 stack_capture_failures: self.probes.stack_capture_failures(),
+                kernel_errors: self.probes.kernel_errors(),
                 resyncs: stats.resyncs.clone(),
                 snapshots_installed: stats.snapshots_installed,
                 snapshots_failed: stats.snapshots_failed,
