@@ -25,8 +25,8 @@ pub const PR_SET_VMA_ANON_NAME: u64 = 0;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// A memory syscall ([`tracepoints::MEMORY_SYSCALLS`]), paired
-    /// enter+exit: [`SyscallEvent`].
+    /// A memory syscall ([`tracepoints::MEMORY_SYSCALLS`]), seen at its
+    /// exit: [`SyscallEvent`].
     Syscall = 1,
     /// `sched_process_exec`: [`ExecEvent`].
     Exec = 2,
@@ -43,6 +43,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// How many kinds there are (numbered 1..=COUNT).
+    pub const COUNT: u32 = 6;
+
     pub const fn from_u32(raw: u32) -> Option<Self> {
         match raw {
             1 => Some(Self::Syscall),
@@ -90,9 +93,21 @@ pub struct SyscallEvent {
     pub ret: i64,
     /// The call site: the word at the user stack pointer at the syscall's
     /// exit. Glibc's syscall wrappers are leaf functions, so it is the
-    /// return address into the wrapper's caller. 0 when unreadable.
+    /// return address into the wrapper's caller. 0 when unreadable or
+    /// when call sites are off (`CALL_SITES`).
     pub call_site: u64,
+    /// The user stack's id in `STACK_TRACES` when stacks are on
+    /// (`STACKS`), else [`NO_STACK`] (off, or the capture failed).
+    pub stack_id: i32,
+    pub _pad1: u32,
 }
+
+/// [`SyscallEvent::stack_id`] when no stack was captured.
+pub const NO_STACK: i32 = -1;
+/// Stacks `STACK_TRACES` holds; a new stack whose bucket is taken is
+/// counted, never stored over another (no `BPF_F_REUSE_STACKID`: an old
+/// region's id must keep naming its own stack).
+pub const STACK_MAP_ENTRIES: u32 = 8192;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -216,18 +231,78 @@ pub struct KernelLayout {
     pub valid: u32,
 }
 
-/// Indices into the per-CPU `COUNTERS` array.
+/// Indices into the per-CPU `COUNTERS` array: losses, and every error
+/// path of the kernel programs (each has its slot; userspace exports them
+/// labelled from [`counter::ERRORS`] and [`counter::STACK_FAILURES`]).
 pub mod counter {
-    /// Records dropped because the ring buffer was full.
-    pub const RINGBUF_LOST: u32 = 0;
+    use super::EventKind;
+
     /// A process could not be marked lost because `LOST_PIDS` was full:
     /// userspace must resync every process.
-    pub const LOST_PIDS_FULL: u32 = 1;
+    pub const LOST_PIDS_FULL: u32 = 0;
     /// The mmap lock was taken for writing by a syscall the syscall
     /// tracepoints do not show (compat, `int 0x80`, or not modelled): the
     /// process was marked lost.
-    pub const UNSEEN_LAYOUT_CHANGE: u32 = 2;
-    pub const COUNT: u32 = 3;
+    pub const UNSEEN_LAYOUT_CHANGE: u32 = 1;
+    /// `bpf_get_stackid` failed: no free entry (-ENOMEM), ...
+    pub const STACK_MAP_FULL: u32 = 2;
+    /// ... the stack's bucket holds another stack (-EEXIST), ...
+    pub const STACK_COLLISION: u32 = 3;
+    /// ... or anything else (-EFAULT: no user stack to walk).
+    pub const STACK_OTHER: u32 = 4;
+    /// Records of each [`EventKind`] dropped because the ring buffer was
+    /// full, one slot per kind: see [`ringbuf_full`].
+    pub const RINGBUF_FULL: u32 = 5;
+    /// The user stack word that is the call site could not be read.
+    pub const READ_CALL_SITE: u32 = RINGBUF_FULL + EventKind::COUNT;
+    /// The ring address io_setup stored at `*ctxp` could not be read.
+    pub const READ_IO_SETUP_RING: u32 = READ_CALL_SITE + 1;
+    /// A file mmap's fd led to no file the programs could read: its
+    /// identity is left to userspace.
+    pub const READ_MAPPED_FILE: u32 = READ_CALL_SITE + 2;
+    /// prctl(PR_SET_VMA_ANON_NAME)'s name could not be read.
+    pub const READ_VMA_NAME: u32 = READ_CALL_SITE + 3;
+    /// A field of a `sched_process_exec` record could not be read.
+    pub const READ_EXEC: u32 = READ_CALL_SITE + 4;
+    /// A field of a `sched_process_exit` record could not be read.
+    pub const READ_EXIT: u32 = READ_CALL_SITE + 5;
+    /// The forked child's task could not be read (both sides resync).
+    pub const READ_FORK_CHILD: u32 = READ_CALL_SITE + 6;
+    pub const COUNT: u32 = READ_CALL_SITE + 7;
+
+    /// The slot counting `kind`'s records lost to a full ring buffer.
+    pub const fn ringbuf_full(kind: EventKind) -> u32 {
+        RINGBUF_FULL + kind as u32 - 1
+    }
+
+    /// Each error slot with its labels: what failed (`kind`) and the
+    /// event it was for.
+    pub const ERRORS: [(u32, &str, &str); 13] = [
+        (ringbuf_full(EventKind::Syscall), "ringbuf_full", "syscall"),
+        (ringbuf_full(EventKind::Exec), "ringbuf_full", "exec"),
+        (ringbuf_full(EventKind::Fork), "ringbuf_full", "fork"),
+        (ringbuf_full(EventKind::Exit), "ringbuf_full", "exit"),
+        (ringbuf_full(EventKind::VmaName), "ringbuf_full", "vma_name"),
+        (
+            ringbuf_full(EventKind::FileMmap),
+            "ringbuf_full",
+            "file_mmap",
+        ),
+        (READ_CALL_SITE, "read_call_site", "syscall"),
+        (READ_IO_SETUP_RING, "read_io_setup_ring", "syscall"),
+        (READ_MAPPED_FILE, "read_mapped_file", "file_mmap"),
+        (READ_VMA_NAME, "read_vma_name", "vma_name"),
+        (READ_EXEC, "read_record", "exec"),
+        (READ_EXIT, "read_record", "exit"),
+        (READ_FORK_CHILD, "read_child_task", "fork"),
+    ];
+
+    /// The `bpf_get_stackid` failure slots, by reason.
+    pub const STACK_FAILURES: [(u32, &str); 3] = [
+        (STACK_MAP_FULL, "map_full"),
+        (STACK_COLLISION, "collision"),
+        (STACK_OTHER, "other"),
+    ];
 }
 
 /// Names of the maps and globals, shared so that both sides spell them alike.
@@ -239,6 +314,9 @@ pub mod names {
     pub const LAYOUT: &str = "LAYOUT";
     pub const KERNEL_LAYOUT: &str = "KERNEL_LAYOUT";
     pub const SEEN_SYSCALLS: &str = "SEEN_SYSCALLS";
+    pub const CALL_SITES: &str = "CALL_SITES";
+    pub const STACKS: &str = "STACKS";
+    pub const STACK_TRACES: &str = "STACK_TRACES";
 }
 
 /// Native syscall numbers whose layout changes memmon sees without the
@@ -341,12 +419,22 @@ mod user_pod {
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 40);
-    assert!(core::mem::size_of::<SyscallEvent>() == 112);
+    assert!(core::mem::size_of::<SyscallEvent>() == 120);
     assert!(core::mem::size_of::<ExecEvent>() == 304);
     assert!(core::mem::size_of::<ForkEvent>() == 56);
     assert!(core::mem::size_of::<ExitEvent>() == 48);
     assert!(core::mem::size_of::<VmaNameEvent>() == 144);
     assert!(core::mem::size_of::<TracepointLayout>() == 48);
-    assert!(core::mem::size_of::<FileMmapEvent>() == 112 + 24 + 768);
+    assert!(core::mem::size_of::<FileMmapEvent>() == 120 + 24 + 768);
     assert!(core::mem::size_of::<KernelLayout>() == 92);
+    // Every ring-buffer kind and read has its own slot, below COUNT.
+    let mut seen = 0u64;
+    let mut i = 0;
+    while i < counter::ERRORS.len() {
+        let slot = counter::ERRORS[i].0;
+        assert!(slot < counter::COUNT && seen & (1 << slot) == 0);
+        seen |= 1 << slot;
+        i += 1;
+    }
+    assert!(counter::ERRORS.len() as u32 == counter::COUNT - counter::RINGBUF_FULL);
 };

@@ -17,6 +17,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod file_identity;
+mod stacks;
 mod unseen;
 
 use core::ptr::{addr_of_mut, read_volatile};
@@ -37,14 +38,15 @@ use aya_ebpf::{
 use memmon_common::{
     CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent,
     IO_SETUP_RING_ARG, MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent,
-    TracepointLayout, VMA_NAME_LEN, VmaNameEvent, counter, syscall_record,
+    TracepointLayout, VMA_NAME_LEN, VmaNameEvent, counter, file_status, syscall_record,
 };
 
 /// Userspace sets the real size (`--ringbuf-size`) at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Loss and pairing counters, see `memmon_common::counter`.
+/// Loss and error counters, one slot per error path: see
+/// `memmon_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -59,6 +61,11 @@ static LOST_PIDS: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 256 * 1024;
 
+/// 1 (the default): read each memory syscall's call site ([`call_site`]);
+/// userspace sets 0 for `call_sites = false`.
+#[unsafe(no_mangle)]
+static CALL_SITES: u32 = 1;
+
 /// Field offsets read from tracefs by userspace.
 #[unsafe(no_mangle)]
 static LAYOUT: TracepointLayout = TracepointLayout::DEFAULT;
@@ -68,6 +75,13 @@ fn layout() -> TracepointLayout {
     // SAFETY: a plain read of a global that userspace patches before load;
     // volatile keeps the compiler from folding in the default.
     unsafe { read_volatile(&LAYOUT) }
+}
+
+/// Whether a switch global that userspace patches before load is on.
+#[inline(always)]
+fn switched_on(global: &u32) -> bool {
+    // SAFETY: as for `layout`.
+    unsafe { read_volatile(global) != 0 }
 }
 
 #[inline(always)]
@@ -103,9 +117,10 @@ fn mark_lost(tgid: u32, records: u64) {
     }
 }
 
+/// A `kind` record of `tgid` found the ring buffer full.
 #[inline(always)]
-fn record_loss(tgid: u32) {
-    bump(counter::RINGBUF_LOST);
+fn record_loss(kind: EventKind, tgid: u32) {
+    bump(counter::ringbuf_full(kind));
     mark_lost(tgid, 1);
 }
 
@@ -190,12 +205,19 @@ fn syscall_args(regs: *const pt_regs) -> [u64; 6] {
 /// The call site of the current syscall: the word at the user stack
 /// pointer. Glibc's syscall wrappers (mmap64, munmap, ...) are leaf
 /// functions that `call` nothing, so `rsp` still points at the return
-/// address their caller pushed. 0 when the stack page is not readable.
+/// address their caller pushed. 0 (counted) when the stack page is not
+/// readable.
 #[inline(always)]
 fn call_site(regs: *const pt_regs) -> u64 {
     // SAFETY: a BTF-typed load of a pt_regs field, as in `syscall_args`;
     // the user read goes through the helper, which faults safely.
-    unsafe { bpf_probe_read_user((*regs).rsp as *const u64) }.unwrap_or(0)
+    match unsafe { bpf_probe_read_user((*regs).rsp as *const u64) } {
+        Ok(word) => word,
+        Err(_) => {
+            bump(counter::READ_CALL_SITE);
+            0
+        }
+    }
 }
 
 #[inline(always)]
@@ -212,29 +234,36 @@ fn header(kind: EventKind) -> EventHeader {
     }
 }
 
-/// Reserves a record, writes `value` whole and submits it; counts a loss
-/// when the ring buffer is full.
+/// Reserves a record, writes `value` (of `header`'s kind) whole and
+/// submits it; counts a loss when the ring buffer is full.
 #[inline(always)]
-fn emit<T: 'static>(tgid: u32, value: T) {
+fn emit<T: 'static>(header: &EventHeader, value: T) {
+    let (kind, tgid) = (header.kind, header.tgid);
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(value);
             entry.submit(submit_flags());
         }
-        None => record_loss(tgid),
+        None => record_loss(kind_of(kind), tgid),
     }
+}
+
+/// The kind the programs wrote into a header (always valid).
+#[inline(always)]
+fn kind_of(raw: u32) -> EventKind {
+    EventKind::from_u32(raw).unwrap_or(EventKind::Syscall)
 }
 
 /// As [`emit`], for a record too large to build on the 512-byte BPF stack
 /// ([`ExecEvent`]): `fill` must initialize every field in place.
 #[inline(always)]
-fn emit_in_place<T: 'static>(tgid: u32, fill: impl FnOnce(*mut T)) {
+fn emit_in_place<T: 'static>(kind: EventKind, tgid: u32, fill: impl FnOnce(*mut T)) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             fill(entry.as_mut_ptr());
             entry.submit(submit_flags());
         }
-        None => record_loss(tgid),
+        None => record_loss(kind, tgid),
     }
 }
 
@@ -253,9 +282,14 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
     let ret = syscall_ret(ctx);
     let regs = user_regs();
     let mut args = syscall_args(regs);
-    let call_site = call_site(regs);
+    let call_site = if switched_on(&CALL_SITES) {
+        call_site(regs)
+    } else {
+        0
+    };
+    let stack_id = stacks::capture(ctx);
     if is_file_mmap(nr, &args, ret) {
-        emit_file_mmap(nr, &args, ret, call_site);
+        emit_file_mmap(nr, &args, ret, call_site, stack_id);
         return;
     }
     if nr == layout().nr_io_setup && ret == 0 {
@@ -263,7 +297,7 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
     }
     let header = header(EventKind::Syscall);
     emit(
-        header.tgid,
+        &header,
         SyscallEvent {
             header,
             nr,
@@ -271,6 +305,8 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
             args,
             ret,
             call_site,
+            stack_id,
+            _pad1: 0,
         },
     );
 }
@@ -285,9 +321,9 @@ fn is_file_mmap(nr: u32, args: &[u64; 6], ret: i64) -> bool {
 /// The syscall record with the file's identity and path
 /// ([`file_identity`]); built in place, it is too large for the stack.
 #[inline(always)]
-fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64) {
+fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64, stack_id: i32) {
     let header = header(EventKind::FileMmap);
-    emit_in_place::<FileMmapEvent>(header.tgid, |event| {
+    emit_in_place::<FileMmapEvent>(EventKind::FileMmap, header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; `fill` writes every
         // field after `syscall`.
         unsafe {
@@ -298,9 +334,14 @@ fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64) {
                 args: *args,
                 ret,
                 call_site,
+                stack_id,
+                _pad1: 0,
             });
             // An `int` fd: only the register's low 32 bits are the value.
             file_identity::fill(event, args[4] as i32);
+            if (*event).status & file_status::FOUND == 0 {
+                bump(counter::READ_MAPPED_FILE);
+            }
         }
     });
 }
@@ -321,7 +362,7 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) {
         return;
     }
     let header = header(EventKind::VmaName);
-    emit_in_place::<VmaNameEvent>(header.tgid, |event| {
+    emit_in_place::<VmaNameEvent>(EventKind::VmaName, header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; every field is
         // written in place (the name does not fit the BPF stack twice).
         unsafe {
@@ -334,7 +375,9 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) {
             if name_ptr != 0 {
                 // The kernel copied the same bytes during the call; the
                 // helper bounds the copy by the buffer and faults safely.
-                let _ = bpf_probe_read_user_str_bytes(name_ptr as *const u8, name);
+                if bpf_probe_read_user_str_bytes(name_ptr as *const u8, name).is_err() {
+                    bump(counter::READ_VMA_NAME);
+                }
             }
         }
     });
@@ -344,7 +387,9 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) {
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    let _ = try_sched_process_exec(&ctx);
+    if try_sched_process_exec(&ctx).is_err() {
+        bump(counter::READ_EXEC);
+    }
     0
 }
 
@@ -355,7 +400,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // __data_loc: low 16 bits are the offset from the record start.
     let filename = (ctx.as_ptr() as usize + (data_loc & 0xffff) as usize) as *const u8;
     let header = header(EventKind::Exec);
-    emit_in_place::<ExecEvent>(header.tgid, |event| {
+    emit_in_place::<ExecEvent>(EventKind::Exec, header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; fields are written in
         // place (the filename is too large to build on the BPF stack).
         unsafe {
@@ -364,7 +409,9 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
             addr_of_mut!((*event)._pad0).write(0);
             let buf = &mut *addr_of_mut!((*event).filename);
             buf[0] = 0;
-            let _ = bpf_probe_read_kernel_str_bytes(filename, buf);
+            if bpf_probe_read_kernel_str_bytes(filename, buf).is_err() {
+                bump(counter::READ_EXEC);
+            }
         }
     });
     Ok(())
@@ -385,6 +432,7 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let header = header(EventKind::Fork);
     let Ok((child_tgid, child_tid)) = file_identity::task_ids(child as u64) else {
         // Not knowing the child's group is a gap: both sides resync.
+        bump(counter::READ_FORK_CHILD);
         mark_lost(header.tgid, 1);
         return Ok(());
     };
@@ -409,7 +457,7 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         mark_lost(child_tgid, 0);
     }
     emit(
-        header.tgid,
+        &header,
         ForkEvent {
             header,
             child_tgid,
@@ -422,7 +470,9 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    let _ = try_sched_process_exit(&ctx);
+    if try_sched_process_exit(&ctx).is_err() {
+        bump(counter::READ_EXIT);
+    }
     0
 }
 
@@ -437,7 +487,7 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
         (dead != 0) as u8
     };
     emit(
-        header.tgid,
+        &header,
         ExitEvent {
             header,
             group_dead,

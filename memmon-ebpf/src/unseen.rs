@@ -91,9 +91,15 @@ fn try_mmap_lock_write(ctx: &TracePointContext) {
     mark_lost((pid_tgid >> 32) as u32, 1);
 }
 
-/// The ring address io_setup stored at `ctxp` (0 if unreadable).
+/// The ring address io_setup stored at `ctxp` (0, counted, if unreadable).
 #[inline(always)]
 pub fn io_setup_ring(ctxp: u64) -> u64 {
     // SAFETY: the helper faults safely on a bad user pointer.
-    unsafe { bpf_probe_read_user(ctxp as *const u64) }.unwrap_or(0)
+    match unsafe { bpf_probe_read_user(ctxp as *const u64) } {
+        Ok(ring) => ring,
+        Err(_) => {
+            bump(counter::READ_IO_SETUP_RING);
+            0
+        }
+    }
 }

@@ -22,6 +22,11 @@ pub const DEFAULT_TOP_GROUPS: usize = 50;
 pub const DEFAULT_PER_PID_TOP_K: usize = 0;
 pub const DEFAULT_VERIFY_INTERVAL_SECS: u64 = 30;
 pub const DEFAULT_VERIFY_BATCH: usize = 16;
+/// The call site (one user stack word) is read at every memory syscall:
+/// `cargo xtask bench` measures what it adds (README, "Overhead").
+pub const DEFAULT_CALL_SITES: bool = true;
+/// Full user stacks cost a stack walk per memory syscall: opt-in.
+pub const DEFAULT_STACKS: bool = false;
 
 /// How processes are grouped in metrics (never by pid unless opted in).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -64,6 +69,11 @@ pub struct Config {
     /// Read ELF headers of files on FUSE and network filesystems, whose
     /// server can stall a read (their regions are otherwise marked "not read").
     pub read_elf_on_network_fs: bool,
+    /// Read each memory syscall's call site (the return address into the
+    /// caller of the libc wrapper).
+    pub call_sites: bool,
+    /// Capture each memory syscall's full user stack (by frame pointers).
+    pub stacks: bool,
 }
 
 impl Default for Config {
@@ -80,6 +90,8 @@ impl Default for Config {
             verify_interval_secs: DEFAULT_VERIFY_INTERVAL_SECS,
             verify_batch: DEFAULT_VERIFY_BATCH,
             read_elf_on_network_fs: false,
+            call_sites: DEFAULT_CALL_SITES,
+            stacks: DEFAULT_STACKS,
         }
     }
 }

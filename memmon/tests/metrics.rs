@@ -18,7 +18,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, TempDir, output_text, require_bpf, shared_daemon};
+use support::{Daemon, TempDir, metric, output_text, require_bpf, shared_daemon};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -146,6 +146,8 @@ fn exposition_passes_promtool_and_has_no_pid_or_address() {
         "memmon_events_lost_total",
         "memmon_events_undecodable_total",
         "memmon_lost_pids_full_total",
+        "memmon_stack_capture_failures_total",
+        "memmon_kernel_errors_total",
         "memmon_snapshots_installed_total",
         "memmon_snapshots_failed_total",
         "memmon_verify_rounds_total",
@@ -167,6 +169,44 @@ fn exposition_passes_promtool_and_has_no_pid_or_address() {
         text.contains(r#"memmon_aslr_processes{status="unknown"}"#),
         "every ASLR status has a series"
     );
+}
+
+/// A kernel error path counts: prctl(PR_SET_VMA_ANON_NAME) with a name
+/// pointer that points nowhere fails in the kernel, and the exit program's
+/// read of the name fails too.
+#[test]
+fn kernel_errors_are_counted_by_kind() {
+    let Some(daemon) = shared_daemon() else {
+        return;
+    };
+    let series = r#"{kind="read_vma_name",event="vma_name"}"#;
+    let count = || metric(&exposition(daemon), "memmon_kernel_errors_total", series);
+    let before = count().unwrap_or_else(|| panic!("no memmon_kernel_errors_total{series}"));
+    for (kind, event) in [("ringbuf_full", "syscall"), ("read_call_site", "syscall")] {
+        let other = format!("{{kind=\"{kind}\",event=\"{event}\"}}");
+        assert!(
+            metric(&exposition(daemon), "memmon_kernel_errors_total", &other).is_some(),
+            "no memmon_kernel_errors_total{other}"
+        );
+    }
+    const PR_SET_VMA: libc::c_int = 0x5356_4d41;
+    // SAFETY: prctl reads nothing at the bad pointer it is given but
+    // fails with EFAULT; the other arguments are plain integers.
+    let ret = unsafe { libc::prctl(PR_SET_VMA, 0, 0x10000usize, 4096usize, 8usize) };
+    assert_eq!(ret, -1, "prctl with a bad name pointer should fail");
+    // /metrics is cached for a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = count().unwrap_or(before);
+        if now > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "memmon_kernel_errors_total{series} stayed at {before}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[test]

@@ -136,9 +136,21 @@ pub fn start_daemon(
     socket: &Path,
     timeout: Duration,
 ) -> Result<Daemon> {
+    start_daemon_with(reaper, memmon, socket, &[], timeout)
+}
+
+/// [`start_daemon`] with more daemon flags (`args`).
+pub fn start_daemon_with(
+    reaper: &mut Reaper,
+    memmon: &Path,
+    socket: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Daemon> {
     let started = Instant::now();
     let daemon = reaper.add(
         daemon_command(memmon, socket)
+            .args(args)
             .spawn()
             .context("starting the release daemon")?,
     );

@@ -2,7 +2,7 @@
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, TracePoint},
 };
 use memmon_common::{
@@ -11,7 +11,7 @@ use memmon_common::{
 };
 
 use super::{
-    BpfError, EventStream,
+    BpfError, EventStream, StackTable,
     btf::read_kernel_layout,
     layout::{check_syscall_args, read_layout},
     preflight::{check_btf, check_privileges, ensure_tracefs},
@@ -27,12 +27,18 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/me
 pub struct LoadOptions {
     /// Ring buffer size in bytes: a power of two, at least a page.
     pub ringbuf_size: u64,
+    /// Read each memory syscall's call site (`config::DEFAULT_CALL_SITES`).
+    pub call_sites: bool,
+    /// Capture each memory syscall's user stack (`config::DEFAULT_STACKS`).
+    pub stacks: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             ringbuf_size: DEFAULT_RINGBUF_SIZE,
+            call_sites: crate::config::DEFAULT_CALL_SITES,
+            stacks: crate::config::DEFAULT_STACKS,
         }
     }
 }
@@ -95,12 +101,16 @@ impl Probes {
         let wakeup_bytes: u64 = size / 8;
         let kernel_layout: KernelLayout = read_kernel_layout()?;
         let seen = super::unseen::seen_syscalls();
+        let call_sites = u32::from(options.call_sites);
+        let stacks = u32::from(options.stacks);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::EVENTS, size as u32)
             .override_global(names::LAYOUT, &layout, true)
             .override_global(names::KERNEL_LAYOUT, &kernel_layout, true)
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .override_global(names::SEEN_SYSCALLS, &seen, true)
+            .override_global(names::CALL_SITES, &call_sites, true)
+            .override_global(names::STACKS, &stacks, true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
         let mut btf = None;
@@ -173,6 +183,34 @@ impl Probes {
         EventStream::new(ring)
     }
 
+    /// Takes the stack map for sharing with workers; call once. Its
+    /// entries are those of `stacks = true` (none when stacks are off).
+    pub fn stack_table(&mut self) -> Result<StackTable, BpfError> {
+        let map = self
+            .ebpf
+            .take_map(names::STACK_TRACES)
+            .ok_or(BpfError::Map {
+                what: names::STACK_TRACES,
+                source: aya::maps::MapError::InvalidName {
+                    name: names::STACK_TRACES.into(),
+                },
+            })?;
+        let map = StackTraceMap::try_from(map).map_err(|source| BpfError::Map {
+            what: names::STACK_TRACES,
+            source,
+        })?;
+        Ok(StackTable::new(map))
+    }
+
+    /// Stacks the kernel could not store, by reason (`map_full`,
+    /// `collision`, `other`).
+    pub fn stack_capture_failures(&self) -> Vec<(&'static str, u64)> {
+        counter::STACK_FAILURES
+            .iter()
+            .map(|&(slot, reason)| (reason, self.counter(slot)))
+            .collect()
+    }
+
     fn counter(&self, index: u32) -> u64 {
         self.counters
             .get(&index, 0)
@@ -182,7 +220,18 @@ impl Probes {
 
     /// Records the kernel could not queue because the ring buffer was full.
     pub fn lost_events(&self) -> u64 {
-        self.counter(counter::RINGBUF_LOST)
+        (counter::RINGBUF_FULL..counter::READ_CALL_SITE)
+            .map(|slot| self.counter(slot))
+            .sum()
+    }
+
+    /// Each error path of the kernel programs with how often it was
+    /// taken: `(kind, event, count)`, labelled by `counter::ERRORS`.
+    pub fn kernel_errors(&self) -> Vec<(&'static str, &'static str, u64)> {
+        counter::ERRORS
+            .iter()
+            .map(|&(slot, kind, event)| (kind, event, self.counter(slot)))
+            .collect()
     }
 
     /// Mmap write locks taken inside syscalls the tracepoints do not show;

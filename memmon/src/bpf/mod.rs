@@ -5,12 +5,14 @@ mod layout;
 mod loader;
 mod preflight;
 mod reader;
+mod stacks;
 pub mod unseen;
 
 pub use layout::{TracepointId, read_layout};
 pub use loader::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes};
 pub use preflight::{TRACEFS, check_btf, check_privileges, ensure_tracefs};
 pub use reader::EventStream;
+pub use stacks::StackTable;
 
 use thiserror::Error;
 

@@ -141,6 +141,16 @@ impl Workers {
             events_undecodable_total: counters.events_undecodable,
             unseen_layout_changes_total: counters.unseen_layout_changes,
             lost_pids_full_total: counters.lost_pids_full,
+            stack_capture_failures_total: counters
+                .stack_capture_failures
+                .iter()
+                .map(|&(reason, n)| (reason.to_owned(), n))
+                .collect(),
+            kernel_errors_total: counters
+                .kernel_errors
+                .iter()
+                .map(|&(kind, event, n)| ((kind.to_owned(), event.to_owned()), n))
+                .collect(),
             buffered_events_dropped_total: counters.buffered_events_dropped,
             drain_gap_max_seconds: counters.drain_gap_max_seconds,
             resyncs_total: counters

@@ -70,6 +70,10 @@ pub struct DaemonConfig {
     pub read_deadline: Duration,
     /// Read ELF headers of files on FUSE and network filesystems too.
     pub read_elf_on_network_fs: bool,
+    /// Read each memory syscall's call site in the kernel.
+    pub call_sites: bool,
+    /// Capture each memory syscall's user stack in the kernel.
+    pub stacks: bool,
 }
 
 /// The file's settings as the daemon takes them, except `socket_group`:
@@ -91,6 +95,8 @@ impl From<&crate::config::Config> for DaemonConfig {
             io_threads: crate::io_pool::DEFAULT_THREADS,
             read_deadline: crate::report::DEFAULT_READ_DEADLINE,
             read_elf_on_network_fs: config.read_elf_on_network_fs,
+            call_sites: config.call_sites,
+            stacks: config.stacks,
         }
     }
 }
@@ -157,8 +163,11 @@ impl Daemon {
     pub async fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
         let mut probes = Probes::load(&LoadOptions {
             ringbuf_size: config.ringbuf_size,
+            call_sites: config.call_sites,
+            stacks: config.stacks,
         })?;
         let stream = probes.event_stream()?;
+        let stacks = probes.stack_table()?;
         let listener = server::bind(&config.socket, config.socket_group)?;
         let (req_tx, requests) = mpsc::channel(64);
         tokio::spawn(server::serve(listener, req_tx));
@@ -183,6 +192,7 @@ impl Daemon {
         let tracked = Arc::new(AtomicUsize::new(0));
         let workers = Arc::new(Workers::new(
             &config,
+            stacks,
             command_tx,
             installs_rx,
             Arc::clone(&tracked),
@@ -361,6 +371,8 @@ impl Daemon {
                 events_undecodable: self.stream.decode_errors,
                 unseen_layout_changes: self.probes.unseen_layout_changes(),
                 lost_pids_full: self.probes.lost_pids_full(),
+                stack_capture_failures: self.probes.stack_capture_failures(),
+                kernel_errors: self.probes.kernel_errors(),
                 resyncs: stats.resyncs.clone(),
                 snapshots_installed: stats.snapshots_installed,
                 snapshots_failed: stats.snapshots_failed,

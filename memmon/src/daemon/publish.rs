@@ -41,6 +41,10 @@ pub(super) struct Counters {
     pub events_undecodable: u64,
     pub unseen_layout_changes: u64,
     pub lost_pids_full: u64,
+    /// `bpf::Probes::stack_capture_failures`.
+    pub stack_capture_failures: Vec<(&'static str, u64)>,
+    /// `bpf::Probes::kernel_errors`.
+    pub kernel_errors: Vec<(&'static str, &'static str, u64)>,
     pub resyncs: HashMap<String, u64>,
     pub snapshots_installed: u64,
     pub snapshots_failed: u64,

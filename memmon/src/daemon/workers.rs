@@ -23,6 +23,7 @@ use super::{
     metrics::CachedSummary,
 };
 use crate::{
+    bpf::StackTable,
     config::Grouping,
     io_pool::IoPool,
     metrics::http::ScrapeRequest,
@@ -50,6 +51,9 @@ pub(super) struct Workers {
     pub(super) drift: Mutex<DriftStats>,
     pub(super) verifying: AtomicBool,
     layouts: LayoutCache,
+    /// The kernel's captured user stacks, by the ids events carry.
+    #[expect(dead_code, reason = "for query --origins, which is not wired yet")]
+    pub(super) stacks: StackTable,
     pub(super) grouping: Grouping,
     pub(super) top_groups: usize,
     pub(super) per_pid_top_k: usize,
@@ -106,6 +110,7 @@ fn stopping() -> Failure {
 impl Workers {
     pub(super) fn new(
         config: &DaemonConfig,
+        stacks: StackTable,
         commands: mpsc::Sender<Command>,
         installs: watch::Receiver<u64>,
         tracked: Arc<AtomicUsize>,
@@ -126,6 +131,7 @@ impl Workers {
             drift: Mutex::default(),
             verifying: AtomicBool::new(false),
             layouts: LayoutCache::default(),
+            stacks,
             grouping: config.grouping,
             top_groups: config.top_groups,
             per_pid_top_k: config.per_pid_top_k,

@@ -51,7 +51,14 @@ fn meta(header: &EventHeader) -> Meta {
         ts_ns: header.ts_ns,
         comm: Comm::from_kernel(&header.comm),
         call_site: 0,
+        stack_id: None,
     }
+}
+
+/// The kernel's stack id; None for `memmon_common::NO_STACK` (any
+/// negative id).
+fn stack_id(raw: &SyscallEvent) -> Option<u32> {
+    u32::try_from(raw.stack_id).ok()
 }
 
 /// Decodes one ring-buffer record.
@@ -63,11 +70,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Syscall => {
             let raw: SyscallEvent = read(bytes, "syscall record")?;
             meta.call_site = raw.call_site;
+            meta.stack_id = stack_id(&raw);
             syscall_body(&raw)?
         }
         EventKind::FileMmap => {
             let raw: FileMmapEvent = read(bytes, "file mmap record")?;
             meta.call_site = raw.syscall.call_site;
+            meta.stack_id = stack_id(&raw.syscall);
             let mut body = syscall_body(&raw.syscall)?;
             if let EventBody::Mmap { file, .. } = &mut body {
                 *file = mapped_file(&raw);
@@ -249,6 +258,8 @@ mod tests {
             args,
             ret,
             call_site: 0x5555_5555_1234,
+            stack_id: memmon_common::NO_STACK,
+            _pad1: 0,
         })
     }
 
@@ -261,6 +272,8 @@ mod tests {
                 args: [0, 8192, 5, 0x2, 3, 4096],
                 ret: 0x7f15_a082_3000,
                 call_site: 0x5555_5555_1234,
+                stack_id: 7,
+                _pad1: 0,
             },
             ino: 1_234_567,
             dev: (259 << 20) | 3,
@@ -288,6 +301,8 @@ mod tests {
             }
             other => panic!("not an mmap: {other:?}"),
         };
+        let event = decode(&file_mmap(FOUND, b"")).unwrap();
+        assert_eq!(event.meta.stack_id, Some(7));
         let libc_so = b"libc.so.6\0x86_64-linux-gnu\0lib\0usr\0";
         let found = file(FOUND | PATH_COMPLETE, libc_so).unwrap();
         assert_eq!(
@@ -323,6 +338,7 @@ mod tests {
                 ts_ns: 42,
                 comm: "fixture".into(),
                 call_site: 0x5555_5555_1234,
+                stack_id: None,
             }
         );
         assert_eq!(event.body, anon_mmap(8192, 0x7f15_a082_3000));

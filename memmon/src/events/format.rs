@@ -50,6 +50,7 @@ impl Event {
             comm: &m.comm,
             ts_ns: m.ts_ns,
             call_site: (m.call_site != 0).then_some(Hex(m.call_site)),
+            stack_id: m.stack_id,
             ..View::default()
         };
         match &self.body {
@@ -296,6 +297,9 @@ struct View<'a> {
     /// The user return address into the libc wrapper's caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     call_site: Option<Hex>,
+    /// The user stack's id in the kernel's stack map (`stacks = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack_id: Option<u32>,
 }
 
 /// Appends ` name=value` when the view has the field.
@@ -367,6 +371,7 @@ impl View<'_> {
             }
         }
         field(o, "from", self.call_site);
+        field(o, "stack", self.stack_id);
         out
     }
 }

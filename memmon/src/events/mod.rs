@@ -127,6 +127,11 @@ pub struct Meta {
     /// 0 for other events or when it could not be read.
     #[serde(skip_serializing_if = "is_zero")]
     pub call_site: u64,
+    /// For memory syscalls with `stacks = true`: the id of the user stack
+    /// in the kernel's stack map (`bpf::StackTable`); None when stacks are
+    /// off, for other events, or when the capture failed (counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_id: Option<u32>,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -29,6 +29,7 @@ fn event(pid: u32, tid: u32, body: EventBody) -> Event {
             ts_ns: 7,
             comm: "foo".into(),
             call_site: 0,
+            stack_id: None,
         },
         body,
     }

@@ -118,6 +118,18 @@ pub const CATALOG: &[MetricDoc] = &[
         "Times the kernel could not record which process lost an event because its lost-process map was full; each resyncs every process.",
     ),
     doc(
+        "memmon_kernel_errors_total",
+        "counter",
+        &["kind", "event"],
+        "Error paths the kernel programs took, by what failed (kind: ringbuf_full, a record dropped because the ring buffer was full, which resyncs its process; read_call_site, read_io_setup_ring, read_mapped_file, read_vma_name, read_record, read_child_task: a read the event needed failed, and the field is left empty) and the event it was for (syscall, file_mmap, exec, fork, exit, vma_name). memmon_events_lost_total is the sum of the ringbuf_full series.",
+    ),
+    doc(
+        "memmon_stack_capture_failures_total",
+        "counter",
+        &["reason"],
+        "User stacks (stacks = true) the kernel could not store in its bounded stack map, by reason: map_full (no free entry), collision (the stack's bucket holds another stack; ids are never reused), other (e.g. no user stack to walk). Those events carry no stack id.",
+    ),
+    doc(
         "memmon_resyncs_total",
         "counter",
         &["reason"],

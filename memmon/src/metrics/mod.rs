@@ -65,6 +65,10 @@ pub struct MetricsSnapshot {
     pub events_undecodable_total: u64,
     pub unseen_layout_changes_total: u64,
     pub lost_pids_full_total: u64,
+    /// User stacks the kernel could not store, by reason.
+    pub stack_capture_failures_total: BTreeMap<String, u64>,
+    /// `(kind, event)` -> times the kernel programs took that error path.
+    pub kernel_errors_total: BTreeMap<(String, String), u64>,
     pub buffered_events_dropped_total: u64,
     /// Seconds; see `memmon_drain_gap_max_seconds`.
     pub drain_gap_max_seconds: f64,

@@ -146,6 +146,20 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             .iter()
             .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
+    counters(
+        &mut r,
+        "memmon_stack_capture_failures_total",
+        snap.stack_capture_failures_total
+            .iter()
+            .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
+    );
+    counters(
+        &mut r,
+        "memmon_kernel_errors_total",
+        snap.kernel_errors_total
+            .iter()
+            .map(|((kind, event), n)| (labels(&[("kind", kind), ("event", event)]), *n)),
+    );
     let per_endpoint = |f: fn(&EndpointStats) -> u64| {
         snap.connections
             .by_endpoint()

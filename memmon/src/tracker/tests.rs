@@ -23,6 +23,7 @@ fn event(pid: u32, body: EventBody) -> Event {
             ts_ns: 0,
             comm: "t".into(),
             call_site: 0,
+            stack_id: None,
         },
         body,
     }

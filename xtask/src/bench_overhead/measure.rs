@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use super::bpf_stats::{self, ProgCost};
 use super::{ATTACH_TIMEOUT, Loop, RATE_SECS, ROUNDS_BUDGET, Tracer, bpftrace_script};
-use crate::bench_support::{Daemon, Reaper, TempDir, metric, scrape, start_daemon, state_of};
+use crate::bench_support::{Daemon, Reaper, TempDir, metric, scrape, start_daemon_with, state_of};
 use crate::env::output;
 
 /// `key=value` from one of memloop's lines.
@@ -140,11 +140,27 @@ impl Bench {
     }
 
     pub(super) fn daemon(&mut self) -> Result<Daemon> {
+        self.daemon_with(&[])
+    }
+
+    fn daemon_with(&mut self, args: &[&str]) -> Result<Daemon> {
         let socket = self.socket();
-        start_daemon(&mut self.reaper, &self.memmon, &socket, ATTACH_TIMEOUT)
+        start_daemon_with(
+            &mut self.reaper,
+            &self.memmon,
+            &socket,
+            args,
+            ATTACH_TIMEOUT,
+        )
     }
 
     fn start(&mut self, tracer: Tracer) -> Result<Running> {
+        if let Some(args) = tracer.daemon_args() {
+            let daemon = self.daemon_with(args)?;
+            self.startups.push(daemon.startup);
+            let before = scrape(&daemon.metrics_url()?)?;
+            return Ok(Running::Memmon { daemon, before });
+        }
         Ok(match tracer {
             Tracer::None => Running::None,
             Tracer::Bpftrace | Tracer::BpftracePairs => {
@@ -166,11 +182,8 @@ impl Bench {
                     .context("bpftrace did not attach")?;
                 Running::Bpftrace { pid, out }
             }
-            Tracer::Memmon => {
-                let daemon = self.daemon()?;
-                self.startups.push(daemon.startup);
-                let before = scrape(&daemon.metrics_url()?)?;
-                Running::Memmon { daemon, before }
+            Tracer::MemmonBare | Tracer::Memmon | Tracer::MemmonStacks => {
+                unreachable!("daemons are started above")
             }
         })
     }
@@ -271,7 +284,7 @@ pub(super) fn overhead_rounds(
         for tracer in order {
             let running = bench.start(tracer)?;
             let owner = running.owner();
-            let mut line = format!("round {} {:<19}", round + 1, tracer.name());
+            let mut line = format!("round {} {:<20}", round + 1, tracer.name());
             for which in Loop::ALL {
                 let stats = owner.filter(|_| which == Loop::Mmap);
                 let before = stats.map(|_| bpf_stats::snapshot()).transpose()?;

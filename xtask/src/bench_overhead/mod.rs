@@ -7,7 +7,9 @@
 //!    interleaved rounds (the order rotates each round); the medians over
 //!    rounds are compared. bpftrace runs twice: count() on exactly memmon's
 //!    tracepoints, and on the enter+exit pairs of the same syscalls (what
-//!    seeing arguments and results takes without saved registers). With
+//!    seeing arguments and results takes without saved registers). The
+//!    daemon runs with call sites off, with them on (its default), and
+//!    with full user stacks too: what each capture costs. With
 //!    `kernel.bpf_stats_enabled=1`, each tracer's programs' ns per run
 //!    over the mmap loop come from `bpftool prog show`.
 //! 2. Event rate: the mmap loop flat out for 10 s, one copy then two,
@@ -37,7 +39,7 @@ use measure::{
 use report::Report;
 
 /// Time for the interleaved rounds; rounds left when it runs out are skipped.
-const ROUNDS_BUDGET: Duration = Duration::from_secs(120);
+const ROUNDS_BUDGET: Duration = Duration::from_secs(180);
 /// How long a tracer may take to attach (bpftrace compiles with LLVM).
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 const RATE_SECS: u32 = 10;
@@ -71,23 +73,45 @@ enum Tracer {
     Bpftrace,
     /// count() on sys_enter and sys_exit of the same syscalls.
     BpftracePairs,
+    /// The daemon with `--no-call-sites`.
+    MemmonBare,
+    /// The daemon as configured by default (call sites on).
     Memmon,
+    /// The daemon with `--stacks` (call sites and full user stacks).
+    MemmonStacks,
 }
 
 impl Tracer {
-    const ALL: [Tracer; 4] = [
+    const ALL: [Tracer; 6] = [
         Tracer::None,
         Tracer::Bpftrace,
         Tracer::BpftracePairs,
+        Tracer::MemmonBare,
         Tracer::Memmon,
+        Tracer::MemmonStacks,
     ];
+
+    /// The daemon's captures, cheapest first, for the capture table.
+    const MEMMONS: [Tracer; 3] = [Tracer::MemmonBare, Tracer::Memmon, Tracer::MemmonStacks];
 
     fn name(self) -> &'static str {
         match self {
             Tracer::None => "untraced",
             Tracer::Bpftrace => "bpftrace same tps",
             Tracer::BpftracePairs => "bpftrace enter+exit",
+            Tracer::MemmonBare => "memmon no call sites",
             Tracer::Memmon => "memmon daemon",
+            Tracer::MemmonStacks => "memmon + stacks",
+        }
+    }
+
+    /// Flags of the daemon this condition runs (None: not a daemon).
+    fn daemon_args(self) -> Option<&'static [&'static str]> {
+        match self {
+            Tracer::MemmonBare => Some(&["--no-call-sites"]),
+            Tracer::Memmon => Some(&[]),
+            Tracer::MemmonStacks => Some(&["--stacks"]),
+            _ => None,
         }
     }
 }

@@ -17,6 +17,8 @@ const STRETCH_PAIR_RATIO: f64 = 0.6;
 /// per-syscall tracepoints is ~35 ns here).
 const GOAL_UNTRACED_NS: f64 = 40.0;
 const GOAL_CONSUMER_NS: f64 = 150.0;
+/// The kernel program that serves every memory syscall (bpftool's name).
+const EXIT_PROGRAM: &str = "sys_exit_memory";
 
 fn verdict(met: bool) -> &'static str {
     if met { "MET" } else { "MISSED" }
@@ -108,6 +110,68 @@ impl Report {
         parts.join(", ")
     }
 
+    /// ns per run of `t`'s program `name` over the mmap loop, median
+    /// over rounds.
+    fn program_ns_per_run(&self, t: Tracer, name: &str) -> f64 {
+        median(
+            &self.kernel[t as usize]
+                .iter()
+                .filter_map(|(_, progs)| progs.iter().find(|p| p.name == name))
+                .map(|p| p.ns_per_run)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// ns per program run of all `t`'s programs over the mmap loop (its
+    /// in-kernel ns per pair over its runs per pair), median over rounds.
+    fn mean_ns_per_run(&self, t: Tracer) -> f64 {
+        median(
+            &self.kernel[t as usize]
+                .iter()
+                .map(|(per_pair, progs)| {
+                    per_pair / progs.iter().map(|p| p.runs_per_pair).sum::<f64>()
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// What each of the daemon's captures costs, beside the bpftrace
+    /// anchor of the same run.
+    fn print_captures(&self) {
+        println!(
+            "| capture (same run) | in-kernel ns per program run (bpf_stats, median) | added CPU ns per mmap+munmap pair (median) | over no call sites |"
+        );
+        println!("| --- | --- | --- | --- |");
+        println!(
+            "| {} (anchor: mean over its programs) | {:.0} | {:+.0} | – |",
+            Tracer::Bpftrace.name(),
+            self.mean_ns_per_run(Tracer::Bpftrace),
+            self.added(Tracer::Bpftrace, Loop::Mmap)
+        );
+        let run = |t| self.program_ns_per_run(t, EXIT_PROGRAM);
+        let (base_run, base_added) = (
+            run(Tracer::MemmonBare),
+            self.added(Tracer::MemmonBare, Loop::Mmap),
+        );
+        for t in Tracer::MEMMONS {
+            let over = if t == Tracer::MemmonBare {
+                "–".to_owned()
+            } else {
+                format!(
+                    "{:+.0} ns/run, {:+.0} ns/pair",
+                    run(t) - base_run,
+                    self.added(t, Loop::Mmap) - base_added
+                )
+            };
+            println!(
+                "| {} | {EXIT_PROGRAM} {:.0} | {:+.0} | {over} |",
+                t.name(),
+                run(t),
+                self.added(t, Loop::Mmap)
+            );
+        }
+    }
+
     /// The median start-to-ready of the daemons in the rounds, seconds.
     fn baseline(&self) -> f64 {
         median(
@@ -188,6 +252,8 @@ impl Report {
                 self.kernel_programs(t)
             );
         }
+        println!();
+        self.print_captures();
         println!();
         println!(
             "| load (daemon, default 4 MiB ring) | loop events/s | all events/s the daemon saw | lost | daemon CPU | daemon CPU ns/event | daemon RSS |"

@@ -49,6 +49,14 @@ pub struct DaemonArgs {
     /// How metrics group processes.
     #[arg(long, value_enum, default_value_t = Grouping::default())]
     grouping: Grouping,
+    /// Do not read memory syscalls' call sites in the kernel (they are
+    /// read by default: `call_sites = true`).
+    #[arg(long)]
+    no_call_sites: bool,
+    /// Also capture each memory syscall's full user stack (off by default:
+    /// `stacks = false`).
+    #[arg(long)]
+    stacks: bool,
 }
 
 /// The file's settings with the flags laid over them.
@@ -91,6 +99,12 @@ fn overlay(config: &mut Config, args: &DaemonArgs, matches: &ArgMatches) {
     if given("grouping") {
         config.grouping = args.grouping;
     }
+    if args.no_call_sites {
+        config.call_sites = false;
+    }
+    if args.stacks {
+        config.stacks = true;
+    }
 }
 
 pub fn run(args: DaemonArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
@@ -127,6 +141,8 @@ pub fn run(args: DaemonArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use clap::{Command, FromArgMatches as _};
+
+    use memmon::config::{DEFAULT_CALL_SITES, DEFAULT_STACKS};
 
     use super::*;
 
@@ -170,6 +186,8 @@ mod tests {
             "--history=3",
             "--verify-interval=0",
             "--grouping=comm",
+            "--no-call-sites",
+            "--stacks",
         ]);
         let mut config = file();
         overlay(&mut config, &args, &matches);
@@ -183,6 +201,8 @@ mod tests {
                 history_len: 3,
                 verify_interval_secs: 0,
                 grouping: Grouping::Comm,
+                call_sites: false,
+                stacks: true,
                 ..file()
             }
         );
@@ -217,5 +237,14 @@ mod tests {
                 "{shown} in {help}"
             );
         }
+        // Switches show their default in their text.
+        assert!(
+            help.contains(&format!("call_sites = {DEFAULT_CALL_SITES}")),
+            "{help}"
+        );
+        assert!(
+            help.contains(&format!("stacks = {DEFAULT_STACKS}")),
+            "{help}"
+        );
     }
 }

@@ -33,16 +33,24 @@ pub struct TraceArgs {
     /// Ring buffer size in bytes (a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RINGBUF_SIZE)]
     ringbuf_size: u64,
+    /// Capture each memory syscall's user stack too: events show its id
+    /// (`stack=`, JSON `stack_id`) and its frames, innermost first
+    /// (`stack:` under the line, JSON `stack`).
+    #[arg(long)]
+    stacks: bool,
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     let mut probes = Probes::load(&LoadOptions {
         ringbuf_size: args.ringbuf_size,
+        stacks: args.stacks,
+        ..LoadOptions::default()
     })?;
     let rt = super::runtime()?;
     // The ring buffer registers with the runtime's reactor.
     let _entered = rt.enter();
     let mut stream = probes.event_stream()?;
+    let stacks = probes.stack_table()?;
     // Tests and scripts wait for this line before starting their workload.
     eprintln!(
         "memmon: tracing ({} tracepoints attached); Ctrl-C to stop",
@@ -73,11 +81,24 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
                 if args.pid.is_some_and(|p| p != event.meta.pid) || comm.is_some_and(|c| c != event.meta.comm.as_str()) {
                     continue;
                 }
+                // A stack costs a map lookup: only asked for with --stacks.
+                let frames = event.meta.stack_id.and_then(|id| stacks.frames(id));
                 if args.json {
-                    event.write_json(&mut out)?;
+                    match frames {
+                        Some(frames) => {
+                            let mut json = event.to_json();
+                            json["stack"] = frames.iter().map(|ip| format!("{ip:#x}")).collect();
+                            serde_json::to_writer(&mut out, &json)?;
+                        }
+                        None => event.write_json(&mut out)?,
+                    }
                     out.write_all(b"\n")?;
                 } else {
                     writeln!(out, "{}", escape(&event.to_line()))?;
+                    if let Some(frames) = frames {
+                        let shown: Vec<String> = frames.iter().map(|ip| format!("{ip:#x}")).collect();
+                        writeln!(out, "    stack: {}", shown.join(" "))?;
+                    }
                 }
             }
             out.flush().context("writing events")?;

@@ -41,6 +41,10 @@ fn sample() -> MetricsSnapshot {
     snap.events_undecodable_total = 4;
     snap.unseen_layout_changes_total = 7;
     snap.lost_pids_full_total = 6;
+    snap.stack_capture_failures_total
+        .insert("collision".into(), 5);
+    snap.kernel_errors_total
+        .insert(("ringbuf_full".into(), "exec".into()), 2);
     snap.snapshots_installed_total = 11;
     snap.snapshots_failed_total = 1;
     snap.verify_rounds_total = 8;
@@ -105,6 +109,8 @@ fn every_catalogued_metric_is_exposed() {
         "memmon_events_undecodable_total 4",
         "memmon_unseen_layout_changes_total 7",
         "memmon_lost_pids_full_total 6",
+        "memmon_stack_capture_failures_total{reason=\"collision\"} 5",
+        "memmon_kernel_errors_total{kind=\"ringbuf_full\",event=\"exec\"} 2",
         "memmon_snapshots_installed_total 11",
         "memmon_snapshots_failed_total 1",
         "memmon_verify_rounds_total 8",
