@@ -13,7 +13,9 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Stopped, compiled, hex, memmon, query_json, region_at, shared_daemon};
+use support::{
+    Daemon, Stopped, compiled, hex, memmon, query_json, region_at, require_bpf, shared_daemon,
+};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -153,6 +155,34 @@ fn call_sites_without_frame_pointers() {
 #[test]
 fn call_sites_with_frame_pointers() {
     check_build(&["-O2", "-fno-omit-frame-pointer"]);
+}
+
+/// With `--stacks` and frame pointers, the pool's origin carries the whole
+/// chain: the libc wrapper, make_pool, then main.
+#[test]
+fn stacks_reach_main_with_frame_pointers() {
+    if !require_bpf() {
+        return;
+    }
+    let daemon = Daemon::start_with(&["--stacks"]);
+    let (_dir, program) = compiled("origins", &["-O2", "-fno-omit-frame-pointer"]);
+    let mut run = Stopped::spawn(&program, &[]);
+    let pool = run.checkpoint("pool").hex("addr");
+    daemon.assert_verified(run.pid, "origins --stacks: pool");
+    let layout = query_json(None, daemon.socket(), run.pid, &["--origins"]);
+    let origin = origin_at(&layout, pool);
+    let stack: Vec<&str> = origin["stack"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stack: {origin}"))
+        .iter()
+        .map(|f| f["symbol"].as_str().unwrap_or("?"))
+        .collect();
+    let at = |name: &str| stack.iter().position(|s| *s == name);
+    let (Some(pool_fn), Some(main)) = (at("make_pool"), at("main")) else {
+        panic!("make_pool and main in {stack:?}: {origin}");
+    };
+    assert!(pool_fn < main, "innermost first: {stack:?}");
+    drop(run);
 }
 
 /// A process that maps and unmaps in a loop: its memory breathes, never grows.

@@ -52,7 +52,6 @@ pub(super) struct Workers {
     pub(super) verifying: AtomicBool,
     layouts: LayoutCache,
     /// The kernel's captured user stacks, by the ids events carry.
-    #[expect(dead_code, reason = "for query --origins, which is not wired yet")]
     pub(super) stacks: StackTable,
     pub(super) grouping: Grouping,
     pub(super) top_groups: usize,
@@ -323,6 +322,7 @@ impl Workers {
             pid,
             now_ns: seed::monotonic_ns(),
             symbols: &self.symbols,
+            stacks: Some(&self.stacks),
         }
     }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    origin::{CallSite, Origin, OriginMap, SiteKey, Tally},
+    bpf::StackTable,
+    model::AddressSpace,
+    origin::{CallSite, Interner, Origin, OriginMap, SiteKey, Tally},
     symbols::Symbols,
     tracker::ProcessView,
 };
@@ -84,6 +86,8 @@ pub struct Namer<'a> {
     pub pid: u32,
     pub now_ns: u64,
     pub symbols: &'a Symbols,
+    /// The kernel's captured stacks (`daemon --stacks`).
+    pub stacks: Option<&'a StackTable>,
 }
 
 impl Namer<'_> {
@@ -113,7 +117,12 @@ impl Namer<'_> {
 
     /// The origins of each `[start, end)` in `ranges`, in address order,
     /// with every call site named in one batch.
-    pub fn ranges(&self, map: &OriginMap, ranges: &[(u64, u64)]) -> Vec<Vec<RangeOrigin>> {
+    pub fn ranges(
+        &self,
+        map: &OriginMap,
+        space: &AddressSpace,
+        ranges: &[(u64, u64)],
+    ) -> Vec<Vec<RangeOrigin>> {
         let spans: Vec<Vec<_>> = ranges
             .iter()
             .map(|&(start, end)| map.spans_in(start, end).collect())
@@ -129,7 +138,7 @@ impl Namer<'_> {
             })
             .collect();
         let mut named = self.sites(&sites).into_iter();
-        spans
+        let mut out: Vec<Vec<RangeOrigin>> = spans
             .iter()
             .zip(ranges)
             .map(|(spans, &(start, end))| {
@@ -143,7 +152,46 @@ impl Namer<'_> {
                     })
                     .collect()
             })
-            .collect()
+            .collect();
+        if let Some(stacks) = self.stacks {
+            let created = spans.iter().flatten().map(|(_, s)| &s.created);
+            let views = out.iter_mut().flatten().map(|r| &mut r.origin);
+            self.fill_stacks(stacks, space, created.zip(views).collect());
+        }
+        out
+    }
+
+    /// Each origin's captured stack, normalized against `space` (today's
+    /// layout) and named in one batch. The kernel's walk starts at the
+    /// syscall instruction in the libc wrapper and, the wrapper having no
+    /// frame of its own, skips its caller: the call site goes second.
+    fn fill_stacks(
+        &self,
+        stacks: &StackTable,
+        space: &AddressSpace,
+        pairs: Vec<(&Arc<Origin>, &mut OriginView)>,
+    ) {
+        let mut interner = Interner::default();
+        let mut wanted: Vec<(usize, Vec<CallSite>)> = Vec::new();
+        for (i, (origin, _)) in pairs.iter().enumerate() {
+            let Some(frames) = origin.stack_id.and_then(|id| stacks.frames(id)) else {
+                continue;
+            };
+            let mut addrs: Vec<u64> = frames.iter().take(1).copied().collect();
+            addrs.extend(origin.call_site.as_ref().map(|c| c.addr));
+            addrs.extend(frames.iter().skip(1));
+            let sites = addrs
+                .into_iter()
+                .filter_map(|a| CallSite::normalize(space, a, &mut interner))
+                .collect();
+            wanted.push((i, sites));
+        }
+        let flat: Vec<&CallSite> = wanted.iter().flat_map(|(_, s)| s).collect();
+        let mut named = self.sites(&flat).into_iter();
+        let mut pairs = pairs;
+        for (i, sites) in &wanted {
+            pairs[*i].1.stack = named.by_ref().take(sites.len()).collect();
+        }
     }
 }
 
@@ -151,7 +199,7 @@ impl Namer<'_> {
 /// are the model's VMAs, in order.
 pub fn attach_origins(layout: &mut super::Layout, view: &ProcessView, namer: &Namer) {
     let ranges: Vec<(u64, u64)> = view.space.vmas().map(|r| (r.start, r.end)).collect();
-    let all = namer.ranges(&view.origins, &ranges);
+    let all = namer.ranges(&view.origins, &view.space, &ranges);
     for (region, mut parts) in layout.regions.iter_mut().zip(all) {
         if let Some(first) = parts.first() {
             region.origin = Some(first.origin.clone());

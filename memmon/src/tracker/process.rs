@@ -192,7 +192,7 @@ impl ProcessState {
                 ts_ns: event.meta.ts_ns,
                 tid: event.meta.tid,
                 call_site: CallSite::normalize(&self.space, event.meta.call_site, interner),
-                stack_id: None,
+                stack_id: event.meta.stack_id,
             });
             if stale {
                 origin::apply(&mut self.origins, &op, None, &self.space, &origin);
