@@ -31,16 +31,17 @@ impl AddressSpace {
         self.regions.insert(addr, tail);
     }
 
-    /// Removes and returns the parts of regions inside `[start, end)`, in
-    /// address order. O(log n + k).
-    pub(super) fn take_range(&mut self, start: u64, end: u64) -> Vec<Region> {
+    /// Removes the parts of regions inside `[start, end)`. O((k + 1) log n),
+    /// without allocating: most cuts remove one region or none.
+    pub(super) fn take_range(&mut self, start: u64, end: u64) {
         if start >= end {
-            return Vec::new();
+            return;
         }
         self.split_at(start);
         self.split_at(end);
-        let keys: Vec<u64> = self.regions.range(start..end).map(|(k, _)| *k).collect();
-        keys.iter().filter_map(|k| self.regions.remove(k)).collect()
+        while let Some(key) = self.regions.range(start..end).next().map(|(k, _)| *k) {
+            self.regions.remove(&key);
+        }
     }
 
     /// Copies of the parts of regions inside `[start, end)`, clipped to it.
@@ -86,23 +87,23 @@ impl AddressSpace {
     }
 
     /// Merges every mergeable adjacent pair among the regions touching
-    /// `[start, end]`, including the neighbours just outside. O(log n + k).
+    /// `[start, end]`, including the neighbours just outside.
+    /// O((k + 1) log n), without allocating.
     pub(super) fn merge_span(&mut self, start: u64, end: u64) {
         let first = self
             .regions
             .range(..start)
             .next_back()
             .map_or(start, |(k, _)| *k);
-        let keys: Vec<u64> = self.regions.range(first..=end).map(|(k, _)| *k).collect();
-        let mut keys = keys.into_iter();
-        let Some(mut acc) = keys.next() else {
-            return;
-        };
-        for key in keys {
-            let mergeable = self.regions[&acc].can_merge(&self.regions[&key]);
-            if mergeable {
-                let next = self.regions.remove(&key).expect("key listed above");
-                self.regions.get_mut(&acc).expect("key listed above").end = next.end;
+        let mut acc = first;
+        loop {
+            let mut pair = self.regions.range_mut(acc..=end);
+            let (Some((_, left)), Some((&key, right))) = (pair.next(), pair.next()) else {
+                return;
+            };
+            if left.can_merge(right) {
+                left.end = right.end;
+                self.regions.remove(&key);
             } else {
                 acc = key;
             }
