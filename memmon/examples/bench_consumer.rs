@@ -3,12 +3,15 @@
 //! does per drained batch.
 //!
 //! ```sh
-//! bench_consumer [EVENTS] [REGIONS]
+//! bench_consumer [EVENTS] [REGIONS] [held]
 //! ```
 //!
 //! REGIONS anonymous regions are in the process's model first (a big
-//! process makes each model edit dearer). Prints
-//! `result events=N ns_per_event=X`.
+//! process makes each model edit dearer). With `held`, a view of the
+//! process is held across every batch, as a worker answering a query
+//! holds one: the first edit of each batch then copies what the view
+//! shares. Prints `result events=N regions=R held=B ns_per_event=X
+//! us_per_batch=Y`.
 
 use std::time::Instant;
 
@@ -55,6 +58,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let events: usize = args.next().map_or(2_000_000, |a| a.parse().expect("EVENTS"));
     let regions: u64 = args.next().map_or(40, |a| a.parse().expect("REGIONS"));
+    let held = args.next().is_some_and(|a| a == "held");
 
     // Distinct protections keep the regions from merging.
     let space = AddressSpace::from_regions((0..regions).map(|i| {
@@ -97,12 +101,14 @@ fn main() {
     let mut done = 0;
     while done < events {
         let n = BATCH.min(events - done);
+        let view = held.then(|| tracker.process(PID).map(|p| p.view(0)));
         for i in 0..n {
             batch.push(decode(&pair[i % 2]).expect("decodes"));
         }
         for event in batch.drain(..) {
             tracker.apply(event, &ProcResolver);
         }
+        drop(view);
         done += n;
     }
     let elapsed = started.elapsed();
@@ -110,8 +116,10 @@ fn main() {
         .process(PID)
         .map_or(0, |p| p.space.region_count());
     assert_eq!(regions_now as u64, regions, "the loop leaves the model as it was");
+    let batches = events.div_ceil(BATCH);
     println!(
-        "result events={events} regions={regions} ns_per_event={:.1}",
-        elapsed.as_nanos() as f64 / events as f64
+        "result events={events} regions={regions} held={held} ns_per_event={:.1} us_per_batch={:.1}",
+        elapsed.as_nanos() as f64 / events as f64,
+        elapsed.as_secs_f64() * 1e6 / batches as f64
     );
 }

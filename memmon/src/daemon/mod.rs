@@ -368,6 +368,7 @@ impl Daemon {
                 buffered_events_dropped: stats.buffered_events_dropped,
                 tracked: self.tracker.len() as u64,
                 drain_gap_max_seconds: std::mem::take(&mut self.drain_gap_max).as_secs_f64(),
+                ring_wait_max_seconds: self.stream.take_ring_wait_max().as_secs_f64(),
                 retired_syscalls: self.tracker.retired_syscalls().clone(),
             })
         });

@@ -37,6 +37,27 @@ impl AddressSpace {
         if start >= end {
             return;
         }
+        // One lookup when a single region covers the range, as munmap
+        // usually finds (a whole mapping, or the end of one it merged into).
+        let Some((&key, last)) = self.regions.range_mut(..end).next_back() else {
+            return;
+        };
+        if last.end <= start {
+            return; // nothing mapped there
+        }
+        if key <= start && last.end >= end {
+            let old_end = last.end;
+            let tail = (old_end > end).then(|| canonical(last.slice(end, old_end)));
+            if key == start {
+                self.regions.remove(&start);
+            } else {
+                last.end = start;
+            }
+            if let Some(tail) = tail {
+                self.regions.insert(end, tail);
+            }
+            return;
+        }
         self.split_at(start);
         self.split_at(end);
         while let Some(key) = self.regions.range(start..end).next().map(|(k, _)| *k) {
@@ -69,8 +90,25 @@ impl AddressSpace {
             return;
         }
         let (start, end) = (region.start, region.end);
-        self.take_range(start, end);
-        self.regions.insert(start, canonical(region));
+        let region = canonical(region);
+        // Into a hole, as mmap usually maps: nothing to cut, and often
+        // only the region below to extend.
+        match self.regions.range_mut(..end).next_back() {
+            Some((_, below)) if below.end <= start => {
+                if below.can_merge(&region) {
+                    below.end = end;
+                } else {
+                    self.regions.insert(start, region);
+                }
+            }
+            None => {
+                self.regions.insert(start, region);
+            }
+            Some(_) => {
+                self.take_range(start, end);
+                self.regions.insert(start, region);
+            }
+        }
         self.merge_span(start, end);
     }
 
