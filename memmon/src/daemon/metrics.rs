@@ -153,6 +153,7 @@ impl Workers {
                 .collect(),
             buffered_events_dropped_total: counters.buffered_events_dropped,
             drain_gap_max_seconds: counters.drain_gap_max_seconds,
+            ring_wait_max_seconds: counters.ring_wait_max_seconds,
             resyncs_total: counters
                 .resyncs
                 .iter()

@@ -154,7 +154,6 @@ pub struct Daemon {
     drain_gap_max: Duration,
     /// `Probes::lost_pids_full` when last acted on.
     lost_pids_full_seen: u64,
-    batch: Vec<crate::events::Event>,
 }
 
 impl Daemon {
@@ -215,7 +214,6 @@ impl Daemon {
             last_read: Instant::now(),
             drain_gap_max: Duration::ZERO,
             lost_pids_full_seen: 0,
-            batch: Vec::with_capacity(BATCH),
         };
         daemon.pump_seed_requests();
         Ok(daemon)
@@ -251,10 +249,10 @@ impl Daemon {
             // buffer waits.
             tokio::select! {
                 _ = &mut shutdown => break,
-                read = self.stream.next_batch(&mut self.batch, BATCH) => {
+                read = self.stream.wait() => {
                     self.last_read = Instant::now();
                     read?;
-                    self.apply_batch();
+                    self.drain();
                 }
                 Some(result) = self.seed_results.recv() => {
                     self.last_read = Instant::now();
@@ -285,10 +283,16 @@ impl Daemon {
         Ok(())
     }
 
-    fn apply_batch(&mut self) {
-        for event in self.batch.drain(..) {
-            self.tracker.apply(event, &self.resolver);
-        }
+    /// Applies up to [`BATCH`] queued records as they are decoded;
+    /// returns how many were read.
+    fn drain(&mut self) -> usize {
+        let Self {
+            stream,
+            tracker,
+            resolver,
+            ..
+        } = self;
+        stream.drain(BATCH, |event| tracker.apply(event, resolver))
     }
 
     /// Records a read of the ring buffer (or a return to waiting for
@@ -303,11 +307,9 @@ impl Daemon {
     fn catch_up(&mut self) {
         loop {
             self.note_read();
-            if self.stream.drain_ready(&mut self.batch, BATCH) == 0 {
+            if self.drain() == 0 {
                 break;
             }
-            self.last_read = Instant::now();
-            self.apply_batch();
         }
         while let Ok(result) = self.seed_results.try_recv() {
             self.install(result);
@@ -379,6 +381,7 @@ impl Daemon {
                 buffered_events_dropped: stats.buffered_events_dropped,
                 tracked: self.tracker.len() as u64,
                 drain_gap_max_seconds: std::mem::take(&mut self.drain_gap_max).as_secs_f64(),
+                ring_wait_max_seconds: self.stream.take_ring_wait_max().as_secs_f64(),
                 retired_syscalls: self.tracker.retired_syscalls().clone(),
             })
         });

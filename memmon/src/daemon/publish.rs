@@ -51,6 +51,7 @@ pub(super) struct Counters {
     pub buffered_events_dropped: u64,
     pub tracked: u64,
     pub drain_gap_max_seconds: f64,
+    pub ring_wait_max_seconds: f64,
     pub retired_syscalls: HashMap<(String, Option<String>), SyscallCounts>,
 }
 

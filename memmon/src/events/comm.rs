@@ -22,6 +22,15 @@ impl Comm {
     pub fn from_kernel(raw: &[u8]) -> Self {
         let raw = &raw[..raw.len().min(COMM_LEN)];
         let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        if raw[..end].is_ascii() {
+            // Nearly every comm: copied as is, once per event.
+            let mut bytes = [0; CAPACITY];
+            bytes[..end].copy_from_slice(&raw[..end]);
+            return Self {
+                bytes,
+                len: end as u8,
+            };
+        }
         match std::str::from_utf8(&raw[..end]) {
             Ok(text) => Self::from(text),
             // Rare (comm is set by the process): the allocation is fine.

@@ -95,7 +95,18 @@ impl Syscall {
     }
 
     pub fn from_nr(nr: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.nr() == nr)
+        // Once per record: an index, not a search. Built from `ALL` and
+        // `nr` at compile time (a number past the table fails the build).
+        const BY_NR: [Option<Syscall>; 512] = {
+            let mut table = [None; 512];
+            let mut i = 0;
+            while i < Syscall::ALL.len() {
+                table[Syscall::ALL[i].nr() as usize] = Some(Syscall::ALL[i]);
+                i += 1;
+            }
+            table
+        };
+        BY_NR.get(nr as usize).copied().flatten()
     }
 
     /// Whether a non-negative result is an address (printed in hex).

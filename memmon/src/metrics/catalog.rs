@@ -148,6 +148,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "The longest stretch the daemon's loop spent between two reads of the ring buffer while busy (applying one batch, handling one message) since the previous scrape.",
     ),
     doc(
+        "memmon_ring_wait_max_seconds",
+        "gauge",
+        &[],
+        "The longest a record waited in the ring buffer before the daemon read it (its kernel CLOCK_MONOTONIC timestamp to the start of the drain), since the previous scrape: loop work, the poll interval and CPU starvation alike.",
+    ),
+    doc(
         "memmon_snapshots_installed_total",
         "counter",
         &[],

@@ -72,6 +72,8 @@ pub struct MetricsSnapshot {
     pub buffered_events_dropped_total: u64,
     /// Seconds; see `memmon_drain_gap_max_seconds`.
     pub drain_gap_max_seconds: f64,
+    /// Seconds; see `memmon_ring_wait_max_seconds`.
+    pub ring_wait_max_seconds: f64,
     pub resyncs_total: BTreeMap<String, u64>,
     pub snapshots_installed_total: u64,
     pub snapshots_failed_total: u64,

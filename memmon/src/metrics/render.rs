@@ -257,6 +257,13 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
         help("memmon_drain_gap_max_seconds"),
         drain_gap,
     );
+    let ring_wait = Gauge::<f64, AtomicU64>::default();
+    ring_wait.set(snap.ring_wait_max_seconds);
+    r.register(
+        "memmon_ring_wait_max_seconds",
+        help("memmon_ring_wait_max_seconds"),
+        ring_wait,
+    );
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out

@@ -31,16 +31,38 @@ impl AddressSpace {
         self.regions.insert(addr, tail);
     }
 
-    /// Removes and returns the parts of regions inside `[start, end)`, in
-    /// address order. O(log n + k).
-    pub(super) fn take_range(&mut self, start: u64, end: u64) -> Vec<Region> {
+    /// Removes the parts of regions inside `[start, end)`. O((k + 1) log n),
+    /// without allocating: most cuts remove one region or none.
+    pub(super) fn take_range(&mut self, start: u64, end: u64) {
         if start >= end {
-            return Vec::new();
+            return;
+        }
+        // One lookup when a single region covers the range, as munmap
+        // usually finds (a whole mapping, or the end of one it merged into).
+        let Some((&key, last)) = self.regions.range_mut(..end).next_back() else {
+            return;
+        };
+        if last.end <= start {
+            return; // nothing mapped there
+        }
+        if key <= start && last.end >= end {
+            let old_end = last.end;
+            let tail = (old_end > end).then(|| canonical(last.slice(end, old_end)));
+            if key == start {
+                self.regions.remove(&start);
+            } else {
+                last.end = start;
+            }
+            if let Some(tail) = tail {
+                self.regions.insert(end, tail);
+            }
+            return;
         }
         self.split_at(start);
         self.split_at(end);
-        let keys: Vec<u64> = self.regions.range(start..end).map(|(k, _)| *k).collect();
-        keys.iter().filter_map(|k| self.regions.remove(k)).collect()
+        while let Some(key) = self.regions.range(start..end).next().map(|(k, _)| *k) {
+            self.regions.remove(&key);
+        }
     }
 
     /// Copies of the parts of regions inside `[start, end)`, clipped to it.
@@ -68,8 +90,25 @@ impl AddressSpace {
             return;
         }
         let (start, end) = (region.start, region.end);
-        self.take_range(start, end);
-        self.regions.insert(start, canonical(region));
+        let region = canonical(region);
+        // Into a hole, as mmap usually maps: nothing to cut, and often
+        // only the region below to extend.
+        match self.regions.range_mut(..end).next_back() {
+            Some((_, below)) if below.end <= start => {
+                if below.can_merge(&region) {
+                    below.end = end;
+                } else {
+                    self.regions.insert(start, region);
+                }
+            }
+            None => {
+                self.regions.insert(start, region);
+            }
+            Some(_) => {
+                self.take_range(start, end);
+                self.regions.insert(start, region);
+            }
+        }
         self.merge_span(start, end);
     }
 
@@ -86,23 +125,23 @@ impl AddressSpace {
     }
 
     /// Merges every mergeable adjacent pair among the regions touching
-    /// `[start, end]`, including the neighbours just outside. O(log n + k).
+    /// `[start, end]`, including the neighbours just outside.
+    /// O((k + 1) log n), without allocating.
     pub(super) fn merge_span(&mut self, start: u64, end: u64) {
         let first = self
             .regions
             .range(..start)
             .next_back()
             .map_or(start, |(k, _)| *k);
-        let keys: Vec<u64> = self.regions.range(first..=end).map(|(k, _)| *k).collect();
-        let mut keys = keys.into_iter();
-        let Some(mut acc) = keys.next() else {
-            return;
-        };
-        for key in keys {
-            let mergeable = self.regions[&acc].can_merge(&self.regions[&key]);
-            if mergeable {
-                let next = self.regions.remove(&key).expect("key listed above");
-                self.regions.get_mut(&acc).expect("key listed above").end = next.end;
+        let mut acc = first;
+        loop {
+            let mut pair = self.regions.range_mut(acc..=end);
+            let (Some((_, left)), Some((&key, right))) = (pair.next(), pair.next()) else {
+                return;
+            };
+            if left.can_merge(right) {
+                left.end = right.end;
+                self.regions.remove(&key);
             } else {
                 acc = key;
             }

@@ -11,6 +11,7 @@
 
 mod convert;
 mod counts;
+mod pid_hash;
 mod process;
 pub mod resolve;
 pub mod seeder;
@@ -100,7 +101,7 @@ pub struct TrackerStats {
 pub const MAX_RETIRED_KEYS: usize = 4096;
 
 pub struct Tracker {
-    processes: HashMap<u32, ProcessState>,
+    processes: pid_hash::PidMap<ProcessState>,
     retired: HashMap<(String, Option<String>), SyscallCounts>,
     /// Processes in [`SeedState::Seeding`], kept with every transition.
     seeding: usize,
@@ -117,7 +118,7 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(history_len: usize) -> Self {
         Self {
-            processes: HashMap::new(),
+            processes: pid_hash::PidMap::default(),
             retired: HashMap::new(),
             seeding: 0,
             buffered: 0,
@@ -264,21 +265,40 @@ impl Tracker {
             }
             _ => {}
         }
-        if event.syscall().is_none() && !matches!(event.body, EventBody::VmaName { .. }) {
+        let syscall = event.syscall();
+        if syscall.is_none() && !matches!(event.body, EventBody::VmaName { .. }) {
             // Thread fork/exit: history only.
             self.record(pid, &event);
+            return;
+        }
+        let failed = event.failed();
+        let resync = !failed && syscall.and_then(Syscall::resync_reason).is_some();
+        // The common case, with one lookup and the event moved (not
+        // copied) into the history once applied.
+        if !resync
+            && let Some(state) = self.processes.get_mut(&pid)
+            && !state.seed.is_seeding()
+        {
+            if let Some(syscall) = syscall {
+                state.syscalls.record(syscall, failed);
+            }
+            let unresolved = state.apply_event(&event, resolver);
+            state.record(event, self.history_len);
+            if unresolved {
+                self.request_seed(pid, SeedReason::Unresolved);
+            }
             return;
         }
         if !self.processes.contains_key(&pid) {
             self.request_seed(pid, SeedReason::Unknown);
         }
-        if let Some(syscall) = event.syscall()
+        if let Some(syscall) = syscall
             && let Some(state) = self.processes.get_mut(&pid)
         {
-            state.syscalls.record(syscall, event.failed());
+            state.syscalls.record(syscall, failed);
         }
         self.record(pid, &event);
-        if !event.failed() && event.syscall().and_then(Syscall::resync_reason).is_some() {
+        if resync {
             self.request_seed(pid, SeedReason::Unmodelled);
         }
         let state = self.processes.get_mut(&pid).expect("inserted above");
@@ -308,7 +328,7 @@ impl Tracker {
     fn record(&mut self, pid: u32, event: &Event) {
         let history_len = self.history_len;
         if let Some(state) = self.processes.get_mut(&pid) {
-            state.record(event, history_len);
+            state.record(event.clone(), history_len);
         }
     }
 

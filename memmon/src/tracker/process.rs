@@ -158,14 +158,14 @@ impl ProcessState {
         }
     }
 
-    pub(super) fn record(&mut self, event: &Event, cap: usize) {
+    pub(super) fn record(&mut self, event: Event, cap: usize) {
         if cap == 0 {
             return;
         }
         while self.history.len() >= cap {
             self.history.pop_front();
         }
-        self.history.push_back(event.clone());
+        self.history.push_back(event);
     }
 
     /// Applies a syscall event; true when a file behind a mapping could not
