@@ -11,26 +11,46 @@ fn range(addr: u64, len: u64) -> Option<(u64, u64)> {
     addr.checked_add(page_align_up(len)).map(|end| (addr, end))
 }
 
-/// Applies to `map` what `op` (already applied to `after`) did, with
-/// `origin` as its cause. `brk_before` is the program break before `op`.
+/// Whether `op` records who did it (a munmap only takes memory away: no
+/// origin need be built for it, on the path every event takes).
+pub fn keeps_origin(op: &MemOp) -> bool {
+    !matches!(
+        op,
+        MemOp::Munmap { .. } | MemOp::ShmDetach { .. } | MemOp::SetAnonName { .. }
+    )
+}
+
+/// Applies to `map` what `op` (already applied to `after`) did at `ts`,
+/// with `origin` as its cause (needed when [`keeps_origin`]).
+/// `brk_before` is the program break before `op`.
 pub fn apply(
     map: &mut OriginMap,
     op: &MemOp,
     brk_before: Option<BrkState>,
     after: &AddressSpace,
-    origin: &Arc<Origin>,
+    ts: u64,
+    origin: Option<&Arc<Origin>>,
 ) {
-    let ts = origin.ts_ns;
+    if let (MemOp::Munmap { addr, len }, _) = (op, origin) {
+        if let Some((s, e)) = range(*addr, *len) {
+            map.remove(s, e, ts);
+        }
+        return;
+    }
+    if let MemOp::ShmDetach { addr } = op {
+        // The model found the segment's extent; drop what it removed.
+        let top = map.spans().last().map_or(*addr, |(_, s)| s.end);
+        map.clip_to(after, *addr, top, ts);
+        return;
+    }
+    let Some(origin) = origin else {
+        return;
+    };
     match op {
         MemOp::Mmap { addr, len, .. } => {
             if let Some((s, e)) = range(*addr, *len) {
                 map.create(s, e, origin);
                 map.clip_to(after, s, e, ts);
-            }
-        }
-        MemOp::Munmap { addr, len } => {
-            if let Some((s, e)) = range(*addr, *len) {
-                map.remove(s, e, ts);
             }
         }
         MemOp::Mprotect { addr, len, .. } => {
@@ -60,13 +80,8 @@ pub fn apply(
                 map.remove(new_end, old_end, ts);
             }
         }
-        MemOp::ShmDetach { addr } => {
-            // The model found the segment's extent; drop what it removed.
-            let top = map.spans().last().map_or(*addr, |(_, s)| s.end);
-            map.clip_to(after, *addr, top, ts);
-        }
-        // A name is not a layout change.
-        MemOp::SetAnonName { .. } => {}
+        // Handled above; a name is not a layout change.
+        MemOp::Munmap { .. } | MemOp::ShmDetach { .. } | MemOp::SetAnonName { .. } => {}
     }
 }
 

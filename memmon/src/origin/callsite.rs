@@ -62,24 +62,31 @@ impl CallSite {
 }
 
 /// Shares one `Arc<str>` per object path, so normalizing a call site does
-/// not allocate once the library has been seen.
+/// not allocate once the library has been seen, and call-site keys can
+/// compare objects by pointer.
 #[derive(Debug, Default)]
 pub struct Interner {
     paths: HashSet<Arc<str>>,
 }
 
-/// Past this many distinct paths the interner starts over, so a process
-/// mapping endless unique files cannot grow it without bound (existing
-/// `Arc`s stay valid; they are just no longer shared with new ones).
-const MAX_INTERNED: usize = 16_384;
+/// Distinct object paths kept. Keys compare objects by pointer, so an
+/// interned path is never dropped; past this many, new objects share one
+/// name that says so (a bound on what hostile processes can make us hold).
+const MAX_INTERNED: usize = 65_536;
+const TOO_MANY: &str = "<object not kept: too many distinct objects>";
 
 impl Interner {
     pub fn intern(&mut self, path: &str) -> Arc<str> {
         if let Some(known) = self.paths.get(path) {
             return Arc::clone(known);
         }
-        if self.paths.len() >= MAX_INTERNED {
-            self.paths.clear();
+        let path = if self.paths.len() >= MAX_INTERNED {
+            TOO_MANY
+        } else {
+            path
+        };
+        if let Some(known) = self.paths.get(path) {
+            return Arc::clone(known);
         }
         let new: Arc<str> = Arc::from(path);
         self.paths.insert(Arc::clone(&new));

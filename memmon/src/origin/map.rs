@@ -1,10 +1,9 @@
-//! Origins per byte range: non-overlapping spans keyed by start address,
-//! in a persistent map so a worker's copy costs O(1) and the loop never
-//! copies a whole process's origins to change one range.
+//! Origins per byte range: non-overlapping spans keyed by start address.
+//! Shared with workers as the model is (an `Arc`, copied only when the
+//! loop changes a process a worker still holds): a persistent map made
+//! every event's update several times dearer.
 
-use std::sync::Arc;
-
-use imbl::OrdMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{Origin, totals::SiteTotals};
 use crate::model::AddressSpace;
@@ -22,7 +21,7 @@ pub struct Span {
 /// site that follow from them.
 #[derive(Clone, Debug, Default)]
 pub struct OriginMap {
-    spans: OrdMap<u64, Span>,
+    spans: BTreeMap<u64, Span>,
     totals: SiteTotals,
 }
 
@@ -40,11 +39,12 @@ impl OriginMap {
     pub fn spans_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &Span)> {
         let first = self
             .spans
-            .get_prev(&start)
+            .range(..=start)
+            .next_back()
             .filter(|(_, s)| s.end > start)
             .map_or(start, |(s, _)| *s);
         self.spans
-            .range(first..end)
+            .range(first..end.max(first))
             .map(|(s, span)| (*s, span))
             .filter(move |(_, span)| span.end > start)
     }
@@ -66,7 +66,8 @@ impl OriginMap {
     fn split_at(&mut self, addr: u64) {
         let Some((start, span)) = self
             .spans
-            .get_prev(&addr)
+            .range(..=addr)
+            .next_back()
             .filter(|(s, span)| **s < addr && addr < span.end)
             .map(|(s, span)| (*s, span.clone()))
         else {
@@ -101,10 +102,18 @@ impl OriginMap {
         self.spans.insert(start, span);
     }
 
-    /// Forgets `[start, end)` (munmap, shmdt, brk shrinking).
+    /// Forgets `[start, end)` (munmap, shmdt, brk shrinking). No list is
+    /// built: this runs for every munmap.
     pub fn remove(&mut self, start: u64, end: u64, ts_ns: u64) {
-        for (s, span) in self.take(start, end) {
-            self.totals.sub(&span.created, span.end - s, ts_ns);
+        if start >= end {
+            return;
+        }
+        self.split_at(start);
+        self.split_at(end);
+        while let Some(s) = self.spans.range(start..end).next().map(|(s, _)| *s) {
+            if let Some(span) = self.spans.remove(&s) {
+                self.totals.sub(&span.created, span.end - s, ts_ns);
+            }
         }
     }
 
@@ -131,11 +140,8 @@ impl OriginMap {
         }
         self.split_at(start);
         self.split_at(end);
-        let keys: Vec<u64> = self.spans.range(start..end).map(|(s, _)| *s).collect();
-        for s in keys {
-            if let Some(span) = self.spans.get_mut(&s) {
-                span.changed = Some(Arc::clone(origin));
-            }
+        for (_, span) in self.spans.range_mut(start..end) {
+            span.changed = Some(Arc::clone(origin));
         }
     }
 
@@ -201,7 +207,7 @@ impl OriginMap {
     /// it shows is `seed` (made while memmon was not looking).
     pub fn rebase(&self, space: &AddressSpace, seed: &Arc<Origin>) -> OriginMap {
         let mut next = OriginMap {
-            spans: OrdMap::new(),
+            spans: BTreeMap::new(),
             totals: self.totals.emptied(),
         };
         for region in space.regions() {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use apply::apply;
+pub use apply::{apply, keeps_origin};
 pub use callsite::{CallSite, Interner};
 pub use map::{OriginMap, Span};
 pub use totals::{SiteKey, SiteTotals, Tally};

@@ -162,7 +162,7 @@ proptest! {
             let id = step as u64 + 1;
             let before = space.clone();
             space.apply(op);
-            apply(&mut map, op, before.brk, &space, &origin(id));
+            apply(&mut map, op, before.brk, &space, id, Some(&origin(id)));
             oracle(&mut pages, op, id, &before, &space);
             keep_present(&mut pages, &space);
             prop_assert_eq!(view(&map), pages.clone(), "after step {} {:?}", step, op);
@@ -200,7 +200,7 @@ fn a_snapshot_keeps_known_origins_and_seeds_the_rest() {
     };
     space.apply(&op);
     let mut map = OriginMap::new();
-    apply(&mut map, &op, None, &space, &origin(1));
+    apply(&mut map, &op, None, &space, 1, Some(&origin(1)));
     // Events were missed: the snapshot shows one more region.
     space.apply(&MemOp::Mmap {
         addr: BASE + 8 * PAGE_SIZE,

@@ -2,20 +2,54 @@
 //! map (partial munmaps, MAP_FIXED overlays and moves included), with a
 //! short per-second series for growth over a window.
 
-use std::sync::Arc;
-
-use imbl::{HashMap, Vector};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::{Hash, Hasher},
+    sync::Arc,
+};
 
 use super::{Cause, Origin};
 
 /// Who made memory, as a key: the cause and the normalized call site.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Objects are interned (see [`super::Interner`]), so the key compares and
+/// hashes the object by pointer: hashing its path on every event cost
+/// more than the rest of the update.
+#[derive(Clone, Debug)]
 pub struct SiteKey {
     pub cause: Cause,
     pub object: Option<Arc<str>>,
     /// File offset in `object`, or the address when there is no object
     /// (0 when no call site was captured).
     pub offset: u64,
+}
+
+impl PartialEq for SiteKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cause == other.cause
+            && self.offset == other.offset
+            && match (&self.object, &other.object) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for SiteKey {}
+
+impl Hash for SiteKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // One word into the hasher: it runs on every applied event.
+        let cause = match self.cause {
+            Cause::Syscall(s) => s as u64 + 1,
+            Cause::Seed => 0,
+        };
+        let object = self
+            .object
+            .as_ref()
+            .map_or(0, |o| Arc::as_ptr(o).cast::<u8>() as u64);
+        state.write_u64(object.rotate_left(29) ^ self.offset ^ cause << 58);
+    }
 }
 
 impl SiteKey {
@@ -46,7 +80,7 @@ pub struct Tally {
     /// Spans: ranges made by one call, as split by later changes.
     pub spans: u64,
     /// (second bucket start, bytes at its end), oldest first.
-    series: Vector<(u64, u64)>,
+    series: VecDeque<(u64, u64)>,
     /// When the site last made or lost memory (CLOCK_MONOTONIC ns).
     pub last_ts_ns: u64,
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::origins::{CallSiteView, Namer};
+use super::origins::{CallSiteView, Namer, OriginView};
 use crate::{
     events::{Event, EventBody},
     model::{Perms, page_align_up},
@@ -46,12 +46,9 @@ pub struct Change {
     pub perms: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    pub syscall: String,
-    pub ts_ns: u64,
-    pub age_ms: u64,
-    pub tid: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub call_site: Option<CallSiteView>,
+    /// The event that made the change.
+    #[serde(flatten)]
+    pub by: OriginView,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -83,11 +80,14 @@ fn describe(event: &Event, last_brk: &mut Option<u64>) -> Option<Change> {
         old_size: None,
         perms: None,
         path: None,
-        syscall: event.kind().into(),
-        ts_ns: event.meta.ts_ns,
-        age_ms: 0,
-        tid: event.meta.tid,
-        call_site: None,
+        by: OriginView {
+            syscall: event.kind().into(),
+            ts_ns: event.meta.ts_ns,
+            age_ms: 0,
+            tid: event.meta.tid,
+            call_site: None,
+            stack: Vec::new(),
+        },
     };
     let span = |addr: u64, len: u64| (addr, addr.saturating_add(page_align_up(len)));
     Some(match &event.body {
@@ -191,7 +191,7 @@ pub fn diff(view: &ProcessView, namer: &Namer, since_ns: u64, history_full: bool
             continue;
         }
         if let Some(mut change) = change {
-            change.age_ms = namer.now_ns.saturating_sub(event.meta.ts_ns) / 1_000_000;
+            change.by.age_ms = namer.now_ns.saturating_sub(event.meta.ts_ns) / 1_000_000;
             // Normalized against today's layout: the code that called is
             // normally still mapped.
             let site = CallSite::normalize(&view.space, event.meta.call_site, &mut interner);
@@ -206,7 +206,7 @@ pub fn diff(view: &ProcessView, namer: &Namer, since_ns: u64, history_full: bool
         if site.is_some()
             && let Some((site, name)) = named.next()
         {
-            change.call_site = Some(CallSiteView::of(site, name));
+            change.by.call_site = Some(CallSiteView::of(site, name));
         }
     }
     let oldest = view.history.first().map(|e| e.meta.ts_ns);

@@ -258,7 +258,7 @@ impl Tracker {
                     }
                     state.comm = event.meta.comm.to_string();
                     // The old image's memory is gone with it.
-                    state.origins = crate::origin::OriginMap::new();
+                    state.origins = Default::default();
                 }
                 self.request_seed(pid, SeedReason::Exec);
                 return;
@@ -282,7 +282,7 @@ impl Tracker {
             if let Some(syscall) = syscall {
                 state.syscalls.record(syscall, failed);
             }
-            let unresolved = state.apply_event(&event, resolver);
+            let unresolved = state.apply_event(&event, resolver, &mut self.interner);
             state.record(event, self.history_len);
             if unresolved {
                 self.request_seed(pid, SeedReason::Unresolved);
@@ -342,7 +342,12 @@ impl Tracker {
             .processes
             .get(&parent)
             .filter(|p| !p.seed.is_seeding() && p.snapshot_ns <= event.meta.ts_ns)
-            .map(|p| (std::sync::Arc::clone(&p.space), p.origins.clone()));
+            .map(|p| {
+                (
+                    std::sync::Arc::clone(&p.space),
+                    std::sync::Arc::clone(&p.origins),
+                )
+            });
         let parent_state = self.processes.get(&parent);
         let mut state = ProcessState::new(child);
         state.comm = event.meta.comm.to_string();

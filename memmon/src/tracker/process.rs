@@ -65,8 +65,8 @@ pub struct ProcessState {
     /// `Arc::make_mut`, so a view a worker still holds is copied once,
     /// not on every publish.
     pub space: Arc<AddressSpace>,
-    /// Who made each range of `space` (persistent: a view's copy is O(1)).
-    pub origins: OriginMap,
+    /// Who made each range of `space`, shared with views as `space` is.
+    pub origins: Arc<OriginMap>,
     /// Memory syscalls called and failed, for metrics.
     pub syscalls: super::SyscallCounts,
     /// Recent events, rendered only when asked for (rendering every event
@@ -96,7 +96,7 @@ pub struct ProcessView {
     pub personality: Option<u32>,
     pub cgroup: Option<String>,
     pub space: Arc<AddressSpace>,
-    pub origins: OriginMap,
+    pub origins: Arc<OriginMap>,
     pub syscalls: super::SyscallCounts,
     /// The most recent events, as many as the request asked for.
     pub history: Vec<Event>,
@@ -116,7 +116,7 @@ impl ProcessState {
             personality: None,
             cgroup: None,
             space: Arc::new(AddressSpace::new()),
-            origins: OriginMap::new(),
+            origins: Arc::default(),
             syscalls: Default::default(),
             history: VecDeque::new(),
             applied_events: 0,
@@ -145,7 +145,7 @@ impl ProcessState {
             personality: self.personality,
             cgroup: self.cgroup.clone(),
             space: Arc::clone(&self.space),
-            origins: self.origins.clone(),
+            origins: Arc::clone(&self.origins),
             syscalls: self.syscalls.clone(),
             history: self
                 .history
@@ -187,20 +187,25 @@ impl ProcessState {
         if let Some(op) = op {
             // The call site is normalized against the layout it was
             // called from, before the call changed it.
-            let origin = Arc::new(Origin {
-                cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
-                ts_ns: event.meta.ts_ns,
-                tid: event.meta.tid,
-                call_site: CallSite::normalize(&self.space, event.meta.call_site, interner),
-                stack_id: event.meta.stack_id,
+            let origin = origin::keeps_origin(&op).then(|| {
+                Arc::new(Origin {
+                    cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
+                    ts_ns: event.meta.ts_ns,
+                    tid: event.meta.tid,
+                    call_site: CallSite::normalize(&self.space, event.meta.call_site, interner),
+                    stack_id: event.meta.stack_id,
+                })
             });
+            let ts = event.meta.ts_ns;
             if stale {
-                origin::apply(&mut self.origins, &op, None, &self.space, &origin);
+                let origins = Arc::make_mut(&mut self.origins);
+                origin::apply(origins, &op, None, &self.space, ts, origin.as_ref());
                 return false;
             }
             let brk_before = self.space.brk;
             Arc::make_mut(&mut self.space).apply(&op);
-            origin::apply(&mut self.origins, &op, brk_before, &self.space, &origin);
+            let origins = Arc::make_mut(&mut self.origins);
+            origin::apply(origins, &op, brk_before, &self.space, ts, origin.as_ref());
             self.applied_events += 1;
         }
         unresolved
@@ -213,7 +218,7 @@ impl ProcessState {
         {
             // The pid was reused: nothing of the old process carries over.
             self.history.clear();
-            self.origins = OriginMap::new();
+            self.origins = Arc::default();
         }
         self.start_time_ticks = Some(snapshot.start_time_ticks);
         self.comm = snapshot.comm;
@@ -223,9 +228,10 @@ impl ProcessState {
         self.cgroup = snapshot.cgroup;
         // What the snapshot still shows keeps its origin; the rest was
         // made while memmon was not looking, and says so.
-        self.origins = self
-            .origins
-            .rebase(&snapshot.space, &Origin::seed(snapshot.taken_ns));
+        self.origins = Arc::new(
+            self.origins
+                .rebase(&snapshot.space, &Origin::seed(snapshot.taken_ns)),
+        );
         self.space = Arc::new(snapshot.space);
         self.snapshot_ns = snapshot.taken_ns;
         self.applied_events += 1;

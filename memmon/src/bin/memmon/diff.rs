@@ -77,7 +77,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     for c in &report.changes {
         table.cell(
             Style::Plain,
-            format_args!("{:.1}s", c.age_ms as f64 / 1000.0),
+            format_args!("{:.1}s", c.by.age_ms as f64 / 1000.0),
         );
         table.cell(Style::Plain, format_args!("{}", json_name(&c.kind)));
         table.cell(Style::Plain, format_args!("{}", c.start));
@@ -102,11 +102,11 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
                 .join(" "),
         };
         table.cell(Style::Plain, format_args!("{detail}"));
-        table.cell(Style::Plain, format_args!("{}", c.syscall));
-        table.cell(Style::Plain, format_args!("{}", c.tid));
+        table.cell(Style::Plain, format_args!("{}", c.by.syscall));
+        table.cell(Style::Plain, format_args!("{}", c.by.tid));
         table.cell(
             Style::Plain,
-            format_args!("{}", site_text(c.call_site.as_ref())),
+            format_args!("{}", site_text(c.by.call_site.as_ref())),
         );
         table.end_row();
     }
