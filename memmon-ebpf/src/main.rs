@@ -50,8 +50,9 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// Thread groups that lost at least one record or pairing (value: how
-/// many), so that userspace can resync exactly those from /proc. Not LRU:
+/// Thread groups that lost at least one record, or changed their layout
+/// unseen (value: how many), so that userspace can resync exactly those
+/// from /proc. Not LRU:
 /// an evicted entry would be a silent gap; a full map is counted
 /// (`LOST_PIDS_FULL`) and userspace then resyncs everything.
 #[map]

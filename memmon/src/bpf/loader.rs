@@ -94,7 +94,7 @@ impl Probes {
         ensure_tracefs()?;
         let layout = read_layout()?;
         for tp in all_tracepoints().filter(|tp| tp.category == "syscalls") {
-            check_syscall_args(tp, &layout)?;
+            check_syscall_args(tp)?;
         }
         // Wake the consumer once an eighth of the buffer is queued; the
         // reader's poll timer picks up anything below that.
