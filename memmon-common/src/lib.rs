@@ -127,8 +127,9 @@ pub struct ForkEvent {
     pub header: EventHeader,
     pub child_tgid: u32,
     pub child_tid: u32,
-    /// clone flags when the kernel programs saw the clone/clone3 call, else 0
-    /// (fork(2), vfork(2) and kernel-internal clones).
+    /// clone(2)'s flags (the register value, shown, not trusted), else 0
+    /// (clone3, fork, vfork); `CLONE_THREAD` is set from the kernel's task
+    /// whenever the child joined the parent's thread group.
     pub clone_flags: u64,
 }
 
@@ -331,7 +332,7 @@ pub mod mmap_lock_record {
     pub const WRITE: u32 = 24;
 }
 
-/// Where `syscalls:sys_enter_*` and `sys_exit_*` records keep their fields
+/// Where `syscalls:sys_exit_*` records keep their fields
 /// (unchanged since Linux 4.x on every architecture memmon builds for).
 /// The kernel programs read them with direct context loads, which are
 /// several times cheaper than `bpf_probe_read` but need the offset in the
@@ -341,9 +342,7 @@ pub mod mmap_lock_record {
 pub mod syscall_record {
     /// `__syscall_nr` (an `int`).
     pub const NR: u32 = 8;
-    /// The first argument (`unsigned long`s follow, 8 bytes apart).
-    pub const ARGS: u32 = 16;
-    /// `ret` (a `long`) in `sys_exit_*`.
+    /// `ret` (a `long`).
     pub const RET: u32 = 16;
 }
 
@@ -353,14 +352,6 @@ pub mod syscall_record {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TracepointLayout {
-    /// Offset of the first `unsigned long` argument in `sys_enter_*`.
-    pub syscall_args: u32,
-    /// Offset of `ret` in `sys_exit_*`.
-    pub syscall_ret: u32,
-    /// Offset of `__syscall_nr` in both.
-    pub syscall_nr: u32,
-    /// `sched_process_fork.child_pid`.
-    pub fork_child_pid: u32,
     /// `sched_process_exec.filename` (a `__data_loc`).
     pub exec_filename: u32,
     /// `sched_process_exec.old_pid`.
@@ -368,15 +359,13 @@ pub struct TracepointLayout {
     /// `sched_process_exit.group_dead`, or [`TracepointLayout::ABSENT`] on
     /// kernels without it (then the leader's exit stands for the group).
     pub exit_group_dead: u32,
-    /// Syscall numbers of clone and clone3 on this architecture, to tell
-    /// threads from processes at fork.
+    /// clone's syscall number on this architecture: the fork program
+    /// shows its flags (a register value).
     pub nr_clone: u32,
-    pub nr_clone3: u32,
     pub nr_prctl: u32,
     /// io_setup writes its ring's address to user memory: the exit
     /// program reads it (see [`IO_SETUP_RING_ARG`]).
     pub nr_io_setup: u32,
-    pub _pad0: u32,
 }
 
 /// The argument slot of an io_setup [`SyscallEvent`] that carries the ring
@@ -388,18 +377,12 @@ impl TracepointLayout {
     pub const ABSENT: u32 = u32::MAX;
     /// The layout of Linux 6.x on x86_64; userspace always overwrites it.
     pub const DEFAULT: Self = Self {
-        syscall_args: syscall_record::ARGS,
-        syscall_ret: syscall_record::RET,
-        syscall_nr: syscall_record::NR,
-        fork_child_pid: 20,
         exec_filename: 8,
         exec_old_pid: 16,
         exit_group_dead: 32,
         nr_clone: 56,
-        nr_clone3: 435,
         nr_prctl: 157,
         nr_io_setup: 206,
-        _pad0: 0,
     };
 }
 
@@ -424,7 +407,7 @@ const _: () = {
     assert!(core::mem::size_of::<ForkEvent>() == 56);
     assert!(core::mem::size_of::<ExitEvent>() == 48);
     assert!(core::mem::size_of::<VmaNameEvent>() == 144);
-    assert!(core::mem::size_of::<TracepointLayout>() == 48);
+    assert!(core::mem::size_of::<TracepointLayout>() == 24);
     assert!(core::mem::size_of::<FileMmapEvent>() == 120 + 24 + 768);
     assert!(core::mem::size_of::<KernelLayout>() == 92);
     // Every ring-buffer kind and read has its own slot, below COUNT.

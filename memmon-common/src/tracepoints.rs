@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-/// A tracepoint as `category/name`, e.g. `syscalls/sys_enter_mmap`.
+/// A tracepoint as `category/name`, e.g. `syscalls/sys_exit_mmap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TracepointId {
     pub category: &'static str,
@@ -42,11 +42,10 @@ impl fmt::Display for TracepointId {
     }
 }
 
-/// A traced syscall: its name and its enter and exit tracepoints.
+/// A traced syscall: its name and its exit tracepoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TracedSyscall {
     pub name: &'static str,
-    pub enter: TracepointId,
     pub exit: TracepointId,
 }
 
@@ -55,7 +54,6 @@ macro_rules! traced {
     ($($name:literal),* $(,)?) => {
         [$(TracedSyscall {
             name: $name,
-            enter: TracepointId::syscall(concat!("sys_enter_", $name)),
             exit: TracepointId::syscall(concat!("sys_exit_", $name)),
         }),*]
     };
@@ -95,7 +93,6 @@ pub const SCHED_PROCESS_EXIT: TracepointId = TracepointId::sched("sched_process_
 /// Which tracepoints of a group of syscalls a program serves.
 #[derive(Clone, Copy, Debug)]
 pub enum Serves {
-    Enter(&'static [TracedSyscall]),
     Exit(&'static [TracedSyscall]),
     Tracepoint(TracepointId),
     /// A BTF-typed tracepoint (`tp_btf`), by event name: its arguments
@@ -114,16 +111,12 @@ pub struct Program {
 impl Program {
     pub fn tracepoints(&self) -> impl Iterator<Item = TracepointId> + '_ {
         self.serves.iter().flat_map(|s| {
-            let (syscalls, single, enter) = match *s {
-                Serves::Enter(list) => (list, None, true),
-                Serves::Exit(list) => (list, None, false),
-                Serves::Tracepoint(tp) => (&[][..], Some(tp), false),
-                Serves::BtfTracepoint(_) => (&[][..], None, false),
+            let (syscalls, single) = match *s {
+                Serves::Exit(list) => (list, None),
+                Serves::Tracepoint(tp) => (&[][..], Some(tp)),
+                Serves::BtfTracepoint(_) => (&[][..], None),
             };
-            syscalls
-                .iter()
-                .map(move |s| if enter { s.enter } else { s.exit })
-                .chain(single)
+            syscalls.iter().map(|s| s.exit).chain(single)
         })
     }
 }

@@ -35,6 +35,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
 };
+use aya_log_ebpf::debug;
 use memmon_common::{
     CLONE_THREAD, EventHeader, EventKind, ExecEvent, ExitEvent, FileMmapEvent, ForkEvent,
     IO_SETUP_RING_ARG, MAP_ANONYMOUS, PR_SET_VMA, PR_SET_VMA_ANON_NAME, SyscallEvent,
@@ -50,8 +51,9 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// Thread groups that lost at least one record or pairing (value: how
-/// many), so that userspace can resync exactly those from /proc. Not LRU:
+/// Thread groups that lost at least one record, or changed their layout
+/// unseen (value: how many), so that userspace can resync exactly those
+/// from /proc. Not LRU:
 /// an evicted entry would be a silent gap; a full map is counted
 /// (`LOST_PIDS_FULL`) and userspace then resyncs everything.
 #[map]
@@ -103,6 +105,21 @@ fn bump(index: u32) {
     }
 }
 
+/// An error path of a program: counts it in its `COUNTERS` slot and logs
+/// it at debug level (aya-log), which writes nothing unless userspace
+/// runs at debug (`AYA_LOG_LEVEL`). Success paths never log.
+#[inline(always)]
+fn fail<C: EbpfContext>(ctx: &C, slot: u32, detail: impl Into<i64>) {
+    bump(slot);
+    let detail: i64 = detail.into();
+    debug!(
+        ctx,
+        "kernel error in slot {} of memmon_common::counter (memmon_kernel_errors_total), detail {}",
+        slot,
+        detail
+    );
+}
+
 /// Marks `tgid` for a resync from /proc: something it did was not seen.
 #[inline(always)]
 fn mark_lost(tgid: u32, records: u64) {
@@ -119,8 +136,8 @@ fn mark_lost(tgid: u32, records: u64) {
 
 /// A `kind` record of `tgid` found the ring buffer full.
 #[inline(always)]
-fn record_loss(kind: EventKind, tgid: u32) {
-    bump(counter::ringbuf_full(kind));
+fn record_loss<C: EbpfContext>(ctx: &C, kind: EventKind, tgid: u32) {
+    fail(ctx, counter::ringbuf_full(kind), tgid);
     mark_lost(tgid, 1);
 }
 
@@ -208,13 +225,13 @@ fn syscall_args(regs: *const pt_regs) -> [u64; 6] {
 /// address their caller pushed. 0 (counted) when the stack page is not
 /// readable.
 #[inline(always)]
-fn call_site(regs: *const pt_regs) -> u64 {
+fn call_site(ctx: &TracePointContext, regs: *const pt_regs) -> u64 {
     // SAFETY: a BTF-typed load of a pt_regs field, as in `syscall_args`;
     // the user read goes through the helper, which faults safely.
     match unsafe { bpf_probe_read_user((*regs).rsp as *const u64) } {
         Ok(word) => word,
-        Err(_) => {
-            bump(counter::READ_CALL_SITE);
+        Err(err) => {
+            fail(ctx, counter::READ_CALL_SITE, err);
             0
         }
     }
@@ -237,14 +254,14 @@ fn header(kind: EventKind) -> EventHeader {
 /// Reserves a record, writes `value` (of `header`'s kind) whole and
 /// submits it; counts a loss when the ring buffer is full.
 #[inline(always)]
-fn emit<T: 'static>(header: &EventHeader, value: T) {
+fn emit<C: EbpfContext, T: 'static>(ctx: &C, header: &EventHeader, value: T) {
     let (kind, tgid) = (header.kind, header.tgid);
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(value);
             entry.submit(submit_flags());
         }
-        None => record_loss(kind_of(kind), tgid),
+        None => record_loss(ctx, kind_of(kind), tgid),
     }
 }
 
@@ -257,13 +274,18 @@ fn kind_of(raw: u32) -> EventKind {
 /// As [`emit`], for a record too large to build on the 512-byte BPF stack
 /// ([`ExecEvent`]): `fill` must initialize every field in place.
 #[inline(always)]
-fn emit_in_place<T: 'static>(kind: EventKind, tgid: u32, fill: impl FnOnce(*mut T)) {
+fn emit_in_place<C: EbpfContext, T: 'static>(
+    ctx: &C,
+    kind: EventKind,
+    tgid: u32,
+    fill: impl FnOnce(*mut T),
+) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             fill(entry.as_mut_ptr());
             entry.submit(submit_flags());
         }
-        None => record_loss(kind, tgid),
+        None => record_loss(ctx, kind, tgid),
     }
 }
 
@@ -283,20 +305,21 @@ fn try_sys_exit_memory(ctx: &TracePointContext) {
     let regs = user_regs();
     let mut args = syscall_args(regs);
     let call_site = if switched_on(&CALL_SITES) {
-        call_site(regs)
+        call_site(ctx, regs)
     } else {
         0
     };
     let stack_id = stacks::capture(ctx);
     if is_file_mmap(nr, &args, ret) {
-        emit_file_mmap(nr, &args, ret, call_site, stack_id);
+        emit_file_mmap(ctx, nr, &args, ret, call_site, stack_id);
         return;
     }
     if nr == layout().nr_io_setup && ret == 0 {
-        args[IO_SETUP_RING_ARG] = unseen::io_setup_ring(args[1]);
+        args[IO_SETUP_RING_ARG] = unseen::io_setup_ring(ctx, args[1]);
     }
     let header = header(EventKind::Syscall);
     emit(
+        ctx,
         &header,
         SyscallEvent {
             header,
@@ -321,9 +344,16 @@ fn is_file_mmap(nr: u32, args: &[u64; 6], ret: i64) -> bool {
 /// The syscall record with the file's identity and path
 /// ([`file_identity`]); built in place, it is too large for the stack.
 #[inline(always)]
-fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64, stack_id: i32) {
+fn emit_file_mmap(
+    ctx: &TracePointContext,
+    nr: u32,
+    args: &[u64; 6],
+    ret: i64,
+    call_site: u64,
+    stack_id: i32,
+) {
     let header = header(EventKind::FileMmap);
-    emit_in_place::<FileMmapEvent>(EventKind::FileMmap, header.tgid, |event| {
+    emit_in_place::<_, FileMmapEvent>(ctx, EventKind::FileMmap, header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; `fill` writes every
         // field after `syscall`.
         unsafe {
@@ -340,7 +370,7 @@ fn emit_file_mmap(nr: u32, args: &[u64; 6], ret: i64, call_site: u64, stack_id: 
             // An `int` fd: only the register's low 32 bits are the value.
             file_identity::fill(event, args[4] as i32);
             if (*event).status & file_status::FOUND == 0 {
-                bump(counter::READ_MAPPED_FILE);
+                fail(ctx, counter::READ_MAPPED_FILE, args[4] as i32 as i64);
             }
         }
     });
@@ -362,7 +392,7 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) {
         return;
     }
     let header = header(EventKind::VmaName);
-    emit_in_place::<VmaNameEvent>(EventKind::VmaName, header.tgid, |event| {
+    emit_in_place::<_, VmaNameEvent>(ctx, EventKind::VmaName, header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; every field is
         // written in place (the name does not fit the BPF stack twice).
         unsafe {
@@ -375,8 +405,8 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) {
             if name_ptr != 0 {
                 // The kernel copied the same bytes during the call; the
                 // helper bounds the copy by the buffer and faults safely.
-                if bpf_probe_read_user_str_bytes(name_ptr as *const u8, name).is_err() {
-                    bump(counter::READ_VMA_NAME);
+                if let Err(err) = bpf_probe_read_user_str_bytes(name_ptr as *const u8, name) {
+                    fail(ctx, counter::READ_VMA_NAME, err);
                 }
             }
         }
@@ -387,8 +417,8 @@ fn try_sys_exit_prctl(ctx: &TracePointContext) {
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    if try_sched_process_exec(&ctx).is_err() {
-        bump(counter::READ_EXEC);
+    if let Err(err) = try_sched_process_exec(&ctx) {
+        fail(&ctx, counter::READ_EXEC, err);
     }
     0
 }
@@ -400,7 +430,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // __data_loc: low 16 bits are the offset from the record start.
     let filename = (ctx.as_ptr() as usize + (data_loc & 0xffff) as usize) as *const u8;
     let header = header(EventKind::Exec);
-    emit_in_place::<ExecEvent>(EventKind::Exec, header.tgid, |event| {
+    emit_in_place::<_, ExecEvent>(ctx, EventKind::Exec, header.tgid, |event| {
         // SAFETY: `event` points at a reserved record; fields are written in
         // place (the filename is too large to build on the BPF stack).
         unsafe {
@@ -409,8 +439,8 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
             addr_of_mut!((*event)._pad0).write(0);
             let buf = &mut *addr_of_mut!((*event).filename);
             buf[0] = 0;
-            if bpf_probe_read_kernel_str_bytes(filename, buf).is_err() {
-                bump(counter::READ_EXEC);
+            if let Err(err) = bpf_probe_read_kernel_str_bytes(filename, buf) {
+                fail(ctx, counter::READ_EXEC, err);
             }
         }
     });
@@ -432,7 +462,7 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let header = header(EventKind::Fork);
     let Ok((child_tgid, child_tid)) = file_identity::task_ids(child as u64) else {
         // Not knowing the child's group is a gap: both sides resync.
-        bump(counter::READ_FORK_CHILD);
+        fail(ctx, counter::READ_FORK_CHILD, header.tgid);
         mark_lost(header.tgid, 1);
         return Ok(());
     };
@@ -457,6 +487,7 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         mark_lost(child_tgid, 0);
     }
     emit(
+        ctx,
         &header,
         ForkEvent {
             header,
@@ -470,8 +501,8 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    if try_sched_process_exit(&ctx).is_err() {
-        bump(counter::READ_EXIT);
+    if let Err(err) = try_sched_process_exit(&ctx) {
+        fail(&ctx, counter::READ_EXIT, err);
     }
     0
 }
@@ -487,6 +518,7 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
         (dead != 0) as u8
     };
     emit(
+        ctx,
         &header,
         ExitEvent {
             header,

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use memmon_common::{NO_STACK, STACK_MAP_ENTRIES, counter};
 
-use crate::{bump, switched_on};
+use crate::{fail, switched_on};
 
 /// 1: capture user stacks; userspace sets it for `stacks = true`.
 #[unsafe(no_mangle)]
@@ -36,11 +36,12 @@ pub fn capture(ctx: &TracePointContext) -> i32 {
     match ctx.get_stackid(&STACK_TRACES, BPF_F_USER_STACK as u64) {
         Ok(id) => id as i32,
         Err(err) => {
-            bump(match -err {
+            let slot = match -err {
                 ENOMEM => counter::STACK_MAP_FULL,
                 EEXIST => counter::STACK_COLLISION,
                 _ => counter::STACK_OTHER,
-            });
+            };
+            fail(ctx, slot, err);
             NO_STACK
         }
     }

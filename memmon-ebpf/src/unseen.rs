@@ -28,7 +28,7 @@ use memmon_common::{
     PR_SET_VMA, PR_SET_VMA_ANON_NAME, SEEN_SYSCALLS_WORDS, counter, mmap_lock_record,
 };
 
-use crate::{bump, layout, mark_lost, record, syscall_args, user_regs};
+use crate::{bump, fail, layout, mark_lost, record, syscall_args, user_regs};
 
 /// What x86_64 syscall entry stores in `pt_regs.ax` until the syscall
 /// returns.
@@ -93,12 +93,12 @@ fn try_mmap_lock_write(ctx: &TracePointContext) {
 
 /// The ring address io_setup stored at `ctxp` (0, counted, if unreadable).
 #[inline(always)]
-pub fn io_setup_ring(ctxp: u64) -> u64 {
+pub fn io_setup_ring(ctx: &TracePointContext, ctxp: u64) -> u64 {
     // SAFETY: the helper faults safely on a bad user pointer.
     match unsafe { bpf_probe_read_user(ctxp as *const u64) } {
         Ok(ring) => ring,
-        Err(_) => {
-            bump(counter::READ_IO_SETUP_RING);
+        Err(err) => {
+            fail(ctx, counter::READ_IO_SETUP_RING, err);
             0
         }
     }

@@ -172,8 +172,8 @@ fn exposition_passes_promtool_and_has_no_pid_or_address() {
 }
 
 /// A kernel error path counts: prctl(PR_SET_VMA_ANON_NAME) with a name
-/// pointer that points nowhere fails in the kernel, and the exit program's
-/// read of the name fails too.
+/// pointer that points nowhere fails, and the exit program's read of the
+/// name fails too.
 #[test]
 fn kernel_errors_are_counted_by_kind() {
     let Some(daemon) = shared_daemon() else {
@@ -190,8 +190,8 @@ fn kernel_errors_are_counted_by_kind() {
         );
     }
     const PR_SET_VMA: libc::c_int = 0x5356_4d41;
-    // SAFETY: prctl reads nothing at the bad pointer it is given but
-    // fails with EFAULT; the other arguments are plain integers.
+    // SAFETY: prctl only fails on the unmapped range and the bad name
+    // pointer (nothing is written); the other arguments are integers.
     let ret = unsafe { libc::prctl(PR_SET_VMA, 0, 0x10000usize, 4096usize, 8usize) };
     assert_eq!(ret, -1, "prctl with a bad name pointer should fail");
     // /metrics is cached for a second.

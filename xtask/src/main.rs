@@ -54,7 +54,8 @@ enum Cmd {
         /// mmap+munmap (and brk) pairs per loop run.
         #[arg(long, default_value_t = 50_000)]
         iters: u64,
-        /// Interleaved rounds of untraced / bpftrace (twice) / memmon.
+        /// Interleaved rounds of untraced / bpftrace (twice) / memmon (call
+        /// sites off, on, and with stacks).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// Use this memmon binary instead of building the release one (a

@@ -10,7 +10,6 @@ use memmon_common::{
     TracepointLayout, mmap_lock_record, syscall_record,
     tracepoints::{
         MEMORY_SYSCALLS, MMAP_LOCK_ACQUIRE_RETURNED, SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT,
-        SCHED_PROCESS_FORK,
     },
 };
 
@@ -72,38 +71,35 @@ fn fixed(format: &str, tp: TracepointId, field: &str, built: u32) -> Result<u32,
     }
 }
 
-/// Reads every layout the kernel programs depend on.
+/// Reads every layout the kernel programs depend on, and checks the
+/// offsets built into them.
 pub fn read_layout() -> Result<TracepointLayout, BpfError> {
     // Every syscall's record has the same layout; mmap's stands for all
     // (check_syscall_args verifies each one).
-    let (enter, exit) = (MEMORY_SYSCALLS[0].enter, MEMORY_SYSCALLS[0].exit);
-    let (fork, exec, exit_tp) = (SCHED_PROCESS_FORK, SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT);
-    let enter_fmt = read_format(enter)?;
+    let exit = MEMORY_SYSCALLS[0].exit;
+    let (exec, exit_tp) = (SCHED_PROCESS_EXEC, SCHED_PROCESS_EXIT);
     let exit_fmt = read_format(exit)?;
     let exit_tp_fmt = read_format(exit_tp)?;
     let exec_fmt = read_format(exec)?;
     let lock = MMAP_LOCK_ACQUIRE_RETURNED;
     fixed(&read_format(lock)?, lock, "write", mmap_lock_record::WRITE)?;
+    fixed(&exit_fmt, exit, "ret", syscall_record::RET)?;
+    fixed(&exit_fmt, exit, "__syscall_nr", syscall_record::NR)?;
     Ok(TracepointLayout {
-        syscall_args: fixed(&enter_fmt, enter, "addr", syscall_record::ARGS)?,
-        syscall_ret: fixed(&exit_fmt, exit, "ret", syscall_record::RET)?,
-        syscall_nr: fixed(&enter_fmt, enter, "__syscall_nr", syscall_record::NR)?,
-        fork_child_pid: required(&read_format(fork)?, fork, "child_pid")?,
         exec_filename: required(&exec_fmt, exec, "filename")?,
         exec_old_pid: required(&exec_fmt, exec, "old_pid")?,
         exit_group_dead: field_offset(&exit_tp_fmt, "group_dead")
             .unwrap_or(TracepointLayout::ABSENT),
         nr_clone: libc::SYS_clone as u32,
-        nr_clone3: libc::SYS_clone3 as u32,
         nr_prctl: libc::SYS_prctl as u32,
         nr_io_setup: libc::SYS_io_setup as u32,
-        _pad0: 0,
     })
 }
 
-/// The generic programs read consecutive 8-byte arguments from the first
-/// one (and `ret` on exit): check that `tp` really lays them out that way.
-pub fn check_syscall_args(tp: TracepointId, layout: &TracepointLayout) -> Result<(), BpfError> {
+/// The exit program reads `ret` at its built-in offset from every
+/// `sys_exit_*` record: check that `tp` keeps it there (and only 8-byte
+/// fields after it).
+pub fn check_syscall_args(tp: TracepointId) -> Result<(), BpfError> {
     let fmt = read_format(tp)?;
     let offsets: Vec<u32> = fmt
         .lines()
@@ -111,15 +107,10 @@ pub fn check_syscall_args(tp: TracepointId, layout: &TracepointLayout) -> Result
         .filter_map(|l| l.split(';').find_map(|p| p.trim().strip_prefix("offset:")))
         .filter_map(|o| o.trim().parse().ok())
         .collect();
-    let expected_first = if tp.name.starts_with("sys_exit") {
-        layout.syscall_ret
-    } else {
-        layout.syscall_args
-    };
     let consecutive = offsets
         .iter()
         .enumerate()
-        .all(|(i, off)| *off == expected_first + 8 * i as u32);
+        .all(|(i, off)| *off == syscall_record::RET + 8 * i as u32);
     if consecutive {
         Ok(())
     } else {

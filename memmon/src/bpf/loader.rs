@@ -11,8 +11,9 @@ use memmon_common::{
 };
 
 use super::{
-    BpfError, EventStream, StackTable,
+    BpfError, EventStream, KernelLog, StackTable,
     btf::read_kernel_layout,
+    kernel_log,
     layout::{check_syscall_args, read_layout},
     preflight::{check_btf, check_privileges, ensure_tracefs},
 };
@@ -94,7 +95,7 @@ impl Probes {
         ensure_tracefs()?;
         let layout = read_layout()?;
         for tp in all_tracepoints().filter(|tp| tp.category == "syscalls") {
-            check_syscall_args(tp, &layout)?;
+            check_syscall_args(tp)?;
         }
         // Wake the consumer once an eighth of the buffer is queued; the
         // reader's poll timer picks up anything below that.
@@ -111,6 +112,7 @@ impl Probes {
             .override_global(names::SEEN_SYSCALLS, &seen, true)
             .override_global(names::CALL_SITES, &call_sites, true)
             .override_global(names::STACKS, &stacks, true)
+            .override_global(kernel_log::LEVEL_GLOBAL, &kernel_log::level(), true)
             .load(OBJECT)?;
         let mut attached = Vec::new();
         let mut btf = None;
@@ -181,6 +183,12 @@ impl Probes {
             source,
         })?;
         EventStream::new(ring)
+    }
+
+    /// Takes the programs' log for forwarding ([`KernelLog::forward`]);
+    /// None when it cannot be read (said once, as a warning).
+    pub fn kernel_log(&mut self) -> Option<KernelLog> {
+        KernelLog::take(&mut self.ebpf)
     }
 
     /// Takes the stack map for sharing with workers; call once. Its

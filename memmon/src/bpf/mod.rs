@@ -1,6 +1,7 @@
 //! Loading and attaching the kernel programs, and reading their ring buffer.
 
 pub mod btf;
+mod kernel_log;
 mod layout;
 mod loader;
 mod preflight;
@@ -8,6 +9,7 @@ mod reader;
 mod stacks;
 pub mod unseen;
 
+pub use kernel_log::KernelLog;
 pub use layout::{TracepointId, read_layout};
 pub use loader::{DEFAULT_RINGBUF_SIZE, LoadOptions, Probes};
 pub use preflight::{TRACEFS, check_btf, check_privileges, ensure_tracefs};

@@ -167,6 +167,9 @@ impl Daemon {
         })?;
         let stream = probes.event_stream()?;
         let stacks = probes.stack_table()?;
+        if let Some(log) = probes.kernel_log() {
+            tokio::spawn(log.forward());
+        }
         let listener = server::bind(&config.socket, config.socket_group)?;
         let (req_tx, requests) = mpsc::channel(64);
         tokio::spawn(server::serve(listener, req_tx));

@@ -51,7 +51,7 @@ impl Syscall {
         &MEMORY_SYSCALLS[self as usize]
     }
 
-    /// The name used in tracepoints (`sys_enter_<name>`) and in output.
+    /// The name used in tracepoints (`sys_exit_<name>`) and in output.
     pub const fn name(self) -> &'static str {
         self.traced().name
     }

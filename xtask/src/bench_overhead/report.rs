@@ -94,17 +94,19 @@ impl Report {
         };
         let mut parts = Vec::new();
         for (i, prog) in first.iter().enumerate() {
-            let runs: Vec<f64> = rounds
+            let same: Vec<_> = rounds
                 .iter()
                 .filter_map(|(_, progs)| progs.get(i))
                 .filter(|p| p.name == prog.name)
-                .map(|p| p.ns_per_run)
                 .collect();
+            let ns: Vec<f64> = same.iter().map(|p| p.ns_per_run).collect();
+            // Other processes' calls in one round must not set the count.
+            let runs: Vec<f64> = same.iter().map(|p| p.runs_per_pair).collect();
             parts.push(format!(
                 "{} {:.0} ns × {:.0}",
                 prog.name,
-                median(&runs),
-                prog.runs_per_pair
+                median(&ns),
+                median(&runs)
             ));
         }
         parts.join(", ")

@@ -51,6 +51,9 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     let _entered = rt.enter();
     let mut stream = probes.event_stream()?;
     let stacks = probes.stack_table()?;
+    if let Some(log) = probes.kernel_log() {
+        rt.spawn(log.forward());
+    }
     // Tests and scripts wait for this line before starting their workload.
     eprintln!(
         "memmon: tracing ({} tracepoints attached); Ctrl-C to stop",
