@@ -76,8 +76,10 @@ impl Client {
         // reads the numbers from the very file the kernel let us open.
         let (pid, file) = match request {
             Request::Query { pid, rss: true, .. } => (Some(pid), "smaps"),
-            Request::Query { pid, .. } | Request::Verify { pid } => (Some(pid), "maps"),
-            Request::Ping | Request::List => (None, "maps"),
+            Request::Query { pid, .. }
+            | Request::Verify { pid }
+            | Request::WxEvents { pid: Some(pid) } => (Some(pid), "maps"),
+            Request::Ping | Request::List | Request::WxEvents { pid: None } => (None, "maps"),
         };
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;

@@ -14,6 +14,7 @@ mod decode;
 use crate::{
     model::compare::Difference,
     report::{Layout, ProcessSummary},
+    rules::wx_events::WxEventView,
 };
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -47,6 +48,12 @@ pub enum Request {
         #[serde(default)]
         rss: bool,
     },
+    /// Recent W^X transitions of one process, or of every process the
+    /// peer may see.
+    WxEvents {
+        #[serde(default)]
+        pid: Option<u32>,
+    },
 }
 
 /// Decoded by hand (see `decode`), encoded as derived.
@@ -79,6 +86,13 @@ pub enum Reply {
         /// vm.max_map_count, the most VMAs a process may have.
         #[serde(default)]
         max_map_count: Option<u64>,
+    },
+    WxEvents {
+        /// The daemon's CLOCK_MONOTONIC now, in ns: events' ages are
+        /// measured from it.
+        now_ns: u64,
+        /// Oldest first.
+        events: Vec<WxEventView>,
     },
 }
 
@@ -296,6 +310,7 @@ mod tests {
             any::<u32>().prop_map(|pid| Request::Verify { pid }),
             (any::<u32>(), any::<usize>(), any::<bool>())
                 .prop_map(|(pid, events, rss)| Request::Query { pid, events, rss }),
+            proptest::option::of(any::<u32>()).prop_map(|pid| Request::WxEvents { pid }),
         ]
     }
 

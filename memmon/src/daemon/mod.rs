@@ -15,6 +15,7 @@ mod metrics;
 mod publish;
 mod verify;
 mod workers;
+mod wx_events;
 
 use std::{
     collections::HashSet,
@@ -367,6 +368,7 @@ impl Daemon {
                 tracked: self.tracker.len() as u64,
                 drain_gap_max_seconds: std::mem::take(&mut self.drain_gap_max).as_secs_f64(),
                 retired_syscalls: self.tracker.retired_syscalls().clone(),
+                retired_wx: self.tracker.retired_wx().clone(),
             })
         });
         Published {

@@ -7,6 +7,7 @@ use crate::{
     events::Event,
     model::AddressSpace,
     origin::{self, CallSite, Cause, Interner, Origin, OriginMap},
+    rules::wx_events::{self, WxLog},
     seed::Snapshot,
 };
 
@@ -69,6 +70,8 @@ pub struct ProcessState {
     pub origins: OriginMap,
     /// Memory syscalls called and failed, for metrics.
     pub syscalls: super::SyscallCounts,
+    /// W^X transitions: the recent ones with their origins, and counts.
+    pub wx: WxLog,
     /// Recent events, rendered only when asked for (rendering every event
     /// on the hot path cost more than applying it).
     pub history: VecDeque<Event>,
@@ -98,6 +101,7 @@ pub struct ProcessView {
     pub space: Arc<AddressSpace>,
     pub origins: OriginMap,
     pub syscalls: super::SyscallCounts,
+    pub wx: WxLog,
     /// The most recent events, as many as the request asked for.
     pub history: Vec<Event>,
     /// The model's version: it changes whenever the model does.
@@ -118,6 +122,7 @@ impl ProcessState {
             space: Arc::new(AddressSpace::new()),
             origins: OriginMap::new(),
             syscalls: Default::default(),
+            wx: WxLog::default(),
             history: VecDeque::new(),
             applied_events: 0,
             snapshot_ns: 0,
@@ -147,6 +152,7 @@ impl ProcessState {
             space: Arc::clone(&self.space),
             origins: self.origins.clone(),
             syscalls: self.syscalls.clone(),
+            wx: self.wx.clone(),
             history: self
                 .history
                 .iter()
@@ -191,8 +197,13 @@ impl ProcessState {
                 stack_id: None,
             });
             let brk_before = self.space.brk;
+            // Read before the model changes; nothing for most ops.
+            let wx = wx_events::detect(&op, &self.space);
             Arc::make_mut(&mut self.space).apply(&op);
             origin::apply(&mut self.origins, &op, brk_before, &self.space, &origin);
+            if !wx.is_empty() {
+                self.wx.record(wx, &origin);
+            }
             self.applied_events += 1;
         }
         unresolved
@@ -206,6 +217,7 @@ impl ProcessState {
             // The pid was reused: nothing of the old process carries over.
             self.history.clear();
             self.origins = OriginMap::new();
+            self.wx.clear_events();
         }
         self.start_time_ticks = Some(snapshot.start_time_ticks);
         self.comm = snapshot.comm;
