@@ -373,3 +373,44 @@ fn a_fork_older_than_the_parents_snapshot_seeds_the_child() {
     assert_eq!(starts(&t, 4), [(0x10000, 0x20000)]);
     check_count(&t);
 }
+
+#[test]
+fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
+    use crate::rules::wx_events::WxKind;
+    let mut t = Tracker::new(0);
+    t.request_seed(7, SeedReason::Unknown);
+    t.take_requests();
+    t.install_snapshot(snapshot(7), &NoFiles);
+    let mprotect = |prot, ret| {
+        let mut e = event(
+            7,
+            EventBody::Mprotect {
+                addr: 0x10000,
+                len: 0x2000,
+                prot,
+                pkey: None,
+                ret,
+            },
+        );
+        e.meta.tid = 8;
+        e.meta.ts_ns = 50;
+        e.meta.call_site = 0x10010;
+        e
+    };
+    t.apply(mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, -12), &NoFiles);
+    assert!(t.process(7).unwrap().wx.events().len() == 0, "a failed call");
+    t.apply(mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, 0), &NoFiles);
+    let state = t.process(7).unwrap();
+    let kinds: Vec<_> = state.wx.events().map(|e| e.transition.kind).collect();
+    assert_eq!(kinds, [WxKind::WToX, WxKind::AnonExec]);
+    let first = state.wx.events().next().unwrap();
+    assert_eq!((first.transition.start, first.transition.end), (0x10000, 0x12000));
+    assert_eq!((first.origin.tid, first.origin.ts_ns), (8, 50));
+    // The call site is where it was called from: anonymous memory here.
+    assert_eq!(first.origin.call_site.as_ref().unwrap().addr, 0x10010);
+    assert_eq!(state.view(0).wx.events().len(), 2);
+    t.apply(event(7, EventBody::Exit { group_dead: true }), &NoFiles);
+    let retired = &t.retired_wx()[&("t".to_owned(), None)];
+    assert_eq!(retired.get(WxKind::WToX), 1);
+    assert_eq!(retired.get(WxKind::AnonExec), 1);
+}
