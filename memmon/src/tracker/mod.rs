@@ -14,6 +14,7 @@ mod counts;
 mod process;
 pub mod resolve;
 pub mod seeder;
+mod wx_catch_up;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -391,6 +392,7 @@ impl Tracker {
             SeedState::Seeded | SeedState::SeedFailed => (Vec::new(), None),
         };
         state.install(snapshot);
+        state.catch_up_wx(&pending, resolver, &mut self.interner);
         let mut unresolved = false;
         for event in &pending {
             unresolved |= state.apply_event(event, resolver, &mut self.interner);

@@ -189,13 +189,7 @@ impl ProcessState {
         if let Some(op) = op {
             // The call site is normalized against the layout it was
             // called from, before the call changed it.
-            let origin = Arc::new(Origin {
-                cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
-                ts_ns: event.meta.ts_ns,
-                tid: event.meta.tid,
-                call_site: CallSite::normalize(&self.space, event.meta.call_site, interner),
-                stack_id: None,
-            });
+            let origin = Self::origin_of(event, &self.space, interner);
             let brk_before = self.space.brk;
             // Read before the model changes; nothing for most ops.
             let wx = wx_events::detect(&op, &self.space);
@@ -207,6 +201,21 @@ impl ProcessState {
             self.applied_events += 1;
         }
         unresolved
+    }
+
+    /// `event` as an origin, its call site normalized against `space`.
+    pub(super) fn origin_of(
+        event: &Event,
+        space: &AddressSpace,
+        interner: &mut Interner,
+    ) -> Arc<Origin> {
+        Arc::new(Origin {
+            cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
+            ts_ns: event.meta.ts_ns,
+            tid: event.meta.tid,
+            call_site: CallSite::normalize(space, event.meta.call_site, interner),
+            stack_id: None,
+        })
     }
 
     pub(super) fn install(&mut self, snapshot: Snapshot) {
