@@ -84,7 +84,10 @@ fn function_file_range(binary: &Path, name: &str) -> (u64, u64) {
 
 fn call_site(event: &Value) -> (Option<&str>, u64) {
     let site = &event["call_site"];
-    (site["object"].as_str(), site["offset"].as_u64().unwrap_or(0))
+    (
+        site["object"].as_str(),
+        site["offset"].as_u64().unwrap_or(0),
+    )
 }
 
 fn kinds(events: &[Value]) -> Vec<&str> {
@@ -121,7 +124,10 @@ fn the_jit_pattern_shows_each_flip_with_its_call_site_and_counts() {
         assert_eq!(e["comm"], "jit_wx");
         assert_eq!(e["syscall"], "mprotect");
         assert_eq!(e["tid"], pid, "single-threaded");
-        assert_eq!(e["end"].as_u64().unwrap() - e["start"].as_u64().unwrap(), 4096);
+        assert_eq!(
+            e["end"].as_u64().unwrap() - e["start"].as_u64().unwrap(),
+            4096
+        );
         let (site_object, offset) = call_site(e);
         assert_eq!(site_object, object.to_str(), "{e}");
         assert!(
@@ -134,7 +140,10 @@ fn the_jit_pattern_shows_each_flip_with_its_call_site_and_counts() {
         .iter()
         .map(|e| (e["old"].as_str().unwrap(), e["new"].as_str().unwrap()))
         .collect();
-    assert_eq!(perms, [("rw-p", "r-xp"), ("rw-p", "r-xp"), ("r-xp", "rw-p")]);
+    assert_eq!(
+        perms,
+        [("rw-p", "r-xp"), ("rw-p", "r-xp"), ("r-xp", "rw-p")]
+    );
     // The table names the call site as object+0xoffset.
     let text = memmon(None, daemon.socket(), &["wx", "--events", &pid.to_string()]);
     let line = format!("jit_wx+{:#x}", call_site(&events[0]).1);
@@ -151,14 +160,23 @@ fn the_jit_pattern_shows_each_flip_with_its_call_site_and_counts() {
     let user = test_user();
     let theirs = wx_events(&daemon, Some(user), None);
     assert!(theirs.iter().all(|e| e["pid"] != pid), "{theirs:#?}");
-    let refused = memmon(Some(user), daemon.socket(), &["wx", "--events", &pid.to_string()]);
+    let refused = memmon(
+        Some(user),
+        daemon.socket(),
+        &["wx", "--events", &pid.to_string()],
+    );
     assert!(!refused.success, "{}", refused.stdout);
-    assert!(refused.stderr.contains("no such process"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no such process"),
+        "{}",
+        refused.stderr
+    );
 
     // Once the daemon has dropped the process, its counts stay, in the
     // group of exited processes (`other`, as for syscalls) unless a live
     // process shares its group.
-    let others = |scrape: &str| ["w_to_x", "x_to_w", "anon_exec"].map(|t| wx_total(scrape, "other", t));
+    let others =
+        |scrape: &str| ["w_to_x", "x_to_w", "anon_exec"].map(|t| wx_total(scrape, "other", t));
     let before = others(&daemon.scrape());
     run.resume_and_finish();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -171,7 +189,10 @@ fn the_jit_pattern_shows_each_flip_with_its_call_site_and_counts() {
     }
     let after = others(&scrape);
     for i in 0..3 {
-        assert!(after[i] - before[i] >= n, "after exit: {before:?} -> {after:?}\n{scrape}");
+        assert!(
+            after[i] - before[i] >= n,
+            "after exit: {before:?} -> {after:?}\n{scrape}"
+        );
     }
 }
 
@@ -191,7 +212,10 @@ fn a_user_sees_the_transitions_of_their_own_process() {
     let listed = wx_events(&daemon, Some(user), None);
     assert!(listed.iter().any(|e| e["pid"] == pid), "{listed:#?}");
     let one = wx_events(&daemon, Some(user), Some(pid));
-    assert!(!one.is_empty() && one.iter().all(|e| e["pid"] == pid), "{one:#?}");
+    assert!(
+        !one.is_empty() && one.iter().all(|e| e["pid"] == pid),
+        "{one:#?}"
+    );
     run.resume_and_finish();
 }
 
@@ -219,7 +243,9 @@ struct Runtime {
 
 impl Runtime {
     fn spawn(cmd: &mut Command) -> Self {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn runtime");
         let out = LineCollector::new(child.stdout.take().unwrap());
         Self { child, out }
@@ -230,8 +256,14 @@ impl Runtime {
     }
 
     fn wait_ready(&self) {
-        let ready = self.out.wait_for(|l| l.starts_with("ready"), Duration::from_secs(60));
-        assert!(ready.is_some(), "the runtime never said ready: {:?}", self.out.all());
+        let ready = self
+            .out
+            .wait_for(|l| l.starts_with("ready"), Duration::from_secs(60));
+        assert!(
+            ready.is_some(),
+            "the runtime never said ready: {:?}",
+            self.out.all()
+        );
     }
 }
 
@@ -245,15 +277,25 @@ impl Drop for Runtime {
 /// W^X events of `pid` whose call site is in `object`, waited for.
 fn runtime_events(daemon: &Daemon, pid: u32, object: &Path) -> Vec<Value> {
     let object = object.to_str().unwrap();
-    let events = events_until(daemon, pid, &format!("W^X event called from {object}"), |e| {
-        e.iter().any(|e| call_site(e).0 == Some(object))
-    });
+    let events = events_until(
+        daemon,
+        pid,
+        &format!("W^X event called from {object}"),
+        |e| e.iter().any(|e| call_site(e).0 == Some(object)),
+    );
     // What the runtime did, for the record (the report quotes it).
     for e in &events {
         eprintln!(
             "{} {} {} {:#x}-{:#x} {}->{} from {:?}+{:#x}",
-            e["comm"], e["syscall"], e["kind"], e["start"].as_u64().unwrap(),
-            e["end"].as_u64().unwrap(), e["old"], e["new"], call_site(e).0, call_site(e).1,
+            e["comm"],
+            e["syscall"],
+            e["kind"],
+            e["start"].as_u64().unwrap(),
+            e["end"].as_u64().unwrap(),
+            e["old"],
+            e["new"],
+            call_site(e).0,
+            call_site(e).1,
         );
     }
     events
@@ -309,7 +351,12 @@ fn java_code_cache_shows_with_a_call_site_in_libjvm() {
          System.out.println(\"ready\"); Thread.sleep(120000); } }",
     )
     .unwrap();
-    let out = Command::new(&javac).arg("-d").arg(dir.path()).arg(&source).output().unwrap();
+    let out = Command::new(&javac)
+        .arg("-d")
+        .arg(dir.path())
+        .arg(&source)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "javac: {}", output_text(&out));
     let run = Runtime::spawn(Command::new(&java).arg("-cp").arg(dir.path()).arg("Idle"));
     run.wait_ready();

@@ -31,7 +31,10 @@ pub use view::{WxCallSite, WxEventView};
 
 use crate::model::{
     AddressSpace, Backing, MemOp, Perms, Region,
-    ops::{MAP_ANONYMOUS, MAP_TYPE, MAP_SHARED, MAP_SHARED_VALIDATE, MREMAP_DONTUNMAP, PROT_EXEC, PROT_WRITE, SHARED_ANON_PATH},
+    ops::{
+        MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, MREMAP_DONTUNMAP, PROT_EXEC,
+        PROT_WRITE, SHARED_ANON_PATH,
+    },
     page_align_up,
 };
 

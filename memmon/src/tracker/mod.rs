@@ -187,7 +187,12 @@ impl Tracker {
         self.buffered -= state.seed.buffered();
         let key = (state.comm, state.cgroup);
         if state.syscalls.any() {
-            retire(&mut self.retired, key.clone(), &state.syscalls, SyscallCounts::add);
+            retire(
+                &mut self.retired,
+                key.clone(),
+                &state.syscalls,
+                SyscallCounts::add,
+            );
         }
         if state.wx.counts().any() {
             retire(&mut self.retired_wx, key, state.wx.counts(), WxCounts::add);

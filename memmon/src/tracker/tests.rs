@@ -397,14 +397,26 @@ fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
         e.meta.call_site = 0x10010;
         e
     };
-    t.apply(mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, -12), &NoFiles);
-    assert!(t.process(7).unwrap().wx.events().len() == 0, "a failed call");
-    t.apply(mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, 0), &NoFiles);
+    t.apply(
+        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, -12),
+        &NoFiles,
+    );
+    assert!(
+        t.process(7).unwrap().wx.events().len() == 0,
+        "a failed call"
+    );
+    t.apply(
+        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, 0),
+        &NoFiles,
+    );
     let state = t.process(7).unwrap();
     let kinds: Vec<_> = state.wx.events().map(|e| e.transition.kind).collect();
     assert_eq!(kinds, [WxKind::WToX, WxKind::AnonExec]);
     let first = state.wx.events().next().unwrap();
-    assert_eq!((first.transition.start, first.transition.end), (0x10000, 0x12000));
+    assert_eq!(
+        (first.transition.start, first.transition.end),
+        (0x10000, 0x12000)
+    );
     assert_eq!((first.origin.tid, first.origin.ts_ns), (8, 50));
     // The call site is where it was called from: anonymous memory here.
     assert_eq!(first.origin.call_site.as_ref().unwrap().addr, 0x10010);

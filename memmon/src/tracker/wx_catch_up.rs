@@ -13,7 +13,10 @@
 use super::{ProcessState, convert::to_mem_op, resolve::Resolver};
 use crate::{
     events::Event,
-    model::{AddressSpace, MemOp, ops::{PROT_EXEC, PROT_WRITE}},
+    model::{
+        AddressSpace, MemOp,
+        ops::{PROT_EXEC, PROT_WRITE},
+    },
     origin::Interner,
     rules::wx_events::detect,
 };
@@ -38,9 +41,7 @@ impl ProcessState {
         interner: &mut Interner,
     ) {
         // Not sorted by time: CPUs' events interleave.
-        let covered = pending
-            .iter()
-            .filter(|e| e.meta.ts_ns < self.snapshot_ns);
+        let covered = pending.iter().filter(|e| e.meta.ts_ns < self.snapshot_ns);
         let ops: Vec<(&Event, MemOp)> = covered
             .filter_map(|e| to_mem_op(e, resolver).0.map(|op| (e, op)))
             .collect();

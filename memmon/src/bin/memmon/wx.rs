@@ -91,7 +91,16 @@ fn events(args: &WxArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let header = [
-        "AGE", "PID", "TID", "COMM", "TRANSITION", "RANGE", "SIZE", "PERMS", "SYSCALL", "CALL SITE",
+        "AGE",
+        "PID",
+        "TID",
+        "COMM",
+        "TRANSITION",
+        "RANGE",
+        "SIZE",
+        "PERMS",
+        "SYSCALL",
+        "CALL SITE",
     ];
     let mut table = Columns::new(&header, false);
     for e in &events {

@@ -35,10 +35,7 @@ impl WxCounts {
 
     /// The kinds counted at least once.
     pub fn counted(&self) -> impl Iterator<Item = (WxKind, u64)> + '_ {
-        WxKind::ALL
-            .into_iter()
-            .zip(self.0)
-            .filter(|(_, n)| *n > 0)
+        WxKind::ALL.into_iter().zip(self.0).filter(|(_, n)| *n > 0)
     }
 }
 

@@ -50,7 +50,10 @@ fn file() -> Backing {
 }
 
 /// Detects, then applies: what the tracker does.
-fn step(space: &mut AddressSpace, op: MemOp) -> Vec<(WxKind, u64, u64, u64, Option<String>, String)> {
+fn step(
+    space: &mut AddressSpace,
+    op: MemOp,
+) -> Vec<(WxKind, u64, u64, u64, Option<String>, String)> {
     let found = detect(&op, space);
     space.apply(&op);
     found
@@ -72,14 +75,35 @@ fn the_jit_pattern_is_one_event_per_flip() {
     assert_eq!(
         to_x,
         [
-            (WxKind::WToX, A, A + P, P, Some("rw-p".into()), "r-xp".into()),
-            (WxKind::AnonExec, A, A + P, P, Some("rw-p".into()), "r-xp".into()),
+            (
+                WxKind::WToX,
+                A,
+                A + P,
+                P,
+                Some("rw-p".into()),
+                "r-xp".into()
+            ),
+            (
+                WxKind::AnonExec,
+                A,
+                A + P,
+                P,
+                Some("rw-p".into()),
+                "r-xp".into()
+            ),
         ]
     );
     let back = step(&mut space, mprotect(A, 1, RW));
     assert_eq!(
         back,
-        [(WxKind::XToW, A, A + P, P, Some("r-xp".into()), "rw-p".into())]
+        [(
+            WxKind::XToW,
+            A,
+            A + P,
+            P,
+            Some("r-xp".into()),
+            "rw-p".into()
+        )]
     );
     // Read-only is neither W nor X: not even looked at.
     assert!(step(&mut space, mprotect(A, 1, PROT_READ)).is_empty());
@@ -111,7 +135,10 @@ fn mmap_rwx_anonymous_and_file_backed_code() {
     // HotSpot's code cache: MAP_FIXED|MAP_ANONYMOUS, RWX.
     let got = step(&mut space, anon(A, 8, RWX));
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].0, got[0].4.clone(), got[0].5.clone()), (WxKind::CreatedWx, None, "rwxp".into()));
+    assert_eq!(
+        (got[0].0, got[0].4.clone(), got[0].5.clone()),
+        (WxKind::CreatedWx, None, "rwxp".into())
+    );
     assert_eq!(got[1].0, WxKind::AnonExec);
     // A library's text: executable, but a file is behind it.
     assert!(step(&mut space, mmap(A + 64 * P, 2, RX, MAP_PRIVATE, file())).is_empty());
@@ -132,8 +159,22 @@ fn one_event_per_kind_over_several_regions() {
     assert_eq!(
         got,
         [
-            (WxKind::WToX, A, A + 6 * P, 4 * P, Some("rw-p".into()), "r-xp".into()),
-            (WxKind::AnonExec, A, A + 6 * P, 4 * P, Some("rw-p".into()), "r-xp".into()),
+            (
+                WxKind::WToX,
+                A,
+                A + 6 * P,
+                4 * P,
+                Some("rw-p".into()),
+                "r-xp".into()
+            ),
+            (
+                WxKind::AnonExec,
+                A,
+                A + 6 * P,
+                4 * P,
+                Some("rw-p".into()),
+                "r-xp".into()
+            ),
         ]
     );
 }
@@ -220,7 +261,11 @@ fn page(i: usize) -> u64 {
 
 /// Per page of the window, the (old, new, no file) of the pages `op`
 /// touched, from the models before and after it.
-fn touched(op: &MemOp, before: &AddressSpace, after: &AddressSpace) -> Vec<(u64, Option<Perms>, Perms, bool)> {
+fn touched(
+    op: &MemOp,
+    before: &AddressSpace,
+    after: &AddressSpace,
+) -> Vec<(u64, Option<Perms>, Perms, bool)> {
     let in_range = |a: u64, s: u64, e: u64| s <= a && a < e;
     let end = |a: u64, l: u64| a + page_align_up(l);
     (0..PAGES)
@@ -229,7 +274,9 @@ fn touched(op: &MemOp, before: &AddressSpace, after: &AddressSpace) -> Vec<(u64,
             let now = after.region_at(a)?;
             let was = before.region_at(a).map(|r| r.perms);
             let new_memory = match op {
-                MemOp::Mmap { addr, len, .. } => in_range(a, *addr, end(*addr, *len)).then_some(None),
+                MemOp::Mmap { addr, len, .. } => {
+                    in_range(a, *addr, end(*addr, *len)).then_some(None)
+                }
                 MemOp::Mprotect { addr, len, .. } => {
                     (in_range(a, *addr, end(*addr, *len)) && was.is_some()).then_some(was)
                 }
@@ -240,7 +287,11 @@ fn touched(op: &MemOp, before: &AddressSpace, after: &AddressSpace) -> Vec<(u64,
                     new_addr,
                     ..
                 } => {
-                    let kept = if flags & MREMAP_DONTUNMAP != 0 { 0 } else { page_align_up(*old_len) };
+                    let kept = if flags & MREMAP_DONTUNMAP != 0 {
+                        0
+                    } else {
+                        page_align_up(*old_len)
+                    };
                     in_range(a, new_addr + kept, end(*new_addr, *new_len)).then_some(None)
                 }
                 _ => None,
