@@ -84,10 +84,7 @@ fn function_file_range(binary: &Path, name: &str) -> (u64, u64) {
 
 fn call_site(event: &Value) -> (Option<&str>, u64) {
     let site = &event["call_site"];
-    (
-        site["object"].as_str(),
-        site["offset"].as_u64().unwrap_or(0),
-    )
+    (site["object"].as_str(), hex(&site["offset"]))
 }
 
 fn kinds(events: &[Value]) -> Vec<&str> {
@@ -124,10 +121,7 @@ fn the_jit_pattern_shows_each_flip_with_its_call_site_and_counts() {
         assert_eq!(e["comm"], "jit_wx");
         assert_eq!(e["syscall"], "mprotect");
         assert_eq!(e["tid"], pid, "single-threaded");
-        assert_eq!(
-            e["end"].as_u64().unwrap() - e["start"].as_u64().unwrap(),
-            4096
-        );
+        assert_eq!(hex(&e["end"]) - hex(&e["start"]), 4096);
         let (site_object, offset) = call_site(e);
         assert_eq!(site_object, object.to_str(), "{e}");
         assert!(
@@ -286,12 +280,12 @@ fn runtime_events(daemon: &Daemon, pid: u32, object: &Path) -> Vec<Value> {
     // What the runtime did, for the record (the report quotes it).
     for e in &events {
         eprintln!(
-            "{} {} {} {:#x}-{:#x} {}->{} from {:?}+{:#x}",
+            "{} {} {} {}-{} {}->{} from {:?}+{:#x}",
             e["comm"],
             e["syscall"],
             e["kind"],
-            e["start"].as_u64().unwrap(),
-            e["end"].as_u64().unwrap(),
+            e["start"],
+            e["end"],
             e["old"],
             e["new"],
             call_site(e).0,

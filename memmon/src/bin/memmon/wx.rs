@@ -112,7 +112,7 @@ fn events(args: &WxArgs) -> anyhow::Result<ExitCode> {
             e.tid.to_string(),
             e.comm.clone(),
             e.kind_label().to_owned(),
-            format!("{:x}-{:x}", e.start, e.end),
+            format!("{:x}-{:x}", e.range().0, e.range().1),
             human_size(e.bytes),
             perms,
             e.syscall.clone(),

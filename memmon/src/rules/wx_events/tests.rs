@@ -361,3 +361,37 @@ proptest! {
         prop_assert_eq!(got, expected, "{:?} on {:?}", op, before);
     }
 }
+
+#[test]
+fn the_view_names_the_call_site_as_object_plus_offset() {
+    let mut space = AddressSpace::new();
+    space.apply(&mmap(0x1000, 1, RX, MAP_PRIVATE, file()));
+    space.apply(&anon(A, 1, RW));
+    let mut interner = crate::origin::Interner::default();
+    let origin = Arc::new(Origin {
+        cause: crate::origin::Cause::Syscall(crate::events::Syscall::Mprotect),
+        ts_ns: 5,
+        tid: 9,
+        call_site: crate::origin::CallSite::normalize(&space, 0x1234, &mut interner),
+        stack_id: None,
+    });
+    let mut log = WxLog::default();
+    log.record(detect(&mprotect(A, 1, RX), &space), &origin);
+    let view = WxEventView::new(7, "jit", Some(0), log.events().next().unwrap());
+    assert_eq!(
+        (view.start.as_str(), view.end.as_str()),
+        ("0x7f0000000000", "0x7f0000001000")
+    );
+    assert_eq!(view.range(), (A, A + P));
+    assert_eq!(
+        (view.syscall.as_str(), view.tid, view.ts_ns),
+        ("mprotect", 9, 5)
+    );
+    let site = view.call_site.unwrap();
+    assert_eq!(site.display(), "libx.so+0x234");
+    let named = WxCallSite {
+        symbol: Some("emit".into()),
+        ..site
+    };
+    assert_eq!(named.display(), "emit (libx.so+0x234)");
+}
