@@ -46,21 +46,27 @@ pub struct WxEvent {
     pub origin: Arc<Origin>,
 }
 
+/// Cloned into every published view: the events are shared (`Arc`), and
+/// copied only when one is recorded while a view still holds them.
 #[derive(Clone, Debug, Default)]
 pub struct WxLog {
-    events: VecDeque<WxEvent>,
+    events: Arc<VecDeque<WxEvent>>,
     counts: WxCounts,
 }
 
 impl WxLog {
     /// Keeps what one operation did.
     pub fn record(&mut self, found: Transitions, origin: &Arc<Origin>) {
+        if found.is_empty() {
+            return;
+        }
+        let events = Arc::make_mut(&mut self.events);
         for transition in found.0.into_iter().flatten() {
             self.counts.record(transition.kind);
-            if self.events.len() >= WX_LOG_CAPACITY {
-                self.events.pop_front();
+            if events.len() >= WX_LOG_CAPACITY {
+                events.pop_front();
             }
-            self.events.push_back(WxEvent {
+            events.push_back(WxEvent {
                 transition,
                 origin: Arc::clone(origin),
             });
@@ -80,6 +86,6 @@ impl WxLog {
     /// Forgets the events (another process now has the pid), keeping the
     /// counts: counters never go back.
     pub fn clear_events(&mut self) {
-        self.events.clear();
+        self.events = Arc::default();
     }
 }

@@ -229,9 +229,21 @@ fn the_log_keeps_the_latest_and_counts_all() {
     assert_eq!(log.counts().get(WxKind::AnonExec), n);
     assert_eq!(log.counts().get(WxKind::CreatedWx), 0);
     assert!(Arc::ptr_eq(&log.events().last().unwrap().origin, &origin));
+    // A view's copy shares the events, and keeps them as they were.
+    let view = log.clone();
+    log.record(detect(&mprotect(A, 1, RX), &space), &origin);
+    assert_eq!(view.events().len(), WX_LOG_CAPACITY);
+    assert_eq!(view.counts().get(WxKind::WToX), n);
+    assert_eq!(log.counts().get(WxKind::WToX), n + 1);
+    assert_eq!(
+        log.events().last().unwrap().transition.kind,
+        WxKind::AnonExec
+    );
+    assert_eq!(view.events().last().unwrap().transition.kind, WxKind::XToW);
     log.clear_events();
     assert_eq!(log.events().len(), 0);
-    assert_eq!(log.counts().get(WxKind::WToX), n);
+    assert_eq!(view.events().len(), WX_LOG_CAPACITY);
+    assert_eq!(log.counts().get(WxKind::WToX), n + 1, "counts stay");
 }
 
 // ---- the page oracle --------------------------------------------------
