@@ -101,20 +101,21 @@ impl Workers {
             }
             per_pid.push((pid, summary.comm.clone(), summary.mapped_bytes));
         }
-        for ((comm, cgroup), counts) in &counters.retired_syscalls {
-            let group = if comm.is_empty() {
+        // Exited processes' counts; the empty comm collects those beyond
+        // the tracker's bound on keys.
+        let retired_group = |comm: &str, cgroup: &Option<String>| {
+            if comm.is_empty() {
                 OTHER_GROUP.to_owned()
             } else {
                 group_name(grouping, comm, cgroup.as_deref())
-            };
+            }
+        };
+        for ((comm, cgroup), counts) in &counters.retired_syscalls {
+            let group = retired_group(comm, cgroup);
             syscalls_by_group.entry(group).or_default().add(counts);
         }
         for ((comm, cgroup), counts) in &counters.retired_wx {
-            let group = if comm.is_empty() {
-                OTHER_GROUP.to_owned()
-            } else {
-                group_name(grouping, comm, cgroup.as_deref())
-            };
+            let group = retired_group(comm, cgroup);
             wx_by_group.entry(group).or_default().add(counts);
         }
         let (groups, kept) = cap_groups(groups, self.top_groups);

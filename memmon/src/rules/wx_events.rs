@@ -156,9 +156,26 @@ fn pages(addr: u64, len: u64) -> (u64, u64) {
     (addr, addr.saturating_add(page_align_up(len)))
 }
 
+/// Whether `op` can set W or X at all: the one test every event takes.
+#[inline]
+pub fn may_transition(op: &MemOp) -> bool {
+    match op {
+        MemOp::Mmap { prot, .. } => prot & PROT_EXEC != 0,
+        MemOp::Mprotect { prot, .. } => prot & (PROT_WRITE | PROT_EXEC) != 0,
+        MemOp::Mremap { .. } => true,
+        _ => false,
+    }
+}
+
 /// The transitions `op` makes, read from `before`, the model it is about
-/// to be applied to.
-pub fn detect(op: &MemOp, before: &AddressSpace) -> Transitions {
+/// to be applied to; None, at the cost of one test, for an op that can
+/// make none.
+#[inline]
+pub fn detect(op: &MemOp, before: &AddressSpace) -> Option<Transitions> {
+    may_transition(op).then(|| scan(op, before))
+}
+
+fn scan(op: &MemOp, before: &AddressSpace) -> Transitions {
     let mut found = Transitions::default();
     match op {
         MemOp::Mmap {
@@ -167,13 +184,13 @@ pub fn detect(op: &MemOp, before: &AddressSpace) -> Transitions {
             prot,
             flags,
             ..
-        } if prot & PROT_EXEC != 0 => {
+        } => {
             let shared = matches!(flags & MAP_TYPE, MAP_SHARED | MAP_SHARED_VALIDATE);
             let (start, end) = pages(*addr, *len);
             let new = Perms::from_prot(*prot, shared);
             found.add(start, end, None, new, flags & MAP_ANONYMOUS != 0);
         }
-        MemOp::Mprotect { addr, len, prot } if prot & (PROT_WRITE | PROT_EXEC) != 0 => {
+        MemOp::Mprotect { addr, len, prot } => {
             let (start, end) = pages(*addr, *len);
             for region in before.regions_in(start, end) {
                 let old = region.perms;

@@ -195,7 +195,7 @@ impl ProcessState {
             let wx = wx_events::detect(&op, &self.space);
             Arc::make_mut(&mut self.space).apply(&op);
             origin::apply(&mut self.origins, &op, brk_before, &self.space, &origin);
-            if !wx.is_empty() {
+            if let Some(wx) = wx {
                 self.wx.record(wx, &origin);
             }
             self.applied_events += 1;

@@ -13,23 +13,10 @@
 use super::{ProcessState, convert::to_mem_op, resolve::Resolver};
 use crate::{
     events::Event,
-    model::{
-        AddressSpace, MemOp,
-        ops::{PROT_EXEC, PROT_WRITE},
-    },
+    model::{AddressSpace, MemOp},
     origin::Interner,
-    rules::wx_events::detect,
+    rules::wx_events::{detect, may_transition},
 };
-
-/// Whether `op` may set W or X at all (cheap, on the event body's op).
-fn may_transition(op: &MemOp) -> bool {
-    match op {
-        MemOp::Mmap { prot, .. } => prot & PROT_EXEC != 0,
-        MemOp::Mprotect { prot, .. } => prot & (PROT_WRITE | PROT_EXEC) != 0,
-        MemOp::Mremap { .. } => true,
-        _ => false,
-    }
-}
 
 impl ProcessState {
     /// Records the transitions of the `pending` events the snapshot just
@@ -52,7 +39,7 @@ impl ProcessState {
         for (event, op) in &ops {
             let found = detect(op, &scratch);
             scratch.apply(op);
-            if !found.is_empty() {
+            if let Some(found) = found.filter(|f| !f.is_empty()) {
                 let origin = Self::origin_of(event, &self.space, interner);
                 self.wx.record(found, &origin);
             }

@@ -54,7 +54,7 @@ fn step(
     space: &mut AddressSpace,
     op: MemOp,
 ) -> Vec<(WxKind, u64, u64, u64, Option<String>, String)> {
-    let found = detect(&op, space);
+    let found = detect(&op, space).unwrap_or_default();
     space.apply(&op);
     found
         .iter()
@@ -219,7 +219,7 @@ fn the_log_keeps_the_latest_and_counts_all() {
     for i in 0..WX_LOG_CAPACITY + 10 {
         let prot = if i % 2 == 0 { RX } else { RW };
         let op = mprotect(A, 1, prot);
-        log.record(detect(&op, &space), &origin);
+        log.record(detect(&op, &space).unwrap_or_default(), &origin);
         space.apply(&op);
     }
     assert_eq!(log.events().len(), WX_LOG_CAPACITY);
@@ -231,7 +231,10 @@ fn the_log_keeps_the_latest_and_counts_all() {
     assert!(Arc::ptr_eq(&log.events().last().unwrap().origin, &origin));
     // A view's copy shares the events, and keeps them as they were.
     let view = log.clone();
-    log.record(detect(&mprotect(A, 1, RX), &space), &origin);
+    log.record(
+        detect(&mprotect(A, 1, RX), &space).unwrap_or_default(),
+        &origin,
+    );
     assert_eq!(view.events().len(), WX_LOG_CAPACITY);
     assert_eq!(view.counts().get(WxKind::WToX), n);
     assert_eq!(log.counts().get(WxKind::WToX), n + 1);
@@ -349,7 +352,7 @@ proptest! {
             before.apply(p);
         }
         prop_assume!(valid(&op, &before));
-        let found = detect(&op, &before);
+        let found = detect(&op, &before).unwrap_or_default();
         let mut after = before.clone();
         after.apply(&op);
         let mut expected: Vec<WxTransition> = Vec::new();
@@ -388,7 +391,10 @@ fn the_view_names_the_call_site_as_object_plus_offset() {
         stack_id: None,
     });
     let mut log = WxLog::default();
-    log.record(detect(&mprotect(A, 1, RX), &space), &origin);
+    log.record(
+        detect(&mprotect(A, 1, RX), &space).unwrap_or_default(),
+        &origin,
+    );
     let view = WxEventView::new(7, "jit", Some(0), log.events().next().unwrap());
     assert_eq!(
         (view.start.as_str(), view.end.as_str()),
