@@ -79,8 +79,12 @@ impl Client {
             Request::Query { pid, .. }
             | Request::Verify { pid }
             | Request::Origins { pid, .. }
-            | Request::Diff { pid, .. } => (Some(pid), "maps"),
-            Request::Ping | Request::List | Request::Leaks { .. } => (None, "maps"),
+            | Request::Diff { pid, .. }
+            | Request::WxEvents { pid: Some(pid) } => (Some(pid), "maps"),
+            Request::Ping
+            | Request::List
+            | Request::Leaks { .. }
+            | Request::WxEvents { pid: None } => (None, "maps"),
         };
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;

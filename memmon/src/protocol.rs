@@ -18,6 +18,7 @@ use crate::{
         diff::DiffReport,
         origins::{LeaksReport, OriginsReport},
     },
+    rules::wx_events::WxEventView,
 };
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -72,6 +73,12 @@ pub enum Request {
         pid: u32,
         since_ms: u64,
     },
+    /// Recent W^X transitions of one process, or of every process the
+    /// peer may see.
+    WxEvents {
+        #[serde(default)]
+        pid: Option<u32>,
+    },
 }
 
 /// Decoded by hand (see `decode`), encoded as derived.
@@ -108,6 +115,13 @@ pub enum Reply {
     Origins(OriginsReport),
     Leaks(LeaksReport),
     Diff(DiffReport),
+    WxEvents {
+        /// The daemon's CLOCK_MONOTONIC now, in ns: events' ages are
+        /// measured from it.
+        now_ns: u64,
+        /// Oldest first.
+        events: Vec<WxEventView>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -330,6 +344,7 @@ mod tests {
                     origins: false,
                 }
             }),
+            proptest::option::of(any::<u32>()).prop_map(|pid| Request::WxEvents { pid }),
         ]
     }
 

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub mod wx_events;
+
 use crate::elf::{ElfInfo, ElfType};
 use crate::model::{AddressSpace, Backing};
 

@@ -18,7 +18,9 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, TempDir, metric, output_text, require_bpf, shared_daemon};
+use support::{
+    Daemon, Stopped, TempDir, compiled, metric, output_text, require_bpf, shared_daemon,
+};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -234,18 +236,24 @@ fn every_metric_the_dashboard_queries_exists() {
             .unwrap();
     let _: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
     // Families with no series are not exposed at all: make sure the ASLR
-    // one has a member, as a fleet would.
+    // and W^X transition ones have a member, as a fleet would.
     let mut unrandomized = Command::new("setarch")
         .args(["-R", "sleep", "60"])
         .spawn()
         .expect("setarch");
+    // Transitions are events: the daemon must be running before they happen.
+    let daemon = Daemon::shared();
+    let (_dir, jit) = compiled("jit_wx", &[]);
+    let mut jit = Stopped::spawn(&jit, &[]);
+    jit.checkpoint("done");
     let start = Instant::now();
-    let mut exposed = metric_names(&exposition(Daemon::shared()));
-    while !exposed.contains("memmon_aslr_disabled_info")
+    let mut exposed = metric_names(&exposition(daemon));
+    while !(exposed.contains("memmon_aslr_disabled_info")
+        && exposed.contains("memmon_wx_transitions_total"))
         && start.elapsed() < Duration::from_secs(20)
     {
         thread::sleep(Duration::from_millis(200));
-        exposed = metric_names(&exposition(Daemon::shared()));
+        exposed = metric_names(&exposition(daemon));
     }
     let _ = unrandomized.kill();
     let _ = unrandomized.wait();

@@ -12,7 +12,8 @@ use crate::env::{as_root, find_in_path, run};
 /// serves it with squashfuse and unmounts with fusermount3; pmap is the
 /// yardstick for query latency (issue 10: a query no slower than pmap);
 /// the compat test builds a 32-bit fixture (`cc -m32`); the `memmon top`
-/// test drives it in a tmux pane. An entry starting with `/` is a file the
+/// test drives it in a tmux pane; the W^X events test runs real JITs
+/// (node, and java with a class javac compiles). An entry starting with `/` is a file the
 /// package installs, for packages with no command.
 const PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
@@ -31,6 +32,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // gcc-multilib's own file: the /usr/include/asm link `-m32` needs.
     ("/usr/include/asm", "gcc-multilib"),
     ("tmux", "tmux"),
+    ("node", "nodejs"),
+    ("java", "default-jre-headless"),
+    ("javac", "default-jdk-headless"),
     ("rsvg-convert", "librsvg2-bin"),
 ];
 

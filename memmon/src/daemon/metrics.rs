@@ -12,7 +12,7 @@ use crate::{
     io_pool::lock,
     metrics::{GroupStats, MetricsSnapshot, OTHER_GROUP, cap_groups, group_name},
     report::{ProcessSummary, summarize},
-    rules::RandomizeVaSpace,
+    rules::{RandomizeVaSpace, wx_events::WxCounts},
     tracker::{CallCount, ProcessView, SyscallCounts},
 };
 
@@ -67,6 +67,7 @@ impl Workers {
         let mut aslr_weak: Vec<(String, Vec<String>)> = Vec::new();
         let mut per_pid: Vec<(u32, String, u64)> = Vec::new();
         let mut syscalls_by_group: HashMap<String, SyscallCounts> = HashMap::new();
+        let mut wx_by_group: HashMap<String, WxCounts> = HashMap::new();
         for state in published.processes.iter().filter(|p| !p.awaiting_snapshot) {
             let summary = self.summary(state, &rva);
             let pid = state.pid;
@@ -75,6 +76,12 @@ impl Workers {
                 .entry(group.clone())
                 .or_default()
                 .add(&state.syscalls);
+            if state.wx.counts().any() {
+                wx_by_group
+                    .entry(group.clone())
+                    .or_default()
+                    .add(state.wx.counts());
+            }
             let stats = groups.entry(group.clone()).or_default();
             stats.processes += 1;
             for (kind, bytes) in &summary.by_kind {
@@ -94,13 +101,22 @@ impl Workers {
             }
             per_pid.push((pid, summary.comm.clone(), summary.mapped_bytes));
         }
-        for ((comm, cgroup), counts) in &counters.retired_syscalls {
-            let group = if comm.is_empty() {
+        // Exited processes' counts; the empty comm collects those beyond
+        // the tracker's bound on keys.
+        let retired_group = |comm: &str, cgroup: &Option<String>| {
+            if comm.is_empty() {
                 OTHER_GROUP.to_owned()
             } else {
                 group_name(grouping, comm, cgroup.as_deref())
-            };
+            }
+        };
+        for ((comm, cgroup), counts) in &counters.retired_syscalls {
+            let group = retired_group(comm, cgroup);
             syscalls_by_group.entry(group).or_default().add(counts);
+        }
+        for ((comm, cgroup), counts) in &counters.retired_wx {
+            let group = retired_group(comm, cgroup);
+            wx_by_group.entry(group).or_default().add(counts);
         }
         let (groups, kept) = cap_groups(groups, self.top_groups);
         let capped = |g: String| {
@@ -120,6 +136,15 @@ impl Workers {
                 entry.add(count);
             }
         }
+        let mut wx_transitions = BTreeMap::new();
+        for (group, counts) in wx_by_group {
+            let group = capped(group);
+            for (kind, n) in counts.counted() {
+                *wx_transitions
+                    .entry((group.clone(), kind.label().to_owned()))
+                    .or_default() += n;
+            }
+        }
         let aslr_disabled = aslr_weak
             .into_iter()
             .flat_map(|(g, codes)| {
@@ -134,6 +159,7 @@ impl Workers {
         MetricsSnapshot {
             groups,
             syscalls,
+            wx_transitions,
             aslr_processes,
             aslr_disabled,
             events_total: counters.events,

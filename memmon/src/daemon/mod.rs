@@ -16,6 +16,7 @@ mod origins;
 mod publish;
 mod verify;
 mod workers;
+mod wx_events;
 
 use std::{
     collections::HashSet,
@@ -386,6 +387,7 @@ impl Daemon {
                 drain_gap_max_seconds: std::mem::take(&mut self.drain_gap_max).as_secs_f64(),
                 ring_wait_max_seconds: self.stream.take_ring_wait_max().as_secs_f64(),
                 retired_syscalls: self.tracker.retired_syscalls().clone(),
+                retired_wx: self.tracker.retired_wx().clone(),
             })
         });
         Published {

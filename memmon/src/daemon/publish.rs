@@ -5,7 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use tokio::sync::oneshot;
 
-use crate::tracker::{ProcessView, SeedReason, SyscallCounts};
+use crate::{
+    rules::wx_events::WxCounts,
+    tracker::{ProcessView, SeedReason, SyscallCounts},
+};
 
 /// A worker's message to the loop. Each is answered without I/O.
 pub(super) enum Command {
@@ -53,6 +56,7 @@ pub(super) struct Counters {
     pub drain_gap_max_seconds: f64,
     pub ring_wait_max_seconds: f64,
     pub retired_syscalls: HashMap<(String, Option<String>), SyscallCounts>,
+    pub retired_wx: HashMap<(String, Option<String>), WxCounts>,
 }
 
 /// A consistent copy of (part of) the loop's state.

@@ -261,6 +261,7 @@ impl Workers {
             })))),
             Request::Verify { pid } => self.verify_as(pid, peer).await,
             Request::List => self.list(peer).await,
+            Request::WxEvents { pid } => self.wx_events(pid, peer).await,
         };
         match reply {
             Ok(frame) => frame,

@@ -88,6 +88,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "Memory syscalls that failed (returned -errno), by syscall and group.",
     ),
     doc(
+        "memmon_wx_transitions_total",
+        "counter",
+        &["group", "transition"],
+        "W^X transitions made by the group's processes (exited ones included): created_wx (memory made writable and executable), w_to_x (writable memory made executable: the JIT pattern), x_to_w (executable memory made writable), anon_exec (executable memory with no file behind it).",
+    ),
+    doc(
         "memmon_events_total",
         "counter",
         &[],

@@ -56,6 +56,8 @@ pub struct MetricsSnapshot {
     pub groups: BTreeMap<String, GroupStats>,
     /// `(syscall, group) -> calls and failed calls`.
     pub syscalls: BTreeMap<(String, String), CallCount>,
+    /// `(group, transition) -> W^X transitions`, exited processes included.
+    pub wx_transitions: BTreeMap<(String, String), u64>,
     /// Processes per ASLR status (`full`, `partial`, `unknown`, `off`).
     pub aslr_processes: BTreeMap<String, u64>,
     /// `(group, reason code)` of processes whose ASLR is weakened.

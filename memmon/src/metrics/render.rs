@@ -141,6 +141,13 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
     );
     counters(
         &mut r,
+        "memmon_wx_transitions_total",
+        snap.wx_transitions
+            .iter()
+            .map(|((g, t), n)| (labels(&[("group", g), ("transition", t)]), *n)),
+    );
+    counters(
+        &mut r,
         "memmon_resyncs_total",
         snap.resyncs_total
             .iter()

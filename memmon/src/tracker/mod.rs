@@ -15,6 +15,7 @@ mod pid_hash;
 mod process;
 pub mod resolve;
 pub mod seeder;
+mod wx_catch_up;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -27,6 +28,7 @@ pub use resolve::{ProcResolver, Resolver};
 
 use crate::{
     events::{Event, EventBody, Syscall},
+    rules::wx_events::WxCounts,
     seed::Snapshot,
 };
 
@@ -103,6 +105,8 @@ pub const MAX_RETIRED_KEYS: usize = 4096;
 pub struct Tracker {
     processes: pid_hash::PidMap<ProcessState>,
     retired: HashMap<(String, Option<String>), SyscallCounts>,
+    /// W^X transition counts of exited processes, keyed as `retired`.
+    retired_wx: HashMap<(String, Option<String>), WxCounts>,
     /// Processes in [`SeedState::Seeding`], kept with every transition.
     seeding: usize,
     /// Events in all processes' buffers, kept with every change to them.
@@ -115,11 +119,26 @@ pub struct Tracker {
     pub stats: TrackerStats,
 }
 
+/// Adds an exited process's `counts` under `key`, or under the empty key
+/// once [`MAX_RETIRED_KEYS`] are kept.
+fn retire<T: Default>(
+    retired: &mut HashMap<(String, Option<String>), T>,
+    mut key: (String, Option<String>),
+    counts: &T,
+    add: fn(&mut T, &T),
+) {
+    if retired.len() >= MAX_RETIRED_KEYS && !retired.contains_key(&key) {
+        key = (String::new(), None);
+    }
+    add(retired.entry(key).or_default(), counts);
+}
+
 impl Tracker {
     pub fn new(history_len: usize) -> Self {
         Self {
             processes: pid_hash::PidMap::default(),
             retired: HashMap::new(),
+            retired_wx: HashMap::new(),
             seeding: 0,
             buffered: 0,
             buffer_budget: MAX_BUFFERED_EVENTS_TOTAL,
@@ -159,20 +178,25 @@ impl Tracker {
         self.processes.is_empty()
     }
 
-    /// Drops a process, keeping its syscall counts (counters never go
-    /// back).
+    /// Drops a process, keeping its syscall and W^X counts (counters
+    /// never go back).
     fn remove(&mut self, pid: u32) {
         let Some(state) = self.processes.remove(&pid) else {
             return;
         };
         self.seeding -= usize::from(state.seed.is_seeding());
         self.buffered -= state.seed.buffered();
+        let key = (state.comm, state.cgroup);
         if state.syscalls.any() {
-            let mut key = (state.comm, state.cgroup);
-            if self.retired.len() >= MAX_RETIRED_KEYS && !self.retired.contains_key(&key) {
-                key = (String::new(), None);
-            }
-            self.retired.entry(key).or_default().add(&state.syscalls);
+            retire(
+                &mut self.retired,
+                key.clone(),
+                &state.syscalls,
+                SyscallCounts::add,
+            );
+        }
+        if state.wx.counts().any() {
+            retire(&mut self.retired_wx, key, state.wx.counts(), WxCounts::add);
         }
     }
 
@@ -196,6 +220,11 @@ impl Tracker {
     /// comm collects those beyond [`MAX_RETIRED_KEYS`].
     pub fn retired_syscalls(&self) -> &HashMap<(String, Option<String>), SyscallCounts> {
         &self.retired
+    }
+
+    /// W^X transition counts of exited processes, as [`Self::retired_syscalls`].
+    pub fn retired_wx(&self) -> &HashMap<(String, Option<String>), WxCounts> {
+        &self.retired_wx
     }
 
     /// Processes waiting for a snapshot.
@@ -393,6 +422,7 @@ impl Tracker {
             SeedState::Seeded | SeedState::SeedFailed => (Vec::new(), None),
         };
         state.install(snapshot);
+        state.catch_up_wx(&pending, resolver, &mut self.interner);
         let mut unresolved = false;
         for event in &pending {
             unresolved |= state.apply_event(event, resolver, &mut self.interner);

@@ -7,6 +7,7 @@ use crate::{
     events::Event,
     model::AddressSpace,
     origin::{self, CallSite, Cause, Interner, Origin, OriginMap},
+    rules::wx_events::{self, WxLog},
     seed::Snapshot,
 };
 
@@ -69,6 +70,8 @@ pub struct ProcessState {
     pub origins: Arc<OriginMap>,
     /// Memory syscalls called and failed, for metrics.
     pub syscalls: super::SyscallCounts,
+    /// W^X transitions: the recent ones with their origins, and counts.
+    pub wx: WxLog,
     /// Recent events, rendered only when asked for (rendering every event
     /// on the hot path cost more than applying it).
     pub history: VecDeque<Event>,
@@ -98,6 +101,7 @@ pub struct ProcessView {
     pub space: Arc<AddressSpace>,
     pub origins: Arc<OriginMap>,
     pub syscalls: super::SyscallCounts,
+    pub wx: WxLog,
     /// The most recent events, as many as the request asked for.
     pub history: Vec<Event>,
     /// The model's version: it changes whenever the model does.
@@ -118,6 +122,7 @@ impl ProcessState {
             space: Arc::new(AddressSpace::new()),
             origins: Arc::default(),
             syscalls: Default::default(),
+            wx: WxLog::default(),
             history: VecDeque::new(),
             applied_events: 0,
             snapshot_ns: 0,
@@ -147,6 +152,7 @@ impl ProcessState {
             space: Arc::clone(&self.space),
             origins: Arc::clone(&self.origins),
             syscalls: self.syscalls.clone(),
+            wx: self.wx.clone(),
             history: self
                 .history
                 .iter()
@@ -187,15 +193,8 @@ impl ProcessState {
         if let Some(op) = op {
             // The call site is normalized against the layout it was
             // called from, before the call changed it.
-            let origin = origin::keeps_origin(&op).then(|| {
-                Arc::new(Origin {
-                    cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
-                    ts_ns: event.meta.ts_ns,
-                    tid: event.meta.tid,
-                    call_site: CallSite::normalize(&self.space, event.meta.call_site, interner),
-                    stack_id: event.meta.stack_id,
-                })
-            });
+            let origin = origin::keeps_origin(&op)
+                .then(|| Self::origin_of(event, &self.space, interner));
             let ts = event.meta.ts_ns;
             if stale {
                 let origins = Arc::make_mut(&mut self.origins);
@@ -203,12 +202,33 @@ impl ProcessState {
                 return false;
             }
             let brk_before = self.space.brk;
+            // Read before the model changes; nothing for most ops.
+            let wx = wx_events::detect(&op, &self.space);
             Arc::make_mut(&mut self.space).apply(&op);
             let origins = Arc::make_mut(&mut self.origins);
             origin::apply(origins, &op, brk_before, &self.space, ts, origin.as_ref());
+            // Only calls that make or change memory can set W or X.
+            if let (Some(wx), Some(origin)) = (wx, &origin) {
+                self.wx.record(wx, origin);
+            }
             self.applied_events += 1;
         }
         unresolved
+    }
+
+    /// `event` as an origin, its call site normalized against `space`.
+    pub(super) fn origin_of(
+        event: &Event,
+        space: &AddressSpace,
+        interner: &mut Interner,
+    ) -> Arc<Origin> {
+        Arc::new(Origin {
+            cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
+            ts_ns: event.meta.ts_ns,
+            tid: event.meta.tid,
+            call_site: CallSite::normalize(space, event.meta.call_site, interner),
+            stack_id: event.meta.stack_id,
+        })
     }
 
     pub(super) fn install(&mut self, snapshot: Snapshot) {
@@ -219,6 +239,7 @@ impl ProcessState {
             // The pid was reused: nothing of the old process carries over.
             self.history.clear();
             self.origins = Arc::default();
+            self.wx.clear_events();
         }
         self.start_time_ticks = Some(snapshot.start_time_ticks);
         self.comm = snapshot.comm;

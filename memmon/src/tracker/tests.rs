@@ -374,3 +374,118 @@ fn a_fork_older_than_the_parents_snapshot_seeds_the_child() {
     assert_eq!(starts(&t, 4), [(0x10000, 0x20000)]);
     check_count(&t);
 }
+
+#[test]
+fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
+    use crate::rules::wx_events::WxKind;
+    let mut t = Tracker::new(0);
+    t.request_seed(7, SeedReason::Unknown);
+    t.take_requests();
+    t.install_snapshot(snapshot(7), &NoFiles);
+    let mprotect = |prot, ret| {
+        let mut e = event(
+            7,
+            EventBody::Mprotect {
+                addr: 0x10000,
+                len: 0x2000,
+                prot,
+                pkey: None,
+                ret,
+            },
+        );
+        e.meta.tid = 8;
+        e.meta.ts_ns = 50;
+        e.meta.call_site = 0x10010;
+        e
+    };
+    t.apply(
+        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, -12),
+        &NoFiles,
+    );
+    assert!(
+        t.process(7).unwrap().wx.events().len() == 0,
+        "a failed call"
+    );
+    t.apply(
+        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, 0),
+        &NoFiles,
+    );
+    let state = t.process(7).unwrap();
+    let kinds: Vec<_> = state.wx.events().map(|e| e.transition.kind).collect();
+    assert_eq!(kinds, [WxKind::WToX, WxKind::AnonExec]);
+    let first = state.wx.events().next().unwrap();
+    assert_eq!(
+        (first.transition.start, first.transition.end),
+        (0x10000, 0x12000)
+    );
+    assert_eq!((first.origin.tid, first.origin.ts_ns), (8, 50));
+    // The call site is where it was called from: anonymous memory here.
+    assert_eq!(first.origin.call_site.as_ref().unwrap().addr, 0x10010);
+    assert_eq!(state.view(0).wx.events().len(), 2);
+    t.apply(event(7, EventBody::Exit { group_dead: true }), &NoFiles);
+    let retired = &t.retired_wx()[&("t".to_owned(), None)];
+    assert_eq!(retired.get(WxKind::WToX), 1);
+    assert_eq!(retired.get(WxKind::AnonExec), 1);
+}
+
+/// A JIT that flips its page before the snapshot of its exec lands: the
+/// snapshot covers the flips, and they are still recorded, with call
+/// sites normalized against the snapshot.
+#[test]
+fn transitions_covered_by_the_snapshot_are_caught_up() {
+    use crate::rules::wx_events::WxKind;
+    let mut t = Tracker::new(0);
+    t.request_seed(7, SeedReason::Exec);
+    let mapped = EventBody::Mmap {
+        addr: 0,
+        len: 0x1000,
+        prot: 3,
+        flags: 0x22, // MAP_PRIVATE | MAP_ANONYMOUS
+        fd: -1,
+        offset: 0,
+        ret: 0x70000,
+        file: None,
+    };
+    let mprotect = |prot| EventBody::Mprotect {
+        addr: 0x70000,
+        len: 0x1000,
+        prot,
+        pkey: None,
+        ret: 0,
+    };
+    let mut flip = at(120, event(7, mprotect(5)));
+    flip.meta.call_site = 0x10040;
+    t.apply(at(100, event(7, mapped)), &NoFiles);
+    t.apply(flip, &NoFiles);
+    t.apply(at(130, event(7, mprotect(3))), &NoFiles);
+    // After the snapshot: applied as usual (RW -> RX again).
+    t.apply(at(300, event(7, mprotect(5))), &NoFiles);
+    let mut shot = snapshot(7);
+    shot.taken_ns = 200;
+    shot.space.map_region(Region::new(
+        0x70000,
+        0x71000,
+        Perms::parse("rw-p").unwrap(),
+        0,
+        Backing::anonymous(),
+    ));
+    t.install_snapshot(shot, &NoFiles);
+    let state = t.process(7).unwrap();
+    let got: Vec<_> = state
+        .wx
+        .events()
+        .map(|e| (e.origin.ts_ns, e.transition.kind))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (120, WxKind::WToX),
+            (120, WxKind::AnonExec),
+            (130, WxKind::XToW),
+            (300, WxKind::WToX),
+            (300, WxKind::AnonExec),
+        ]
+    );
+    let site = state.wx.events().next().unwrap().origin.call_site.clone();
+    assert_eq!(site.unwrap().addr, 0x10040);
+}

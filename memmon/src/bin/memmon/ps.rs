@@ -32,10 +32,10 @@ pub enum SortKey {
 pub struct ListArgs {
     /// Only processes whose comm is exactly this.
     #[arg(long)]
-    comm: Option<String>,
+    pub(crate) comm: Option<String>,
     /// Only processes of this user (name or uid).
     #[arg(long)]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Also list kernel threads (processes with no address space), hidden
     /// by default.
     #[arg(long)]

@@ -34,6 +34,8 @@ fn sample() -> MetricsSnapshot {
         failures: 1,
     };
     snap.syscalls.insert(("mmap".into(), "bash".into()), mmap);
+    snap.wx_transitions
+        .insert(("node".into(), "created_wx".into()), 5);
     snap.aslr_processes.insert("off".into(), 1);
     snap.aslr_disabled
         .insert(("bash".into(), "addr_no_randomize".into()));
@@ -89,6 +91,10 @@ fn every_catalogued_metric_is_exposed() {
             d.name
         );
     }
+    assert!(
+        text.contains(r#"memmon_wx_transitions_total{group="node",transition="created_wx"} 5"#),
+        "{text}"
+    );
     assert!(
         text.contains(r#"memmon_syscalls_total{syscall="mmap",group="bash"} 7"#),
         "{text}"
