@@ -128,6 +128,8 @@ fn the_jit_pattern_shows_each_flip_with_its_call_site_and_counts() {
             (start..end).contains(&offset),
             "call site {offset:#x} outside jit_emit [{start:#x}, {end:#x}): {e}"
         );
+        // Named from the fixture's symbol table, independently of nm.
+        assert_eq!(e["call_site"]["symbol"], "jit_emit", "{e}");
         assert!(e["age_ns"].as_u64().is_some(), "{e}");
     }
     let perms: Vec<(&str, &str)> = events[..3]
@@ -138,9 +140,9 @@ fn the_jit_pattern_shows_each_flip_with_its_call_site_and_counts() {
         perms,
         [("rw-p", "r-xp"), ("rw-p", "r-xp"), ("r-xp", "rw-p")]
     );
-    // The table names the call site as object+0xoffset.
+    // The table names the call site as `symbol (object+0xoffset)`.
     let text = memmon(None, daemon.socket(), &["wx", "--events", &pid.to_string()]);
-    let line = format!("jit_wx+{:#x}", call_site(&events[0]).1);
+    let line = format!("jit_emit (jit_wx+{:#x})", call_site(&events[0]).1);
     assert!(text.ok().contains(&line), "{line} not in:\n{}", text.ok());
 
     // Counted per group (comm here) in a real scrape, and kept after exit.

@@ -16,10 +16,26 @@ use crate::{
     tracker::ProcessView,
 };
 
-fn events_of(view: &ProcessView) -> impl Iterator<Item = WxEventView> + '_ {
-    view.wx
-        .events()
-        .map(|e| WxEventView::new(view.pid, &view.comm, view.uid, e))
+impl Workers {
+    /// `view`'s transitions, their call sites named in one batch.
+    fn events_of(&self, view: &ProcessView) -> Vec<WxEventView> {
+        let events: Vec<_> = view.wx.events().collect();
+        let sites: Vec<_> = events
+            .iter()
+            .filter_map(|e| e.origin.call_site.as_ref())
+            .collect();
+        let mut named = self.namer(view.pid).sites(&sites).into_iter();
+        events
+            .iter()
+            .map(|e| {
+                let mut out = WxEventView::new(view.pid, &view.comm, view.uid, e);
+                if e.origin.call_site.is_some() {
+                    out.call_site = named.next();
+                }
+                out
+            })
+            .collect()
+    }
 }
 
 fn reply(mut events: Vec<WxEventView>) -> Arc<Vec<u8>> {
@@ -44,7 +60,7 @@ impl Workers {
                 let deadline = Instant::now() + WAIT_FOR_MODEL;
                 let view = self.ready_view(pid, 0, deadline).await?;
                 blocking(move || {
-                    let reply = reply(events_of(&view).collect());
+                    let reply = reply(self.events_of(&view));
                     // An exec or exit since the peer opened its maps
                     // refuses the reply, as for `query`.
                     peer.still_allowed(pid)?;
@@ -60,7 +76,7 @@ impl Workers {
                         .iter()
                         .filter(|p| p.wx.events().len() > 0)
                         .filter(|p| peer.sees_in_list(p.pid))
-                        .flat_map(events_of)
+                        .flat_map(|p| self.events_of(p))
                         .collect();
                     reply(events)
                 })

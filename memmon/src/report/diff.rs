@@ -8,12 +8,9 @@ use crate::{
     events::{Event, EventBody},
     model::{Perms, page_align_up},
     origin::{CallSite, Interner},
+    report::hex,
     tracker::ProcessView,
 };
-
-fn hex(v: u64) -> String {
-    format!("{v:#x}")
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

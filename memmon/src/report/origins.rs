@@ -9,13 +9,10 @@ use crate::{
     bpf::StackTable,
     model::AddressSpace,
     origin::{CallSite, Interner, Origin, OriginMap, SiteKey, Tally},
+    report::hex,
     symbols::Symbols,
     tracker::ProcessView,
 };
-
-fn hex(v: u64) -> String {
-    format!("{v:#x}")
-}
 
 /// A call site: the address in the process, and (when in a file) the
 /// object and file offset it was normalized to, with its symbol.
@@ -30,7 +27,7 @@ pub struct CallSiteView {
 }
 
 impl CallSiteView {
-    pub(super) fn of(site: &CallSite, symbol: Option<Arc<str>>) -> Self {
+    pub fn of(site: &CallSite, symbol: Option<Arc<str>>) -> Self {
         CallSiteView {
             addr: hex(site.addr),
             symbol: symbol.map(|s| s.to_string()),
@@ -39,17 +36,19 @@ impl CallSiteView {
         }
     }
 
-    /// `symbol` in `object`, else `object+0xoffset`, else the address.
+    /// `object+0xoffset` (the file name only) or the bare address, with
+    /// the symbol in front when known: `emit (libx.so+0x234)`.
     pub fn short(&self) -> String {
-        let object = self
-            .object
-            .as_deref()
-            .map(|o| o.rsplit('/').next().unwrap_or(o));
-        match (&self.symbol, object) {
-            (Some(sym), Some(obj)) => format!("{sym} ({obj})"),
-            (Some(sym), None) => sym.clone(),
-            (None, Some(obj)) => format!("{obj}+{}", self.offset),
-            (None, None) => self.addr.clone(),
+        let place = match &self.object {
+            Some(path) => {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                format!("{name}+{}", self.offset)
+            }
+            None => self.addr.clone(),
+        };
+        match &self.symbol {
+            Some(symbol) => format!("{symbol} ({place})"),
+            None => place,
         }
     }
 }
@@ -91,7 +90,8 @@ pub struct Namer<'a> {
 }
 
 impl Namer<'_> {
-    fn sites(&self, sites: &[&CallSite]) -> Vec<CallSiteView> {
+    /// `sites` as views, named in one batch.
+    pub fn sites(&self, sites: &[&CallSite]) -> Vec<CallSiteView> {
         let names = self.symbols.names(self.pid, sites);
         sites
             .iter()

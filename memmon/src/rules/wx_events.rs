@@ -27,7 +27,7 @@ mod view;
 use serde::{Deserialize, Serialize};
 
 pub use log::{WX_LOG_CAPACITY, WxCounts, WxEvent, WxLog};
-pub use view::{WxCallSite, WxEventView};
+pub use view::WxEventView;
 
 use crate::model::{
     AddressSpace, Backing, MemOp, Perms, Region,

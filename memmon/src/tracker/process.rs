@@ -193,8 +193,8 @@ impl ProcessState {
         if let Some(op) = op {
             // The call site is normalized against the layout it was
             // called from, before the call changed it.
-            let origin = origin::keeps_origin(&op)
-                .then(|| Self::origin_of(event, &self.space, interner));
+            let origin =
+                origin::keeps_origin(&op).then(|| Self::origin_of(event, &self.space, interner));
             let ts = event.meta.ts_ns;
             if stale {
                 let origins = Arc::make_mut(&mut self.origins);

@@ -105,7 +105,7 @@ fn events(args: &WxArgs) -> anyhow::Result<ExitCode> {
     let mut table = Columns::new(&header, false);
     for e in &events {
         let perms = format!("{}→{}", e.old.as_deref().unwrap_or("new"), e.new);
-        let call_site = e.call_site.as_ref().map_or("-".into(), |c| c.display());
+        let call_site = e.call_site.as_ref().map_or("-".into(), |c| c.short());
         let cells = [
             format_age(age(e)),
             e.pid.to_string(),

@@ -11,6 +11,7 @@ use crate::model::tests::props::{any_op, start};
 use crate::model::tests::reference::{BASE, PAGES};
 use crate::model::{PAGE_SIZE as P, ops::MREMAP_DONTUNMAP};
 use crate::origin::Origin;
+use crate::report::origins::CallSiteView;
 
 const RW: u64 = PROT_READ | PROT_WRITE;
 const RX: u64 = PROT_READ | PROT_EXEC;
@@ -406,10 +407,10 @@ fn the_view_names_the_call_site_as_object_plus_offset() {
         ("mprotect", 9, 5)
     );
     let site = view.call_site.unwrap();
-    assert_eq!(site.display(), "libx.so+0x234");
-    let named = WxCallSite {
+    assert_eq!(site.short(), "libx.so+0x234");
+    let named = CallSiteView {
         symbol: Some("emit".into()),
         ..site
     };
-    assert_eq!(named.display(), "emit (libx.so+0x234)");
+    assert_eq!(named.short(), "emit (libx.so+0x234)");
 }

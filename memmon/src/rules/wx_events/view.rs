@@ -3,40 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{WxEvent, WxKind};
-use crate::report::{hex, parse_hex};
-
-/// A call site as `object+0xoffset`, ready for a symbol. Addresses and
-/// offsets are `"0x…"`, as in layouts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WxCallSite {
-    pub addr: String,
-    /// The file holding the code, as /proc names it; None for anonymous
-    /// memory (JIT'd code calling mprotect itself).
-    pub object: Option<String>,
-    /// Offset in `object`'s file (the address itself when there is none).
-    pub offset: String,
-    /// The function, once a symbolizer has named it; None until then.
-    #[serde(default)]
-    pub symbol: Option<String>,
-}
-
-impl WxCallSite {
-    /// `object+0xoffset` (the file name only), or the bare address, with
-    /// the symbol in front when known.
-    pub fn display(&self) -> String {
-        let place = match &self.object {
-            Some(path) => {
-                let name = path.rsplit('/').next().unwrap_or(path);
-                format!("{name}+{}", self.offset)
-            }
-            None => self.addr.clone(),
-        };
-        match &self.symbol {
-            Some(symbol) => format!("{symbol} ({place})"),
-            None => place,
-        }
-    }
-}
+use crate::report::{hex, origins::CallSiteView, parse_hex};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WxEventView {
@@ -58,7 +25,8 @@ pub struct WxEventView {
     /// `rwxp`-style; None for new memory.
     pub old: Option<String>,
     pub new: String,
-    pub call_site: Option<WxCallSite>,
+    /// Named by the daemon's symbolizer when it is asked for.
+    pub call_site: Option<CallSiteView>,
 }
 
 impl WxEventView {
@@ -87,12 +55,7 @@ impl WxEventView {
             bytes: t.bytes,
             old: t.old.map(|p| p.to_string()),
             new: t.new.to_string(),
-            call_site: o.call_site.as_ref().map(|c| WxCallSite {
-                addr: hex(c.addr),
-                object: c.object.as_deref().map(str::to_owned),
-                offset: hex(c.offset),
-                symbol: None,
-            }),
+            call_site: o.call_site.as_ref().map(|c| CallSiteView::of(c, None)),
         }
     }
 }
