@@ -108,10 +108,10 @@ fn oracle(pages: &mut Pages, op: &MemOp, id: u64, before: &AddressSpace, after: 
         MemOp::Brk { .. } => {
             let end = |s: &AddressSpace| s.brk.map(|b| page_align_up(b.brk.max(b.start_brk)));
             if let (Some(old), Some(new)) = (end(before), end(after)) {
-                for p in 0..PAGES {
+                for (p, page) in pages.iter_mut().enumerate() {
                     let at = BASE + p as u64 * PAGE_SIZE;
                     if at >= old.min(new) && at < old.max(new) {
-                        pages[p] = (new > old).then_some((id, None));
+                        *page = (new > old).then_some((id, None));
                     }
                 }
             }
