@@ -56,7 +56,9 @@ fn record(nr: i64, args: [u64; 6], ret: i64, ts_ns: u64) -> Vec<u8> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let events: usize = args.next().map_or(2_000_000, |a| a.parse().expect("EVENTS"));
+    let events: usize = args
+        .next()
+        .map_or(2_000_000, |a| a.parse().expect("EVENTS"));
     let regions: u64 = args.next().map_or(40, |a| a.parse().expect("REGIONS"));
     let held = args.next().is_some_and(|a| a == "held");
 
@@ -112,10 +114,11 @@ fn main() {
         done += n;
     }
     let elapsed = started.elapsed();
-    let regions_now = tracker
-        .process(PID)
-        .map_or(0, |p| p.space.region_count());
-    assert_eq!(regions_now as u64, regions, "the loop leaves the model as it was");
+    let regions_now = tracker.process(PID).map_or(0, |p| p.space.region_count());
+    assert_eq!(
+        regions_now as u64, regions,
+        "the loop leaves the model as it was"
+    );
     let batches = events.div_ceil(BATCH);
     println!(
         "result events={events} regions={regions} held={held} ns_per_event={:.1} us_per_batch={:.1}",
