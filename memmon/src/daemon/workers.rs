@@ -43,6 +43,8 @@ pub(super) struct Workers {
     commands: mpsc::Sender<Command>,
     installs: watch::Receiver<u64>,
     tracked: Arc<AtomicUsize>,
+    /// The servers' and workers' runtime, not the loop's.
+    pub(super) runtime: tokio::runtime::Handle,
     pub(super) reader: ElfReader,
     pub(super) summaries: Mutex<HashMap<u32, CachedSummary>>,
     pub(super) drift: Mutex<DriftStats>,
@@ -107,12 +109,14 @@ impl Workers {
         commands: mpsc::Sender<Command>,
         installs: watch::Receiver<u64>,
         tracked: Arc<AtomicUsize>,
+        runtime: tokio::runtime::Handle,
     ) -> std::io::Result<Self> {
         let pool = IoPool::new(config.io_threads)?;
         Ok(Self {
             commands,
             installs,
             tracked,
+            runtime,
             reader: ElfReader::new(pool, config.read_deadline, config.read_elf_on_network_fs),
             summaries: Mutex::default(),
             drift: Mutex::default(),
