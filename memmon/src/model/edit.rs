@@ -90,37 +90,25 @@ impl AddressSpace {
             return;
         }
         let (start, end) = (region.start, region.end);
-        let mut region = canonical(region);
-        // Into a hole, as mmap usually maps: one search finds both
-        // neighbours, and the region joins them as the kernel would.
-        let mut near = self.regions.range_mut(..=end);
-        let (above, below) = match near.next_back() {
-            Some((&key, next)) if key == end => (Some(next), near.next_back()),
-            last => (None, last),
-        };
-        let below = below.map(|(_, r)| r);
-        if below.as_ref().is_none_or(|b| b.end <= start) {
-            let join_below = below.as_ref().is_some_and(|b| b.can_merge(&region));
-            let join_above = above.as_ref().is_some_and(|a| region.can_merge(a));
-            match (below, above) {
-                (Some(below), Some(above)) if join_below && join_above => {
-                    below.end = above.end;
-                    self.regions.remove(&end);
-                }
-                (Some(below), _) if join_below => below.end = end,
-                (_, Some(above)) if join_above => {
-                    region.end = above.end;
-                    self.regions.remove(&end);
-                    self.regions.insert(start, region);
-                }
-                _ => {
+        let region = canonical(region);
+        // Into a hole, as mmap usually maps: nothing to cut, and often
+        // only the region below to extend.
+        match self.regions.range_mut(..end).next_back() {
+            Some((_, below)) if below.end <= start => {
+                if below.can_merge(&region) {
+                    below.end = end;
+                } else {
                     self.regions.insert(start, region);
                 }
             }
-            return;
+            None => {
+                self.regions.insert(start, region);
+            }
+            Some(_) => {
+                self.take_range(start, end);
+                self.regions.insert(start, region);
+            }
         }
-        self.take_range(start, end);
-        self.regions.insert(start, region);
         self.merge_span(start, end);
     }
 
