@@ -6,7 +6,8 @@
 //! order. The loop only applies events and hands out copies of models: it
 //! does no file or /proc I/O and builds no layouts, so no user can stall
 //! it. Queries, lists, verification and scrapes are answered by workers
-//! (`workers.rs`) from those copies.
+//! (`workers.rs`) from those copies, on another thread (`services.rs`):
+//! the loop's thread runs the loop alone.
 
 mod access;
 mod layout_cache;
@@ -14,6 +15,7 @@ mod map_count;
 mod metrics;
 mod origins;
 mod publish;
+mod services;
 mod verify;
 mod workers;
 mod wx_events;
@@ -45,6 +47,7 @@ use crate::{
     },
 };
 use publish::{Command, Counters, Published, Want};
+use services::Services;
 use workers::Workers;
 
 #[derive(Clone, Debug)]
@@ -155,6 +158,8 @@ pub struct Daemon {
     drain_gap_max: Duration,
     /// `Probes::lost_pids_full` when last acted on.
     lost_pids_full_seen: u64,
+    /// Servers and workers, on their own thread; dropped last.
+    services: Services,
 }
 
 impl Daemon {
@@ -171,17 +176,27 @@ impl Daemon {
         if let Some(log) = probes.kernel_log() {
             tokio::spawn(log.forward());
         }
-        let listener = server::bind(&config.socket, config.socket_group)?;
+        let services = Services::start()?;
+        let listener = {
+            // Registered with the servers' runtime, which polls it.
+            let _serving = services.handle().enter();
+            server::bind(&config.socket, config.socket_group)?
+        };
         let (req_tx, requests) = mpsc::channel(64);
-        tokio::spawn(server::serve(listener, req_tx));
+        services.handle().spawn(server::serve(listener, req_tx));
         let (scrape_tx, scrapes) = mpsc::channel(8);
         let mut metrics_bound = None;
         if let Some(addr) = config.metrics_addr {
-            let listener = crate::metrics::http::bind(addr)
+            let listener = services
+                .handle()
+                .spawn(crate::metrics::http::bind(addr))
                 .await
+                .map_err(std::io::Error::other)?
                 .map_err(|e| DaemonError::Metrics(addr, e))?;
             metrics_bound = listener.local_addr().ok();
-            tokio::spawn(crate::metrics::http::serve(listener, scrape_tx));
+            services
+                .handle()
+                .spawn(crate::metrics::http::serve(listener, scrape_tx));
         }
         let (results_tx, seed_results) = mpsc::unbounded_channel();
         let seeder = Seeder::spawn(results_tx, config.max_snapshots_per_sec)?;
@@ -199,8 +214,11 @@ impl Daemon {
             command_tx,
             installs_rx,
             Arc::clone(&tracked),
+            services.handle().clone(),
         )?);
-        tokio::spawn(Arc::clone(&workers).serve(requests, scrapes));
+        services
+            .handle()
+            .spawn(Arc::clone(&workers).serve(requests, scrapes));
         let mut daemon = Self {
             config,
             probes,
@@ -218,6 +236,7 @@ impl Daemon {
             last_read: Instant::now(),
             drain_gap_max: Duration::ZERO,
             lost_pids_full_seen: 0,
+            services,
         };
         daemon.pump_seed_requests();
         Ok(daemon)
@@ -420,7 +439,9 @@ impl Daemon {
         // processes gone are dropped when its answer comes back.
         if ticks.is_multiple_of(10) {
             let before: HashSet<u32> = self.tracker.processes().map(|p| p.pid).collect();
-            tokio::spawn(Arc::clone(&self.workers).list_alive(before));
+            self.services
+                .handle()
+                .spawn(Arc::clone(&self.workers).list_alive(before));
         }
     }
 

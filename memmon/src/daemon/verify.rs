@@ -91,7 +91,8 @@ impl Workers {
             return;
         }
         let workers = Arc::clone(self);
-        tokio::spawn(async move {
+        // Called on the loop: the round runs on the workers' runtime.
+        self.runtime.spawn(async move {
             let mut drifted_regions = 0u64;
             for pid in sample {
                 lock(&workers.drift).processes_checked += 1;

@@ -44,6 +44,8 @@ pub(super) struct Workers {
     commands: mpsc::Sender<Command>,
     installs: watch::Receiver<u64>,
     tracked: Arc<AtomicUsize>,
+    /// The servers' and workers' runtime, not the loop's.
+    pub(super) runtime: tokio::runtime::Handle,
     pub(super) reader: ElfReader,
     pub(super) symbols: crate::symbols::Symbols,
     pub(super) history_len: usize,
@@ -113,6 +115,7 @@ impl Workers {
         commands: mpsc::Sender<Command>,
         installs: watch::Receiver<u64>,
         tracked: Arc<AtomicUsize>,
+        runtime: tokio::runtime::Handle,
     ) -> std::io::Result<Self> {
         let pool = IoPool::new(config.io_threads)?;
         Ok(Self {
@@ -125,6 +128,7 @@ impl Workers {
                 config.read_elf_on_network_fs,
             ),
             history_len: config.history_len,
+            runtime,
             reader: ElfReader::new(pool, config.read_deadline, config.read_elf_on_network_fs),
             summaries: Mutex::default(),
             drift: Mutex::default(),

@@ -94,12 +94,11 @@ impl AddressSpace {
         // Into a hole, as mmap usually maps: nothing to cut, and often
         // only the region below to extend.
         match self.regions.range_mut(..end).next_back() {
+            Some((_, below)) if below.end <= start && below.can_merge(&region) => {
+                below.end = end;
+            }
             Some((_, below)) if below.end <= start => {
-                if below.can_merge(&region) {
-                    below.end = end;
-                } else {
-                    self.regions.insert(start, region);
-                }
+                self.regions.insert(start, region);
             }
             None => {
                 self.regions.insert(start, region);

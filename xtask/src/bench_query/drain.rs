@@ -1,8 +1,11 @@
 //! The longest gap between two ring-buffer drains while clients query a
 //! large process in a loop and an mmap loop keeps events coming. The
 //! daemon's `memmon_drain_gap_max_seconds` is the longest since the
-//! previous scrape that read it; the exposition is cached for 1 s, so each
-//! window is a little longer than that and starts with a fresh scrape.
+//! previous scrape that read it, and `memmon_ring_wait_max_seconds` the
+//! longest a record waited in the ring (its kernel timestamp to the drain
+//! that read it: loop work and CPU starvation alike). The exposition is
+//! cached for 1 s, so each window is a little longer than that and starts
+//! with a fresh scrape.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,19 +27,29 @@ const WINDOW: Duration = Duration::from_millis(1_100);
 pub(super) struct DrainGaps {
     /// The longest gap of each window, in seconds.
     pub windows: Vec<f64>,
+    /// The longest ring wait of each window, in seconds.
+    pub ring_waits: Vec<f64>,
     pub queries: u64,
     pub events: f64,
     pub lost: f64,
 }
 
-fn read(url: &str) -> Result<(f64, f64, f64)> {
+struct Reading {
+    gap: f64,
+    ring_wait: f64,
+    events: f64,
+    lost: f64,
+}
+
+fn read(url: &str) -> Result<Reading> {
     let text = scrape(url)?;
     let value = |name: &str| metric(&text, name, "").with_context(|| format!("no {name}"));
-    Ok((
-        value("memmon_drain_gap_max_seconds")?,
-        value("memmon_events_total")?,
-        value("memmon_events_lost_total")?,
-    ))
+    Ok(Reading {
+        gap: value("memmon_drain_gap_max_seconds")?,
+        ring_wait: value("memmon_ring_wait_max_seconds")?,
+        events: value("memmon_events_total")?,
+        lost: value("memmon_events_lost_total")?,
+    })
 }
 
 /// What the load runs against.
@@ -93,14 +106,16 @@ pub(super) fn measure(
     // The first window starts once the load runs, from a fresh scrape
     // (which resets the gauge).
     thread::sleep(WINDOW);
-    let (_, events_before, lost_before) = read(url)?;
+    let first = read(url)?;
     let mut gaps = Vec::with_capacity(windows);
-    let mut last = (events_before, lost_before);
+    let mut ring_waits = Vec::with_capacity(windows);
+    let mut last = (first.events, first.lost);
     for _ in 0..windows {
         thread::sleep(WINDOW);
-        let (gap, events, lost) = read(url)?;
-        gaps.push(gap);
-        last = (events, lost);
+        let reading = read(url)?;
+        gaps.push(reading.gap);
+        ring_waits.push(reading.ring_wait);
+        last = (reading.events, reading.lost);
     }
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
@@ -109,8 +124,9 @@ pub(super) fn measure(
     reaper.stop(looping, "TERM");
     Ok(DrainGaps {
         windows: gaps,
+        ring_waits,
         queries: queries.load(Ordering::Relaxed),
-        events: last.0 - events_before,
-        lost: last.1 - lost_before,
+        events: last.0 - first.events,
+        lost: last.1 - first.lost,
     })
 }
