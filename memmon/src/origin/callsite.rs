@@ -1,7 +1,13 @@
 //! Call sites normalized to (object, file offset) when the event is applied,
 //! so they still symbolize after the process exits or unmaps the library.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::BuildHasherDefault,
+    sync::Arc,
+};
+
+use crate::tracker::pid_hash::PidHasher;
 
 use crate::model::{AddressSpace, Backing};
 
@@ -35,9 +41,9 @@ impl CallSite {
                     path,
                     dev_major,
                     dev_minor,
-                    ..
+                    inode,
                 } => (
-                    Some(interner.intern(path)),
+                    Some(interner.object(path, (*dev_major, *dev_minor, *inode))),
                     region.offset_at(addr),
                     (*dev_major, *dev_minor),
                 ),
@@ -67,6 +73,9 @@ impl CallSite {
 #[derive(Debug, Default)]
 pub struct Interner {
     paths: HashSet<Arc<str>>,
+    /// The object last interned for a file, by (major, minor, inode): a
+    /// lookup by number, not by hashing the path, on every event.
+    by_file: HashMap<(u32, u32, u64), Arc<str>, BuildHasherDefault<PidHasher>>,
 }
 
 /// Distinct object paths kept. Keys compare objects by pointer, so an
@@ -76,6 +85,20 @@ const MAX_INTERNED: usize = 65_536;
 const TOO_MANY: &str = "<object not kept: too many distinct objects>";
 
 impl Interner {
+    /// The shared name of the file `id` mapped at `path`.
+    pub fn object(&mut self, path: &str, id: (u32, u32, u64)) -> Arc<str> {
+        if let Some(known) = self.by_file.get(&id)
+            && **known == *path
+        {
+            return Arc::clone(known);
+        }
+        let name = self.intern(path);
+        if self.by_file.len() < MAX_INTERNED {
+            self.by_file.insert(id, Arc::clone(&name));
+        }
+        name
+    }
+
     pub fn intern(&mut self, path: &str) -> Arc<str> {
         if let Some(known) = self.paths.get(path) {
             return Arc::clone(known);

@@ -11,7 +11,7 @@
 
 mod convert;
 mod counts;
-mod pid_hash;
+pub(crate) mod pid_hash;
 mod process;
 pub mod resolve;
 pub mod seeder;
