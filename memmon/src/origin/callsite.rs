@@ -58,13 +58,6 @@ impl CallSite {
             dev,
         })
     }
-
-    /// The object's file name without its directory, for short output.
-    pub fn object_name(&self) -> Option<&str> {
-        self.object
-            .as_deref()
-            .map(|p| p.rsplit('/').next().unwrap_or(p))
-    }
 }
 
 /// Shares one `Arc<str>` per object path, so normalizing a call site does

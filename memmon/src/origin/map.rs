@@ -53,14 +53,6 @@ impl OriginMap {
         &self.totals
     }
 
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
     /// Makes `addr` a span boundary (a span across it becomes two halves
     /// with the same origins).
     fn split_at(&mut self, addr: u64) {

@@ -81,8 +81,6 @@ pub struct Tally {
     pub spans: u64,
     /// (second bucket start, bytes at its end), oldest first.
     series: VecDeque<(u64, u64)>,
-    /// When the site last made or lost memory (CLOCK_MONOTONIC ns).
-    pub last_ts_ns: u64,
 }
 
 impl Tally {
@@ -107,15 +105,7 @@ impl Tally {
         }
     }
 
-    /// The recorded samples from `since_ns` on (with the one before it).
-    pub fn samples_since(&self, since_ns: u64) -> Vec<(u64, u64)> {
-        let all: Vec<(u64, u64)> = self.series.iter().copied().collect();
-        let first = all.iter().rposition(|(t, _)| *t <= since_ns).unwrap_or(0);
-        all[first..].to_vec()
-    }
-
     fn sample(&mut self, ts_ns: u64, with_series: bool) {
-        self.last_ts_ns = self.last_ts_ns.max(ts_ns);
         if !with_series {
             return;
         }
@@ -142,10 +132,6 @@ pub struct SiteTotals {
 impl SiteTotals {
     pub fn iter(&self) -> impl Iterator<Item = (&SiteKey, &Tally)> {
         self.sites.iter()
-    }
-
-    pub fn get(&self, key: &SiteKey) -> Option<&Tally> {
-        self.sites.get(key)
     }
 
     pub(super) fn add(&mut self, origin: &Origin, len: u64, ts_ns: u64) {
