@@ -77,8 +77,9 @@ fn main() {
     }));
     let mut tracker = Tracker::new(memmon::tracker::DEFAULT_HISTORY_LEN);
     tracker.request_seed(PID, memmon::tracker::SeedReason::Unknown);
-    tracker.take_requests();
+    let request = tracker.take_requests().pop().expect("a request");
     tracker.install_snapshot(
+        &request,
         Snapshot {
             pid: PID,
             start_time_ticks: 1,

@@ -187,6 +187,7 @@ impl Workers {
                 .collect(),
             snapshots_installed_total: counters.snapshots_installed,
             snapshots_failed_total: counters.snapshots_failed,
+            snapshots_superseded_total: counters.snapshots_superseded,
             model_drift_regions: drift.last_round_regions,
             verify_rounds_total: drift.rounds,
             verify_processes_total: drift.processes_checked,

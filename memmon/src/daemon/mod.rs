@@ -342,11 +342,12 @@ impl Daemon {
 
     fn install(&mut self, SeedResult { request, result }: SeedResult) {
         match result {
-            Ok(snapshot) => self.tracker.install_snapshot(snapshot, &self.resolver),
+            Ok(snapshot) => self
+                .tracker
+                .install_snapshot(&request, snapshot, &self.resolver),
             Err(err) => {
                 log::debug!("snapshot of pid {} failed: {err}", request.pid);
-                self.tracker
-                    .snapshot_failed(request.pid, err.is_no_such_pid());
+                self.tracker.snapshot_failed(&request, err.is_no_such_pid());
             }
         }
         self.installs.send_modify(|n| *n += 1);
@@ -401,6 +402,7 @@ impl Daemon {
                 resyncs: stats.resyncs.clone(),
                 snapshots_installed: stats.snapshots_installed,
                 snapshots_failed: stats.snapshots_failed,
+                snapshots_superseded: stats.snapshots_superseded,
                 buffered_events_dropped: stats.buffered_events_dropped,
                 tracked: self.tracker.len() as u64,
                 drain_gap_max_seconds: std::mem::take(&mut self.drain_gap_max).as_secs_f64(),

@@ -51,6 +51,7 @@ pub(super) struct Counters {
     pub resyncs: HashMap<String, u64>,
     pub snapshots_installed: u64,
     pub snapshots_failed: u64,
+    pub snapshots_superseded: u64,
     pub buffered_events_dropped: u64,
     pub tracked: u64,
     pub drain_gap_max_seconds: f64,

@@ -172,6 +172,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "Snapshots that could not be taken (the process exited, or /proc refused).",
     ),
     doc(
+        "memmon_snapshots_superseded_total",
+        "counter",
+        &[],
+        "Snapshots (or failures) dropped because they answered a request the process no longer awaited: it was forked anew under that pid, or resynced since.",
+    ),
+    doc(
         "memmon_model_drift_regions",
         "gauge",
         &[],

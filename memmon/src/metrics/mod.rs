@@ -79,6 +79,7 @@ pub struct MetricsSnapshot {
     pub resyncs_total: BTreeMap<String, u64>,
     pub snapshots_installed_total: u64,
     pub snapshots_failed_total: u64,
+    pub snapshots_superseded_total: u64,
     pub model_drift_regions: u64,
     pub verify_rounds_total: u64,
     pub verify_processes_total: u64,

@@ -217,6 +217,10 @@ pub fn render_openmetrics(snap: &MetricsSnapshot) -> String {
             snap.snapshots_installed_total,
         ),
         ("memmon_snapshots_failed_total", snap.snapshots_failed_total),
+        (
+            "memmon_snapshots_superseded_total",
+            snap.snapshots_superseded_total,
+        ),
         ("memmon_verify_rounds_total", snap.verify_rounds_total),
         ("memmon_verify_processes_total", snap.verify_processes_total),
     ] {

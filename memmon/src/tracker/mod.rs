@@ -86,6 +86,11 @@ impl SeedReason {
 pub struct SeedRequest {
     pub pid: u32,
     pub reason: SeedReason,
+    /// Which request this is: only the answer to the one a process awaits
+    /// is installed. An older answer (the process was forked anew under
+    /// that pid, or seeded since) would overwrite events applied after
+    /// its snapshot was taken.
+    pub ticket: u64,
 }
 
 /// Counters the daemon exports.
@@ -95,6 +100,8 @@ pub struct TrackerStats {
     pub snapshots_installed: u64,
     pub snapshots_failed: u64,
     pub resyncs: HashMap<String, u64>,
+    /// Snapshots and failures that answered a request no longer awaited.
+    pub snapshots_superseded: u64,
     /// Events dropped from buffers that overflowed (their processes resynced).
     pub buffered_events_dropped: u64,
 }
@@ -113,6 +120,8 @@ pub struct Tracker {
     buffered: usize,
     buffer_budget: usize,
     requests: VecDeque<SeedRequest>,
+    /// The next [`SeedRequest::ticket`].
+    next_ticket: u64,
     history_len: usize,
     /// Object paths of call sites, shared across processes.
     interner: crate::origin::Interner,
@@ -143,6 +152,7 @@ impl Tracker {
             buffered: 0,
             buffer_budget: MAX_BUFFERED_EVENTS_TOTAL,
             requests: VecDeque::new(),
+            next_ticket: 0,
             history_len,
             interner: Default::default(),
             stats: TrackerStats::default(),
@@ -249,18 +259,45 @@ impl Tracker {
             *reseed_after = Some(reason);
             return;
         }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
         Self::transition(
             &mut self.seeding,
             &mut self.buffered,
             state,
-            SeedState::seeding(),
+            SeedState::seeding(ticket, reason),
         );
         *self
             .stats
             .resyncs
             .entry(reason.label().to_owned())
             .or_default() += 1;
-        self.requests.push_back(SeedRequest { pid, reason });
+        self.requests.push_back(SeedRequest {
+            pid,
+            reason,
+            ticket,
+        });
+    }
+
+    /// The request `pid` awaits an answer to, if any.
+    pub fn in_flight(&self, pid: u32) -> Option<SeedRequest> {
+        match self.processes.get(&pid)?.seed {
+            SeedState::Seeding { ticket, reason, .. } => Some(SeedRequest {
+                pid,
+                reason,
+                ticket,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `request` is the one its process awaits; counts it if not.
+    fn awaited(&mut self, request: &SeedRequest) -> bool {
+        let awaited = self
+            .in_flight(request.pid)
+            .is_some_and(|r| r.ticket == request.ticket);
+        self.stats.snapshots_superseded += u64::from(!awaited);
+        awaited
     }
 
     /// Applies one event; unknown processes are seeded first.
@@ -334,6 +371,7 @@ impl Tracker {
         if let SeedState::Seeding {
             pending,
             reseed_after,
+            ..
         } = &mut state.seed
         {
             if pending.len() >= MAX_BUFFERED_EVENTS || self.buffered >= self.buffer_budget {
@@ -402,11 +440,20 @@ impl Tracker {
         }
     }
 
-    /// Installs a snapshot requested earlier and replays buffered events.
-    pub fn install_snapshot(&mut self, snapshot: Snapshot, resolver: &dyn Resolver) {
+    /// Installs the answer to `request` and replays buffered events; an
+    /// answer to a request no longer awaited is dropped.
+    pub fn install_snapshot(
+        &mut self,
+        request: &SeedRequest,
+        snapshot: Snapshot,
+        resolver: &dyn Resolver,
+    ) {
         let pid = snapshot.pid;
+        if pid != request.pid || !self.awaited(request) {
+            return; // exited meanwhile, or superseded
+        }
         let Some(state) = self.processes.get_mut(&pid) else {
-            return; // exited meanwhile
+            return;
         };
         self.stats.snapshots_installed += 1;
         let (pending, reseed_after) = match Self::transition(
@@ -418,8 +465,9 @@ impl Tracker {
             SeedState::Seeding {
                 pending,
                 reseed_after,
+                ..
             } => (pending, reseed_after),
-            SeedState::Seeded | SeedState::SeedFailed => (Vec::new(), None),
+            SeedState::Seeded | SeedState::SeedFailed => unreachable!("awaited above"),
         };
         state.install(snapshot);
         state.catch_up_wx(&pending, resolver, &mut self.interner);
@@ -436,7 +484,11 @@ impl Tracker {
 
     /// A requested snapshot could not be taken: the process is gone, or
     /// /proc refused; drop what we know rather than keep a stale model.
-    pub fn snapshot_failed(&mut self, pid: u32, gone: bool) {
+    pub fn snapshot_failed(&mut self, request: &SeedRequest, gone: bool) {
+        if !self.awaited(request) {
+            return;
+        }
+        let pid = request.pid;
         self.stats.snapshots_failed += 1;
         if gone {
             self.remove(pid);

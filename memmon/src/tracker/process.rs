@@ -24,6 +24,10 @@ pub enum SeedState {
         /// The snapshot in flight may predate this (an exec, say): take
         /// another once it lands.
         reseed_after: Option<SeedReason>,
+        /// The request in flight ([`super::SeedRequest::ticket`]).
+        ticket: u64,
+        /// Why it was made.
+        reason: SeedReason,
     },
     /// The last snapshot request failed (e.g. permission): events apply,
     /// but the model is unverified.
@@ -43,10 +47,12 @@ impl SeedState {
         }
     }
 
-    pub(super) fn seeding() -> Self {
+    pub(super) fn seeding(ticket: u64, reason: SeedReason) -> Self {
         SeedState::Seeding {
             pending: Vec::new(),
             reseed_after: None,
+            ticket,
+            reason,
         }
     }
 }

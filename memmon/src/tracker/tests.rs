@@ -70,6 +70,18 @@ fn check_count(t: &Tracker) {
     assert_eq!(t.buffered_events(), buffered);
 }
 
+/// Lands `snapshot` as the answer to the request its pid awaits.
+fn land(t: &mut Tracker, snapshot: Snapshot) {
+    let request = t.in_flight(snapshot.pid).expect("a request in flight");
+    t.install_snapshot(&request, snapshot, &NoFiles);
+}
+
+/// Answers the request `pid` awaits with a failure.
+fn fail(t: &mut Tracker, pid: u32, gone: bool) {
+    let request = t.in_flight(pid).expect("a request in flight");
+    t.snapshot_failed(&request, gone);
+}
+
 fn reasons(t: &mut Tracker) -> Vec<(u32, SeedReason)> {
     t.take_requests()
         .into_iter()
@@ -86,7 +98,7 @@ fn events_wait_for_the_snapshot_then_replay_on_it() {
     assert_eq!(t.seeding_count(), 1);
     t.apply(munmap(7, 0x11000), &NoFiles);
     assert!(reasons(&mut t).is_empty(), "one request in flight");
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     check_count(&t);
     assert_eq!(t.seeding_count(), 0);
     let state = t.process(7).unwrap();
@@ -107,13 +119,13 @@ fn an_exec_during_a_snapshot_asks_for_another() {
     };
     t.apply(event(7, exec), &NoFiles);
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     // The munmap belonged to the old image: dropped, not replayed.
     assert_eq!(t.process(7).unwrap().space.region_count(), 1);
     assert_eq!(reasons(&mut t), [(7, SeedReason::Exec)]);
     assert_eq!(t.seeding_count(), 1);
     check_count(&t);
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     assert_eq!(t.seeding_count(), 0);
     assert!(reasons(&mut t).is_empty());
 }
@@ -126,7 +138,7 @@ fn an_overflowing_buffer_is_dropped_and_reseeded() {
         t.apply(munmap(7, 0x10000), &NoFiles);
     }
     t.take_requests();
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     assert_eq!(reasons(&mut t), [(7, SeedReason::Overflow)]);
     check_count(&t);
 }
@@ -137,7 +149,7 @@ fn a_failed_snapshot_leaves_an_unverified_model_that_follows_events() {
     t.request_seed(7, SeedReason::Unknown);
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
     t.apply(munmap(7, 0x10000), &NoFiles);
-    t.snapshot_failed(7, false);
+    fail(&mut t, 7, false);
     check_count(&t);
     let state = t.process(7).unwrap();
     assert!(matches!(state.seed_state(), SeedState::SeedFailed));
@@ -150,7 +162,7 @@ fn a_failed_snapshot_leaves_an_unverified_model_that_follows_events() {
     assert_eq!(reasons(&mut t), [(7, SeedReason::Drift)]);
     assert_eq!(t.seeding_count(), 1);
     // Gone: forgotten, and no longer counted.
-    t.snapshot_failed(7, true);
+    fail(&mut t, 7, true);
     assert!(t.process(7).is_none());
     assert_eq!(t.seeding_count(), 0);
 }
@@ -174,7 +186,7 @@ fn exits_forks_and_pid_reuse_keep_the_count() {
     t.apply(event(2, fork(3)), &NoFiles);
     check_count(&t);
     assert_eq!(t.seeding_count(), 2);
-    t.install_snapshot(snapshot(2), &NoFiles);
+    land(&mut t, snapshot(2));
     // A child of a seeded parent copies its model: nothing to wait for.
     t.apply(event(2, fork(4)), &NoFiles);
     assert!(!t.process(4).unwrap().awaiting_snapshot());
@@ -204,10 +216,10 @@ fn the_global_buffer_budget_drops_and_resyncs_the_process_past_it() {
     check_count(&t);
     assert_eq!(t.buffered_events(), 6, "pid 8's buffer was dropped");
     assert_eq!(t.stats.buffered_events_dropped, 5);
-    t.install_snapshot(snapshot(8), &NoFiles);
+    land(&mut t, snapshot(8));
     assert_eq!(reasons(&mut t), [(8, SeedReason::Overflow)]);
     // pid 7 kept its events and replays them.
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     assert!(reasons(&mut t).is_empty());
     check_count(&t);
     assert_eq!(t.buffered_events(), 0);
@@ -218,7 +230,7 @@ fn published_views_share_the_model_until_it_changes() {
     let mut t = Tracker::new(4);
     t.request_seed(7, SeedReason::Unknown);
     t.take_requests();
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     let before = t.process(7).unwrap().view(16);
     let again = t.process(7).unwrap().view(16);
     assert!(std::sync::Arc::ptr_eq(&before.space, &again.space));
@@ -241,7 +253,7 @@ fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
     let mut t = Tracker::new(0);
     t.request_seed(7, SeedReason::Unknown);
     t.take_requests();
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     let io_setup = |ret| EventBody::IoSetup {
         nr_events: 64,
         ring: 0x7000_0000,
@@ -254,7 +266,7 @@ fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
     );
     t.apply(event(7, io_setup(0)), &NoFiles);
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unmodelled)]);
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     let remap = EventBody::RemapFilePages {
         start: 0x10000,
         size: 0x1000,
@@ -339,7 +351,7 @@ fn events_older_than_the_snapshot_are_not_replayed_on_it() {
         shot.space
             .map_region(Region::new(start, end, perms, 0, Backing::anonymous()));
     }
-    t.install_snapshot(shot, &NoFiles);
+    land(&mut t, shot);
     assert_eq!(
         starts(&t, 7),
         [(0x10000, 0x11000), (0x41000, 0x50000)],
@@ -359,7 +371,7 @@ fn a_fork_older_than_the_parents_snapshot_seeds_the_child() {
     t.request_seed(2, SeedReason::Lost);
     let mut shot = snapshot(2);
     shot.taken_ns = 500;
-    t.install_snapshot(shot, &NoFiles);
+    land(&mut t, shot);
     reasons(&mut t);
     let fork = |child| EventBody::Fork {
         child_pid: child,
@@ -381,7 +393,7 @@ fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
     let mut t = Tracker::new(0);
     t.request_seed(7, SeedReason::Unknown);
     t.take_requests();
-    t.install_snapshot(snapshot(7), &NoFiles);
+    land(&mut t, snapshot(7));
     let mprotect = |prot, ret| {
         let mut e = event(
             7,
@@ -469,7 +481,7 @@ fn transitions_covered_by_the_snapshot_are_caught_up() {
         0,
         Backing::anonymous(),
     ));
-    t.install_snapshot(shot, &NoFiles);
+    land(&mut t, shot);
     let state = t.process(7).unwrap();
     let got: Vec<_> = state
         .wx
@@ -488,4 +500,47 @@ fn transitions_covered_by_the_snapshot_are_caught_up() {
     );
     let site = state.wx.events().next().unwrap().origin.call_site.clone();
     assert_eq!(site.unwrap().addr, 0x10040);
+}
+
+/// Found by the torture test under load: the kernel marks a child lost
+/// when its parent had lost records, and the daemon can request the
+/// child's snapshot before it applies the fork. The fork then gives the
+/// child a fresh model (the parent's, now resynced), and the old
+/// request's answer, taken before the child's later calls, must not
+/// overwrite them.
+#[test]
+fn a_snapshot_no_longer_awaited_is_dropped() {
+    let mut t = Tracker::new(16);
+    t.request_seed(2, SeedReason::Unknown);
+    land(&mut t, snapshot(2));
+    t.take_requests();
+    t.request_seed(3, SeedReason::Lost);
+    let stale = t.take_requests();
+    assert_eq!(stale.len(), 1);
+    let fork = EventBody::Fork {
+        child_pid: 3,
+        child_tid: 3,
+        clone_flags: 0,
+    };
+    t.apply(at(100, event(2, fork)), &NoFiles);
+    assert!(!t.process(3).unwrap().awaiting_snapshot());
+    t.apply(at(300, munmap(3, 0x10000)), &NoFiles);
+    // /proc was read at 200, before the child's munmap.
+    let mut shot = snapshot(3);
+    shot.taken_ns = 200;
+    t.install_snapshot(&stale[0], shot, &NoFiles);
+    assert_eq!(starts(&t, 3), [(0x11000, 0x20000)], "the munmap stays");
+    assert_eq!(t.stats.snapshots_superseded, 1);
+    assert_eq!(t.stats.snapshots_installed, 1);
+    // A failure answering it is dropped too.
+    t.snapshot_failed(&stale[0], true);
+    assert!(t.process(3).is_some());
+    // A second request supersedes the first while both are in flight.
+    t.request_seed(3, SeedReason::Drift);
+    let first = t.in_flight(3).unwrap();
+    land(&mut t, snapshot(3));
+    t.request_seed(3, SeedReason::Drift);
+    t.install_snapshot(&first, snapshot(3), &NoFiles);
+    assert!(t.process(3).unwrap().awaiting_snapshot());
+    check_count(&t);
 }

@@ -49,6 +49,7 @@ fn sample() -> MetricsSnapshot {
         .insert(("ringbuf_full".into(), "exec".into()), 2);
     snap.snapshots_installed_total = 11;
     snap.snapshots_failed_total = 1;
+    snap.snapshots_superseded_total = 3;
     snap.verify_rounds_total = 8;
     snap.verify_processes_total = 128;
     snap.aslr_processes.insert("unknown".into(), 2);
@@ -119,6 +120,7 @@ fn every_catalogued_metric_is_exposed() {
         "memmon_kernel_errors_total{kind=\"ringbuf_full\",event=\"exec\"} 2",
         "memmon_snapshots_installed_total 11",
         "memmon_snapshots_failed_total 1",
+        "memmon_snapshots_superseded_total 3",
         "memmon_verify_rounds_total 8",
         "memmon_verify_processes_total 128",
         r#"memmon_aslr_processes{status="unknown"} 2"#,
