@@ -138,10 +138,13 @@ fn resyncs(daemon: &Daemon) -> String {
         Some(format!("{r}={n}"))
     })
     .collect();
-    out.push(format!(
-        "events_lost={}",
-        metric(&text, "memmon_events_lost_total", "").unwrap_or(0.0)
-    ));
+    for (name, metric_name) in [
+        ("events_lost", "memmon_events_lost_total"),
+        ("snapshots_superseded", "memmon_snapshots_superseded_total"),
+    ] {
+        let n = metric(&text, metric_name, "").unwrap_or(0.0);
+        out.push(format!("{name}={n}"));
+    }
     out.join(" ")
 }
 
