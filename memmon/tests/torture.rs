@@ -209,9 +209,14 @@ fn sixteen_random_processes_agree_with_proc_at_every_freeze() {
                         failures.retain(|f| f.contains("differences"));
                     }
                     if failures.len() < SHOWN {
+                        // Who made each region (an event, or `seed`: a
+                        // snapshot) and the last events say where it went wrong.
+                        let pid_text = pid.to_string();
                         failures.push(format!(
-                            "freeze {round}: {report}--- /proc/{pid}/maps ---\n{}",
-                            fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default()
+                            "freeze {round}: {report}--- /proc/{pid}/maps ---\n{}\
+                             --- memmon query {pid} --origins --events 256 ---\n{}",
+                            fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(),
+                            daemon.run_cli(&["query", &pid_text, "--origins", "--events", "256"])
                         ));
                     }
                     failed_pids.push((round, pid));

@@ -165,6 +165,18 @@ impl Daemon {
         (output.status.success(), text)
     }
 
+    /// `memmon ARGS --socket ...`'s stdout and stderr, for failure reports.
+    pub fn run_cli(&self, args: &[&str]) -> String {
+        let output = Command::new(MEMMON)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run memmon");
+        output_text(&output)
+    }
+
     /// Polls `memmon verify PID` every 100 ms until it agrees or
     /// `deadline` passes: the attempts it took, or the attempts and the
     /// last report.
