@@ -127,6 +127,8 @@ fn resyncs(daemon: &Daemon) -> String {
         "unresolved",
         "drift",
         "overflow",
+        "unmodelled",
+        "partial_failure",
     ]
     .iter()
     .filter_map(|r| {

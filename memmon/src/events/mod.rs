@@ -335,8 +335,49 @@ impl Event {
         }
     }
 
-    /// A failed syscall changes no mapping.
+    /// The syscall failed: its event's arguments are not what it did
+    /// (see [`Event::partial_effect`] for what it may still have done).
     pub fn failed(&self) -> bool {
         self.result().is_some_and(|r| r < 0)
+    }
+
+    /// Why this failed call may still have changed the layout, which the
+    /// model then cannot know: the process is resynced from /proc. The one
+    /// list of such failures. EINVAL is checked before anything changes.
+    pub fn partial_effect(&self) -> Option<&'static str> {
+        const MAP_FIXED: u64 = libc::MAP_FIXED as u64;
+        const MAP_FIXED_NOREPLACE: u64 = libc::MAP_FIXED_NOREPLACE as u64;
+        const MREMAP_FIXED: u64 = libc::MREMAP_FIXED as u64;
+        let errno = -self.result().filter(|r| *r < 0)?;
+        if errno == i64::from(libc::EINVAL) {
+            return None;
+        }
+        match &self.body {
+            EventBody::Mprotect { .. } => Some(
+                "mprotect changes region after region and stops at the first \
+                 error (a hole: ENOMEM; a shared file opened read-only: EACCES), \
+                 keeping the changes made before it",
+            ),
+            EventBody::Mremap { flags, .. } if flags & MREMAP_FIXED != 0 => Some(
+                "mremap to a fixed address unmaps the target (and shrinks the \
+                 source) before it moves, and keeps that when the move fails",
+            ),
+            EventBody::Mmap { flags, .. }
+                if flags & MAP_FIXED != 0
+                    && flags & MAP_FIXED_NOREPLACE == 0
+                    && errno != i64::from(libc::EBADF)
+                    && errno != i64::from(libc::EACCES) =>
+            {
+                Some(
+                    "a MAP_FIXED mmap that fails after clearing the target range \
+                     (the file's mmap hook failed) leaves it unmapped",
+                )
+            }
+            EventBody::RemapFilePages { .. } => Some(
+                "remap_file_pages is an mmap over part of the mapping, which can \
+                 fail after clearing it",
+            ),
+            _ => None,
+        }
     }
 }

@@ -139,7 +139,7 @@ pub const CATALOG: &[MetricDoc] = &[
         "memmon_resyncs_total",
         "counter",
         &["reason"],
-        "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow, unmodelled).",
+        "Process models (re)read from /proc, by reason (unknown, exec, fork, lost, unresolved, drift, overflow, unmodelled, partial_failure: a failed mprotect, MAP_FIXED mmap or fixed mremap that may have changed part of its range).",
     ),
     doc(
         "memmon_buffered_events_dropped_total",

@@ -65,6 +65,9 @@ pub enum SeedReason {
     /// A syscall whose effect its event cannot describe
     /// (`Syscall::resync_reason`).
     Unmodelled,
+    /// A failed syscall that may have changed part of what it was asked
+    /// to (`Event::partial_effect`).
+    PartialFailure,
 }
 
 impl SeedReason {
@@ -78,6 +81,7 @@ impl SeedReason {
             SeedReason::Drift => "drift",
             SeedReason::Overflow => "overflow",
             SeedReason::Unmodelled => "unmodelled",
+            SeedReason::PartialFailure => "partial_failure",
         }
     }
 }
@@ -338,10 +342,16 @@ impl Tracker {
             return;
         }
         let failed = event.failed();
-        let resync = !failed && syscall.and_then(Syscall::resync_reason).is_some();
+        let resync = if failed {
+            event.partial_effect().map(|_| SeedReason::PartialFailure)
+        } else {
+            syscall
+                .and_then(Syscall::resync_reason)
+                .map(|_| SeedReason::Unmodelled)
+        };
         // The common case, with one lookup and the event moved (not
         // copied) into the history once applied.
-        if !resync
+        if resync.is_none()
             && let Some(state) = self.processes.get_mut(&pid)
             && !state.seed.is_seeding()
         {
@@ -364,8 +374,8 @@ impl Tracker {
             state.syscalls.record(syscall, failed);
         }
         self.record(pid, &event);
-        if resync {
-            self.request_seed(pid, SeedReason::Unmodelled);
+        if let Some(reason) = resync {
+            self.request_seed(pid, reason);
         }
         let state = self.processes.get_mut(&pid).expect("inserted above");
         if let SeedState::Seeding {

@@ -411,7 +411,7 @@ fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
         e
     };
     t.apply(
-        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, -12),
+        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, -22),
         &NoFiles,
     );
     assert!(
@@ -542,5 +542,27 @@ fn a_snapshot_no_longer_awaited_is_dropped() {
     t.request_seed(3, SeedReason::Drift);
     t.install_snapshot(&first, snapshot(3), &NoFiles);
     assert!(t.process(3).unwrap().awaiting_snapshot());
+    check_count(&t);
+}
+
+/// Found by the torture test: an mprotect over a range with a hole
+/// changes the regions before the hole and then fails with ENOMEM.
+#[test]
+fn a_failed_call_that_may_have_changed_part_of_its_range_resyncs() {
+    let mut t = Tracker::new(16);
+    t.request_seed(7, SeedReason::Unknown);
+    t.take_requests();
+    land(&mut t, snapshot(7));
+    let mprotect = |ret| EventBody::Mprotect {
+        addr: 0x1f000,
+        len: 0x2000,
+        prot: 0,
+        pkey: None,
+        ret,
+    };
+    t.apply(event(7, mprotect(-i64::from(libc::EINVAL))), &NoFiles);
+    assert!(reasons(&mut t).is_empty(), "EINVAL is checked first");
+    t.apply(event(7, mprotect(-i64::from(libc::ENOMEM))), &NoFiles);
+    assert_eq!(reasons(&mut t), [(7, SeedReason::PartialFailure)]);
     check_count(&t);
 }
