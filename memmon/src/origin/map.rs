@@ -5,7 +5,10 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{Origin, totals::SiteTotals};
+use super::{
+    Origin,
+    totals::{SiteTotals, Slot},
+};
 use crate::model::AddressSpace;
 
 /// `[start, end)` made by `created` and, if since changed (mprotect, an
@@ -15,6 +18,8 @@ pub struct Span {
     pub end: u64,
     pub created: Arc<Origin>,
     pub changed: Option<Arc<Origin>>,
+    /// `created`'s call site in the map's [`SiteTotals`].
+    pub(super) site: Slot,
 }
 
 /// The origins of one address space, and the bytes outstanding per call
@@ -72,7 +77,7 @@ impl OriginMap {
         if let Some(lower) = self.spans.get_mut(&start) {
             lower.end = addr;
         }
-        self.totals.split(&upper.created);
+        self.totals.split(upper.site);
         self.spans.insert(addr, upper);
     }
 
@@ -89,9 +94,25 @@ impl OriginMap {
             .collect()
     }
 
-    fn put(&mut self, start: u64, span: Span, ts_ns: u64) {
-        self.totals.add(&span.created, span.end - start, ts_ns);
+    /// Adds `span`, counted for its site (`with_series` as
+    /// [`SiteTotals::slot`] said; true for a site already counted).
+    fn put(&mut self, start: u64, span: Span, ts_ns: u64, with_series: bool) {
+        self.totals
+            .add(span.site, with_series, span.end - start, ts_ns);
         self.spans.insert(start, span);
+    }
+
+    /// A new span for `origin`, its site looked up (the one hash per
+    /// span: later splits and removals use the slot it keeps).
+    fn put_new(&mut self, start: u64, end: u64, origin: &Arc<Origin>, ts_ns: u64) {
+        let (site, with_series) = self.totals.slot(origin);
+        let span = Span {
+            end,
+            created: Arc::clone(origin),
+            changed: None,
+            site,
+        };
+        self.put(start, span, ts_ns, with_series);
     }
 
     /// Forgets `[start, end)` (munmap, shmdt, brk shrinking). No list is
@@ -100,11 +121,24 @@ impl OriginMap {
         if start >= end {
             return;
         }
+        // The common cases in one search: nothing there (an mmap into a
+        // hole), or exactly one span (a munmap of what one mmap made).
+        match self.spans.range(..end).next_back() {
+            None => return,
+            Some((_, span)) if span.end <= start => return,
+            Some((&s, span)) if s == start && span.end == end => {
+                let site = span.site;
+                self.spans.remove(&s);
+                self.totals.sub(site, end - start, ts_ns);
+                return;
+            }
+            Some(_) => {}
+        }
         self.split_at(start);
         self.split_at(end);
         while let Some(s) = self.spans.range(start..end).next().map(|(s, _)| *s) {
             if let Some(span) = self.spans.remove(&s) {
-                self.totals.sub(&span.created, span.end - s, ts_ns);
+                self.totals.sub(span.site, span.end - s, ts_ns);
             }
         }
     }
@@ -116,12 +150,7 @@ impl OriginMap {
             return;
         }
         self.remove(start, end, origin.ts_ns);
-        let span = Span {
-            end,
-            created: Arc::clone(origin),
-            changed: None,
-        };
-        self.put(start, span, origin.ts_ns);
+        self.put_new(start, end, origin, origin.ts_ns);
     }
 
     /// Records `origin` as the last change to whatever exists in
@@ -167,7 +196,7 @@ impl OriginMap {
                 let mut source = span;
                 source.changed = Some(Arc::clone(origin));
                 self.spans.insert(s, source); // counted already
-                self.put(s - from + to, copy, origin.ts_ns);
+                self.put(s - from + to, copy, origin.ts_ns, true);
             } else {
                 // Moved, not made: the call site's bytes are unchanged.
                 self.spans.insert(s - from + to, copy);
@@ -212,23 +241,16 @@ impl OriginMap {
                 let s = s.max(region.start);
                 span.end = span.end.min(region.end);
                 if s > at {
-                    next.put(at, Self::seed_span(s, seed), seed.ts_ns);
+                    next.put_new(at, s, seed, seed.ts_ns);
                 }
                 at = span.end;
-                next.put(s, span, seed.ts_ns);
+                // Its slot is the same in the emptied totals.
+                next.put(s, span, seed.ts_ns, true);
             }
             if at < region.end {
-                next.put(at, Self::seed_span(region.end, seed), seed.ts_ns);
+                next.put_new(at, region.end, seed, seed.ts_ns);
             }
         }
         next
-    }
-
-    fn seed_span(end: u64, seed: &Arc<Origin>) -> Span {
-        Span {
-            end,
-            created: Arc::clone(seed),
-            changed: None,
-        }
     }
 }

@@ -129,12 +129,19 @@ fn keep_present(pages: &mut Pages, after: &AddressSpace) {
     }
 }
 
+/// Op `id`'s origin: three call sites take turns, so tallies of several
+/// sites split, move and empty (and their slots are reused).
 fn origin(id: u64) -> Arc<Origin> {
     Arc::new(Origin {
         cause: Cause::Syscall(Syscall::Mmap),
         ts_ns: id,
         tid: 1,
-        call_site: None,
+        call_site: Some(super::CallSite {
+            addr: 0x1000 + id % 3,
+            object: None,
+            offset: 0x1000 + id % 3,
+            dev: (0, 0),
+        }),
         stack_id: None,
     })
 }
@@ -179,10 +186,14 @@ proptest! {
                 entry.0 += span.end - s;
                 entry.1 += 1;
             }
+            let mut counted = 0;
             for (key, tally) in map.totals().iter() {
                 let (bytes, spans) = sum.get(key).copied().unwrap_or((0, 0));
                 prop_assert_eq!((tally.bytes, tally.spans), (bytes, spans));
+                counted += usize::from(bytes > 0);
             }
+            // Every site holding memory has its tally, once.
+            prop_assert_eq!(counted, sum.len());
         }
     }
 }
