@@ -27,6 +27,8 @@ use memmon_common::{COMM_LEN, EventHeader, EventKind, SyscallEvent};
 
 const PID: u32 = 4242;
 const BATCH: usize = 4096;
+/// The return address the kernel reads at each call, in the text region.
+const CALL_SITE: u64 = 0x5555_5555_1234;
 
 fn record(nr: i64, args: [u64; 6], ret: i64, ts_ns: u64) -> Vec<u8> {
     let mut comm = [0u8; COMM_LEN];
@@ -44,7 +46,7 @@ fn record(nr: i64, args: [u64; 6], ret: i64, ts_ns: u64) -> Vec<u8> {
         _pad0: 0,
         args,
         ret,
-        call_site: 0x5555_5555_1234,
+        call_site: CALL_SITE,
         stack_id: memmon_common::NO_STACK,
         _pad1: 0,
     };
@@ -66,17 +68,35 @@ fn main() {
     let regions: u64 = args.next().map_or(40, |a| a.parse().expect("REGIONS"));
     let held = args.next().is_some_and(|a| a == "held");
 
-    // Distinct protections keep the regions from merging.
-    let space = AddressSpace::from_regions((0..regions).map(|i| {
-        let start = 0x1000_0000 + i * 0x2000;
-        Region::new(
-            start,
-            start + 0x1000,
-            Perms::from_prot(1 + (i % 2), false),
-            0,
-            Backing::anonymous(),
-        )
-    }));
+    // Distinct protections keep the regions from merging. The program's
+    // text holds the call site, so each origin names its object as in a
+    // real process (one of the regions).
+    let text = Region::new(
+        CALL_SITE & !0xfff,
+        (CALL_SITE & !0xfff) + 0x1000,
+        Perms::from_prot(5, false),
+        0x1000,
+        Backing::File {
+            path: "/usr/local/bin/memloop".into(),
+            dev_major: 8,
+            dev_minor: 1,
+            inode: 4242,
+        },
+    );
+    let space = AddressSpace::from_regions(
+        (1..regions)
+            .map(|i| {
+                let start = 0x1000_0000 + i * 0x2000;
+                Region::new(
+                    start,
+                    start + 0x1000,
+                    Perms::from_prot(1 + (i % 2), false),
+                    0,
+                    Backing::anonymous(),
+                )
+            })
+            .chain(std::iter::once(text)),
+    );
     let mut tracker = Tracker::new(memmon::tracker::DEFAULT_HISTORY_LEN);
     tracker.request_seed(PID, memmon::tracker::SeedReason::Unknown);
     tracker.take_requests();

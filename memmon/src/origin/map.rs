@@ -207,6 +207,11 @@ impl OriginMap {
     /// Drops what no region covers within `[start, end)`: the model is the
     /// judge of what exists (shmdt's extent, say, is only known to it).
     pub fn clip_to(&mut self, space: &AddressSpace, start: u64, end: u64, ts_ns: u64) {
+        // Nearly always one region covers it all (the model just made it):
+        // one search, and nothing to drop.
+        if space.region_at(start).is_some_and(|r| r.end >= end) {
+            return;
+        }
         let mut holes = Vec::new();
         let mut at = start;
         for region in space.regions_in(start, end) {
