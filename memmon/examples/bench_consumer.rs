@@ -27,6 +27,8 @@ use memmon_common::{COMM_LEN, EventHeader, EventKind, SyscallEvent};
 
 const PID: u32 = 4242;
 const BATCH: usize = 4096;
+/// Where the loop's mmap lands each time.
+const ADDR: i64 = 0x7f00_0000_0000;
 /// The return address the kernel reads at each call, in the text region.
 const CALL_SITE: u64 = 0x5555_5555_1234;
 
@@ -83,8 +85,18 @@ fn main() {
             inode: 4242,
         },
     );
+    // The loop's pages land right below an anonymous rw- region, as
+    // mmaps do below the last mapping: the model merges each one into it
+    // and munmap splits it off again, as in a real process.
+    let neighbour = Region::new(
+        ADDR as u64 + 0x1000,
+        ADDR as u64 + 0x21000,
+        Perms::from_prot(3, false),
+        0,
+        Backing::anonymous(),
+    );
     let space = AddressSpace::from_regions(
-        (1..regions)
+        (2..regions)
             .map(|i| {
                 let start = 0x1000_0000 + i * 0x2000;
                 Region::new(
@@ -95,7 +107,7 @@ fn main() {
                     Backing::anonymous(),
                 )
             })
-            .chain(std::iter::once(text)),
+            .chain([text, neighbour]),
     );
     let mut tracker = Tracker::new(memmon::tracker::DEFAULT_HISTORY_LEN);
     tracker.request_seed(PID, memmon::tracker::SeedReason::Unknown);
@@ -117,7 +129,7 @@ fn main() {
 
     // One pair's records, as the kernel writes them, reused round-robin
     // (the model only sees addresses, which recur in a real loop too).
-    let addr = 0x7f00_0000_0000_i64;
+    let addr = ADDR;
     let pair = [
         record(libc::SYS_mmap, [0, 4096, 3, 0x22, u64::MAX, 0], addr, 1),
         record(libc::SYS_munmap, [addr as u64, 4096, 0, 0, 0, 0], 0, 2),

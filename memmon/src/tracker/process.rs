@@ -168,10 +168,19 @@ impl ProcessState {
         if cap == 0 {
             return;
         }
-        while self.history.len() >= cap {
+        while self.history.len() > cap {
             self.history.pop_front();
         }
-        self.history.push_back(event);
+        if self.history.len() == cap
+            && let Some(oldest) = self.history.front_mut()
+        {
+            // Full: the oldest is overwritten in place and becomes the
+            // newest, one copy of the event where a pop and a push made two.
+            *oldest = event;
+            self.history.rotate_left(1);
+        } else {
+            self.history.push_back(event);
+        }
     }
 
     /// Applies a syscall event; true when a file behind a mapping could not

@@ -489,3 +489,26 @@ fn transitions_covered_by_the_snapshot_are_caught_up() {
     let site = state.wx.events().next().unwrap().origin.call_site.clone();
     assert_eq!(site.unwrap().addr, 0x10040);
 }
+
+#[test]
+fn a_full_history_keeps_the_latest_events_oldest_first() {
+    let mut t = Tracker::new(3);
+    t.request_seed(7, SeedReason::Unknown);
+    t.take_requests();
+    t.install_snapshot(snapshot(7), &NoFiles);
+    for page in 0..5u64 {
+        t.apply(munmap(7, 0x10000 + page * 0x1000), &NoFiles);
+        let kept: Vec<u64> = t
+            .process(7)
+            .unwrap()
+            .history
+            .iter()
+            .map(|e| match e.body {
+                EventBody::Munmap { addr, .. } => (addr - 0x10000) / 0x1000,
+                _ => unreachable!("only munmaps were applied"),
+            })
+            .collect();
+        let want: Vec<u64> = (page.saturating_sub(2)..=page).collect();
+        assert_eq!(kept, want, "after munmap {page}");
+    }
+}
