@@ -28,6 +28,19 @@ pub struct Span {
 pub struct OriginMap {
     spans: BTreeMap<u64, Span>,
     totals: SiteTotals,
+    spare: Spare,
+}
+
+/// The origin of the last span a munmap removed whole, kept to hold the
+/// next event's origin ([`OriginMap::new_origin`]): an mmap+munmap pair
+/// then allocates and frees nothing. Not carried into copies.
+#[derive(Debug, Default)]
+struct Spare(Option<Arc<Origin>>);
+
+impl Clone for Spare {
+    fn clone(&self) -> Self {
+        Spare(None)
+    }
 }
 
 impl OriginMap {
@@ -56,6 +69,18 @@ impl OriginMap {
 
     pub fn totals(&self) -> &SiteTotals {
         &self.totals
+    }
+
+    /// `origin`, shared: in the spare's allocation when nothing else
+    /// holds it any more.
+    pub fn new_origin(&mut self, origin: Origin) -> Arc<Origin> {
+        if let Some(mut spare) = self.spare.0.take()
+            && let Some(slot) = Arc::get_mut(&mut spare)
+        {
+            *slot = origin;
+            return spare;
+        }
+        Arc::new(origin)
     }
 
     /// Makes `addr` a span boundary (a span across it becomes two halves
@@ -104,11 +129,11 @@ impl OriginMap {
 
     /// A new span for `origin`, its site looked up (the one hash per
     /// span: later splits and removals use the slot it keeps).
-    fn put_new(&mut self, start: u64, end: u64, origin: &Arc<Origin>, ts_ns: u64) {
-        let (site, with_series) = self.totals.slot(origin);
+    fn put_new(&mut self, start: u64, end: u64, origin: Arc<Origin>, ts_ns: u64) {
+        let (site, with_series) = self.totals.slot(&origin);
         let span = Span {
             end,
-            created: Arc::clone(origin),
+            created: origin,
             changed: None,
             site,
         };
@@ -128,7 +153,9 @@ impl OriginMap {
             Some((_, span)) if span.end <= start => return,
             Some((&s, span)) if s == start && span.end == end => {
                 let site = span.site;
-                self.spans.remove(&s);
+                if let Some(span) = self.spans.remove(&s) {
+                    self.spare.0 = Some(span.created);
+                }
                 self.totals.sub(site, end - start, ts_ns);
                 return;
             }
@@ -146,11 +173,17 @@ impl OriginMap {
     /// `[start, end)` was made by `origin` (whatever was there is gone, as
     /// MAP_FIXED replaces it).
     pub fn create(&mut self, start: u64, end: u64, origin: &Arc<Origin>) {
+        self.create_from(start, end, Arc::clone(origin));
+    }
+
+    /// [`OriginMap::create`], taking the caller's reference to `origin`.
+    pub fn create_from(&mut self, start: u64, end: u64, origin: Arc<Origin>) {
         if start >= end {
             return;
         }
-        self.remove(start, end, origin.ts_ns);
-        self.put_new(start, end, origin, origin.ts_ns);
+        let ts = origin.ts_ns;
+        self.remove(start, end, ts);
+        self.put_new(start, end, origin, ts);
     }
 
     /// Records `origin` as the last change to whatever exists in
@@ -235,6 +268,7 @@ impl OriginMap {
         let mut next = OriginMap {
             spans: BTreeMap::new(),
             totals: self.totals.emptied(),
+            spare: Spare::default(),
         };
         for region in space.regions() {
             let mut at = region.start;
@@ -246,14 +280,14 @@ impl OriginMap {
                 let s = s.max(region.start);
                 span.end = span.end.min(region.end);
                 if s > at {
-                    next.put_new(at, s, seed, seed.ts_ns);
+                    next.put_new(at, s, Arc::clone(seed), seed.ts_ns);
                 }
                 at = span.end;
                 // Its slot is the same in the emptied totals.
                 next.put(s, span, seed.ts_ns, true);
             }
             if at < region.end {
-                next.put_new(at, region.end, seed, seed.ts_ns);
+                next.put_new(at, region.end, Arc::clone(seed), seed.ts_ns);
             }
         }
         next

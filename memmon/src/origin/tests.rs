@@ -169,7 +169,7 @@ proptest! {
             let id = step as u64 + 1;
             let before = space.clone();
             space.apply(op);
-            apply(&mut map, op, before.brk, &space, id, Some(&origin(id)));
+            apply(&mut map, op, before.brk, &space, id, Some(origin(id)));
             oracle(&mut pages, op, id, &before, &space);
             keep_present(&mut pages, &space);
             prop_assert_eq!(view(&map), pages.clone(), "after step {} {:?}", step, op);
@@ -211,7 +211,7 @@ fn a_snapshot_keeps_known_origins_and_seeds_the_rest() {
     };
     space.apply(&op);
     let mut map = OriginMap::new();
-    apply(&mut map, &op, None, &space, 1, Some(&origin(1)));
+    apply(&mut map, &op, None, &space, 1, Some(origin(1)));
     // Events were missed: the snapshot shows one more region.
     space.apply(&MemOp::Mmap {
         addr: BASE + 8 * PAGE_SIZE,
@@ -233,4 +233,44 @@ fn a_snapshot_keeps_known_origins_and_seeds_the_rest() {
             (BASE + 8 * PAGE_SIZE, BASE + 9 * PAGE_SIZE, 99),
         ]
     );
+}
+
+#[test]
+fn a_removed_origin_is_reused_only_when_nothing_else_holds_it() {
+    let mmap = |addr| MemOp::Mmap {
+        addr,
+        len: PAGE_SIZE,
+        prot: 3,
+        flags: 0x22,
+        backing: crate::model::Backing::anonymous(),
+        offset: 0,
+    };
+    let munmap = |addr| MemOp::Munmap {
+        addr,
+        len: PAGE_SIZE,
+    };
+    let mut space = start();
+    let mut map = OriginMap::new();
+    let mut run = |map: &mut OriginMap, op: &MemOp, origin| {
+        space.apply(op);
+        apply(map, op, None, &space, 1, origin);
+    };
+
+    // Only the map held op 1's origin: op 2's takes its allocation.
+    let first = map.new_origin((*origin(1)).clone());
+    let first_ptr = Arc::as_ptr(&first);
+    run(&mut map, &mmap(BASE), Some(first));
+    run(&mut map, &munmap(BASE), None);
+    let second = map.new_origin((*origin(2)).clone());
+    assert_eq!(Arc::as_ptr(&second), first_ptr);
+    assert_eq!(second.ts_ns, 2);
+
+    // A view still holds op 2's origin: op 3's is a new one, and the
+    // view's is untouched.
+    let held = Arc::clone(&second);
+    run(&mut map, &mmap(BASE), Some(second));
+    run(&mut map, &munmap(BASE), None);
+    let third = map.new_origin((*origin(3)).clone());
+    assert_ne!(Arc::as_ptr(&third), Arc::as_ptr(&held));
+    assert_eq!((held.ts_ns, third.ts_ns), (2, 3));
 }
