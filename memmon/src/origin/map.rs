@@ -3,7 +3,7 @@
 //! loop changes a process a worker still holds): a persistent map made
 //! every event's update several times dearer.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, iter::Peekable, sync::Arc};
 
 use super::{
     Origin,
@@ -27,8 +27,33 @@ pub struct Span {
 #[derive(Clone, Debug, Default)]
 pub struct OriginMap {
     spans: BTreeMap<u64, Span>,
+    /// The span made last, not yet in `spans`: a munmap of exactly it (an
+    /// allocator's round trip) then touches no tree at all. It never
+    /// overlaps `spans`; readers see both, anything else settles it first.
+    newest: Option<(u64, Span)>,
     totals: SiteTotals,
     spare: Spare,
+}
+
+/// Spans in address order: the tree's, with the newest one in its place.
+struct WithNewest<'a, I: Iterator<Item = (u64, &'a Span)>> {
+    tree: Peekable<I>,
+    newest: Option<(u64, &'a Span)>,
+}
+
+impl<'a, I: Iterator<Item = (u64, &'a Span)>> Iterator for WithNewest<'a, I> {
+    type Item = (u64, &'a Span);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.newest, self.tree.peek()) {
+            (Some((s, _)), Some(&(t, _))) if t < s => self.tree.next(),
+            (Some(newest), _) => {
+                self.newest = None;
+                Some(newest)
+            }
+            (None, _) => self.tree.next(),
+        }
+    }
 }
 
 /// The origin of the last span a munmap removed whole, kept to hold the
@@ -50,7 +75,18 @@ impl OriginMap {
 
     /// Spans in address order, with their starts.
     pub fn spans(&self) -> impl Iterator<Item = (u64, &Span)> {
-        self.spans.iter().map(|(s, span)| (*s, span))
+        WithNewest {
+            tree: self.spans.iter().map(|(s, span)| (*s, span)).peekable(),
+            newest: self.newest.as_ref().map(|(s, span)| (*s, span)),
+        }
+    }
+
+    /// Puts the newest span into the tree, before any change but the
+    /// two it makes cheap.
+    fn settle(&mut self) {
+        if let Some((start, span)) = self.newest.take() {
+            self.spans.insert(start, span);
+        }
     }
 
     /// Spans overlapping `[start, end)`, unclipped.
@@ -61,10 +97,19 @@ impl OriginMap {
             .next_back()
             .filter(|(_, s)| s.end > start)
             .map_or(start, |(s, _)| *s);
-        self.spans
+        let tree = self
+            .spans
             .range(first..end.max(first))
             .map(|(s, span)| (*s, span))
-            .filter(move |(_, span)| span.end > start)
+            .filter(move |(_, span)| span.end > start);
+        WithNewest {
+            tree: tree.peekable(),
+            newest: self
+                .newest
+                .as_ref()
+                .filter(|(s, span)| *s < end && span.end > start)
+                .map(|(s, span)| (*s, span)),
+        }
     }
 
     pub fn totals(&self) -> &SiteTotals {
@@ -86,6 +131,7 @@ impl OriginMap {
     /// Makes `addr` a span boundary (a span across it becomes two halves
     /// with the same origins).
     fn split_at(&mut self, addr: u64) {
+        self.settle();
         let Some((start, span)) = self
             .spans
             .range(..=addr)
@@ -111,6 +157,7 @@ impl OriginMap {
         if start >= end {
             return Vec::new();
         }
+        self.settle();
         self.split_at(start);
         self.split_at(end);
         let keys: Vec<u64> = self.spans.range(start..end).map(|(s, _)| *s).collect();
@@ -122,6 +169,7 @@ impl OriginMap {
     /// Adds `span`, counted for its site (`with_series` as
     /// [`SiteTotals::slot`] said; true for a site already counted).
     fn put(&mut self, start: u64, span: Span, ts_ns: u64, with_series: bool) {
+        self.settle();
         self.totals
             .add(span.site, with_series, span.end - start, ts_ns);
         self.spans.insert(start, span);
@@ -137,7 +185,10 @@ impl OriginMap {
             changed: None,
             site,
         };
-        self.put(start, span, ts_ns, with_series);
+        self.settle();
+        self.totals
+            .add(site, with_series, span.end - start, ts_ns);
+        self.newest = Some((start, span));
     }
 
     /// Forgets `[start, end)` (munmap, shmdt, brk shrinking). No list is
@@ -146,6 +197,18 @@ impl OriginMap {
         if start >= end {
             return;
         }
+        if self
+            .newest
+            .as_ref()
+            .is_some_and(|(s, span)| *s == start && span.end == end)
+            && let Some((_, span)) = self.newest.take()
+        {
+            // What the last mmap made goes again: no tree touched.
+            self.totals.sub(span.site, end - start, ts_ns);
+            self.spare.0 = Some(span.created);
+            return;
+        }
+        self.settle();
         // The common cases in one search: nothing there (an mmap into a
         // hole), or exactly one span (a munmap of what one mmap made).
         match self.spans.range(..end).next_back() {
@@ -192,6 +255,7 @@ impl OriginMap {
         if start >= end {
             return;
         }
+        self.settle();
         self.split_at(start);
         self.split_at(end);
         for (_, span) in self.spans.range_mut(start..end) {
@@ -267,6 +331,7 @@ impl OriginMap {
     pub fn rebase(&self, space: &AddressSpace, seed: &Arc<Origin>) -> OriginMap {
         let mut next = OriginMap {
             spans: BTreeMap::new(),
+            newest: None,
             totals: self.totals.emptied(),
             spare: Spare::default(),
         };
