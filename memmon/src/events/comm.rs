@@ -54,7 +54,9 @@ impl Comm {
         // upwards from a zero byte, so bytes below it are never flagged.
         let nuls = x.wrapping_sub(ONES) & !x & HIGH;
         let end = (nuls.trailing_zeros() / 8) as usize; // 16: no NUL
-        let kept = u128::MAX.checked_shr(8 * (COMM_LEN - end) as u32).unwrap_or(0);
+        let kept = u128::MAX
+            .checked_shr(8 * (COMM_LEN - end) as u32)
+            .unwrap_or(0);
         let text = x & kept;
         if text & HIGH != 0 {
             return None;

@@ -186,8 +186,7 @@ impl OriginMap {
             site,
         };
         self.settle();
-        self.totals
-            .add(site, with_series, span.end - start, ts_ns);
+        self.totals.add(site, with_series, span.end - start, ts_ns);
         self.newest = Some((start, span));
     }
 
