@@ -20,6 +20,11 @@ pub struct Comm {
 impl Comm {
     /// The bytes before the first NUL of a kernel comm, lossily as UTF-8.
     pub fn from_kernel(raw: &[u8]) -> Self {
+        if let Some(word) = raw.first_chunk::<COMM_LEN>()
+            && let Some(ascii) = Self::ascii_word(word)
+        {
+            return ascii;
+        }
         let raw = &raw[..raw.len().min(COMM_LEN)];
         let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
         if raw[..end].is_ascii() {
@@ -36,6 +41,32 @@ impl Comm {
             // Rare (comm is set by the process): the allocation is fine.
             Err(_) => Self::from(&*String::from_utf8_lossy(&raw[..end])),
         }
+    }
+
+    /// A whole kernel comm as one 16-byte word: its NUL found and its
+    /// ASCII checked without a loop, and copied as one store (this runs
+    /// once per event). None when it is not ASCII.
+    fn ascii_word(word: &[u8; COMM_LEN]) -> Option<Self> {
+        const ONES: u128 = u128::from_le_bytes([0x01; COMM_LEN]);
+        const HIGH: u128 = u128::from_le_bytes([0x80; COMM_LEN]);
+        let x = u128::from_le_bytes(*word);
+        // The lowest flagged byte is the first NUL: a borrow only runs
+        // upwards from a zero byte, so bytes below it are never flagged.
+        let nuls = x.wrapping_sub(ONES) & !x & HIGH;
+        let end = (nuls.trailing_zeros() / 8) as usize; // 16: no NUL
+        let kept = u128::MAX
+            .checked_shr(8 * (COMM_LEN - end) as u32)
+            .unwrap_or(0);
+        let text = x & kept;
+        if text & HIGH != 0 {
+            return None;
+        }
+        let mut bytes = [0; CAPACITY];
+        bytes[..COMM_LEN].copy_from_slice(&text.to_le_bytes());
+        Some(Self {
+            bytes,
+            len: end as u8,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -88,6 +119,8 @@ impl Serialize for Comm {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::Just;
+
     use super::*;
 
     #[test]
@@ -99,6 +132,22 @@ mod tests {
         );
         let invalid = Comm::from_kernel(&[0xff; 16]);
         assert_eq!(invalid.as_str(), "\u{fffd}".repeat(15));
+    }
+
+    proptest::proptest! {
+        /// The one-word path agrees with decoding the bytes up to the NUL.
+        #[test]
+        fn kernel_comms_match_a_plain_decode(
+            raw in proptest::array::uniform16(proptest::prop_oneof![
+                Just(0u8), 1u8..0x80, 0x80u8..=0xff
+            ])
+        ) {
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            let plain = String::from_utf8_lossy(&raw[..end]);
+            let (got, want) = (Comm::from_kernel(&raw), Comm::from(&*plain));
+            proptest::prop_assert_eq!(got.as_str(), want.as_str());
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

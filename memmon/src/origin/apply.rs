@@ -21,7 +21,8 @@ pub fn keeps_origin(op: &MemOp) -> bool {
 }
 
 /// Applies to `map` what `op` (already applied to `after`) did at `ts`,
-/// with `origin` as its cause (needed when [`keeps_origin`]).
+/// with `origin` as its cause (needed when [`keeps_origin`]; an mmap's
+/// span takes this reference).
 /// `brk_before` is the program break before `op`.
 pub fn apply(
     map: &mut OriginMap,
@@ -29,9 +30,9 @@ pub fn apply(
     brk_before: Option<BrkState>,
     after: &AddressSpace,
     ts: u64,
-    origin: Option<&Arc<Origin>>,
+    origin: Option<Arc<Origin>>,
 ) {
-    if let (MemOp::Munmap { addr, len }, _) = (op, origin) {
+    if let MemOp::Munmap { addr, len } = op {
         if let Some((s, e)) = range(*addr, *len) {
             map.remove(s, e, ts);
         }
@@ -49,13 +50,13 @@ pub fn apply(
     match op {
         MemOp::Mmap { addr, len, .. } => {
             if let Some((s, e)) = range(*addr, *len) {
-                map.create(s, e, origin);
+                map.create_from(s, e, origin);
                 map.clip_to(after, s, e, ts);
             }
         }
         MemOp::Mprotect { addr, len, .. } => {
             if let Some((s, e)) = range(*addr, *len) {
-                map.mark_changed(s, e, origin);
+                map.mark_changed(s, e, &origin);
             }
         }
         MemOp::Mremap {
@@ -65,7 +66,7 @@ pub fn apply(
             flags,
             new_addr,
         } => mremap(
-            map, *old_addr, *old_len, *new_len, *flags, *new_addr, after, origin,
+            map, *old_addr, *old_len, *new_len, *flags, *new_addr, after, &origin,
         ),
         MemOp::Brk { .. } => {
             let (Some(before), Some(now)) = (brk_before, after.brk) else {
@@ -74,7 +75,7 @@ pub fn apply(
             let old_end = page_align_up(before.brk.max(before.start_brk));
             let new_end = page_align_up(now.brk.max(now.start_brk));
             if new_end > old_end {
-                map.create(old_end, new_end, origin);
+                map.create_from(old_end, new_end, origin);
                 map.clip_to(after, old_end, new_end, ts);
             } else if new_end < old_end {
                 map.remove(new_end, old_end, ts);

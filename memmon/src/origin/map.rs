@@ -3,9 +3,12 @@
 //! loop changes a process a worker still holds): a persistent map made
 //! every event's update several times dearer.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, iter::Peekable, sync::Arc};
 
-use super::{Origin, totals::SiteTotals};
+use super::{
+    Origin,
+    totals::{SiteTotals, Slot},
+};
 use crate::model::AddressSpace;
 
 /// `[start, end)` made by `created` and, if since changed (mprotect, an
@@ -15,6 +18,8 @@ pub struct Span {
     pub end: u64,
     pub created: Arc<Origin>,
     pub changed: Option<Arc<Origin>>,
+    /// `created`'s call site in the map's [`SiteTotals`].
+    pub(super) site: Slot,
 }
 
 /// The origins of one address space, and the bytes outstanding per call
@@ -22,7 +27,45 @@ pub struct Span {
 #[derive(Clone, Debug, Default)]
 pub struct OriginMap {
     spans: BTreeMap<u64, Span>,
+    /// The span made last, not yet in `spans`: a munmap of exactly it (an
+    /// allocator's round trip) then touches no tree at all. It never
+    /// overlaps `spans`; readers see both, anything else settles it first.
+    newest: Option<(u64, Span)>,
     totals: SiteTotals,
+    spare: Spare,
+}
+
+/// Spans in address order: the tree's, with the newest one in its place.
+struct WithNewest<'a, I: Iterator<Item = (u64, &'a Span)>> {
+    tree: Peekable<I>,
+    newest: Option<(u64, &'a Span)>,
+}
+
+impl<'a, I: Iterator<Item = (u64, &'a Span)>> Iterator for WithNewest<'a, I> {
+    type Item = (u64, &'a Span);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.newest, self.tree.peek()) {
+            (Some((s, _)), Some(&(t, _))) if t < s => self.tree.next(),
+            (Some(newest), _) => {
+                self.newest = None;
+                Some(newest)
+            }
+            (None, _) => self.tree.next(),
+        }
+    }
+}
+
+/// The origin of the last span a munmap removed whole, kept to hold the
+/// next event's origin ([`OriginMap::new_origin`]): an mmap+munmap pair
+/// then allocates and frees nothing. Not carried into copies.
+#[derive(Debug, Default)]
+struct Spare(Option<Arc<Origin>>);
+
+impl Clone for Spare {
+    fn clone(&self) -> Self {
+        Spare(None)
+    }
 }
 
 impl OriginMap {
@@ -32,7 +75,18 @@ impl OriginMap {
 
     /// Spans in address order, with their starts.
     pub fn spans(&self) -> impl Iterator<Item = (u64, &Span)> {
-        self.spans.iter().map(|(s, span)| (*s, span))
+        WithNewest {
+            tree: self.spans.iter().map(|(s, span)| (*s, span)).peekable(),
+            newest: self.newest.as_ref().map(|(s, span)| (*s, span)),
+        }
+    }
+
+    /// Puts the newest span into the tree, before any change but the
+    /// two it makes cheap.
+    fn settle(&mut self) {
+        if let Some((start, span)) = self.newest.take() {
+            self.spans.insert(start, span);
+        }
     }
 
     /// Spans overlapping `[start, end)`, unclipped.
@@ -43,19 +97,41 @@ impl OriginMap {
             .next_back()
             .filter(|(_, s)| s.end > start)
             .map_or(start, |(s, _)| *s);
-        self.spans
+        let tree = self
+            .spans
             .range(first..end.max(first))
             .map(|(s, span)| (*s, span))
-            .filter(move |(_, span)| span.end > start)
+            .filter(move |(_, span)| span.end > start);
+        WithNewest {
+            tree: tree.peekable(),
+            newest: self
+                .newest
+                .as_ref()
+                .filter(|(s, span)| *s < end && span.end > start)
+                .map(|(s, span)| (*s, span)),
+        }
     }
 
     pub fn totals(&self) -> &SiteTotals {
         &self.totals
     }
 
+    /// `origin`, shared: in the spare's allocation when nothing else
+    /// holds it any more.
+    pub fn new_origin(&mut self, origin: Origin) -> Arc<Origin> {
+        if let Some(mut spare) = self.spare.0.take()
+            && let Some(slot) = Arc::get_mut(&mut spare)
+        {
+            *slot = origin;
+            return spare;
+        }
+        Arc::new(origin)
+    }
+
     /// Makes `addr` a span boundary (a span across it becomes two halves
     /// with the same origins).
     fn split_at(&mut self, addr: u64) {
+        self.settle();
         let Some((start, span)) = self
             .spans
             .range(..=addr)
@@ -72,7 +148,7 @@ impl OriginMap {
         if let Some(lower) = self.spans.get_mut(&start) {
             lower.end = addr;
         }
-        self.totals.split(&upper.created);
+        self.totals.split(upper.site);
         self.spans.insert(addr, upper);
     }
 
@@ -81,6 +157,7 @@ impl OriginMap {
         if start >= end {
             return Vec::new();
         }
+        self.settle();
         self.split_at(start);
         self.split_at(end);
         let keys: Vec<u64> = self.spans.range(start..end).map(|(s, _)| *s).collect();
@@ -89,9 +166,28 @@ impl OriginMap {
             .collect()
     }
 
-    fn put(&mut self, start: u64, span: Span, ts_ns: u64) {
-        self.totals.add(&span.created, span.end - start, ts_ns);
+    /// Adds `span`, counted for its site (`with_series` as
+    /// [`SiteTotals::slot`] said; true for a site already counted).
+    fn put(&mut self, start: u64, span: Span, ts_ns: u64, with_series: bool) {
+        self.settle();
+        self.totals
+            .add(span.site, with_series, span.end - start, ts_ns);
         self.spans.insert(start, span);
+    }
+
+    /// A new span for `origin`, its site looked up (the one hash per
+    /// span: later splits and removals use the slot it keeps).
+    fn put_new(&mut self, start: u64, end: u64, origin: Arc<Origin>, ts_ns: u64) {
+        let (site, with_series) = self.totals.slot(&origin);
+        let span = Span {
+            end,
+            created: origin,
+            changed: None,
+            site,
+        };
+        self.settle();
+        self.totals.add(site, with_series, span.end - start, ts_ns);
+        self.newest = Some((start, span));
     }
 
     /// Forgets `[start, end)` (munmap, shmdt, brk shrinking). No list is
@@ -100,11 +196,38 @@ impl OriginMap {
         if start >= end {
             return;
         }
+        if self
+            .newest
+            .as_ref()
+            .is_some_and(|(s, span)| *s == start && span.end == end)
+            && let Some((_, span)) = self.newest.take()
+        {
+            // What the last mmap made goes again: no tree touched.
+            self.totals.sub(span.site, end - start, ts_ns);
+            self.spare.0 = Some(span.created);
+            return;
+        }
+        self.settle();
+        // The common cases in one search: nothing there (an mmap into a
+        // hole), or exactly one span (a munmap of what one mmap made).
+        match self.spans.range(..end).next_back() {
+            None => return,
+            Some((_, span)) if span.end <= start => return,
+            Some((&s, span)) if s == start && span.end == end => {
+                let site = span.site;
+                if let Some(span) = self.spans.remove(&s) {
+                    self.spare.0 = Some(span.created);
+                }
+                self.totals.sub(site, end - start, ts_ns);
+                return;
+            }
+            Some(_) => {}
+        }
         self.split_at(start);
         self.split_at(end);
         while let Some(s) = self.spans.range(start..end).next().map(|(s, _)| *s) {
             if let Some(span) = self.spans.remove(&s) {
-                self.totals.sub(&span.created, span.end - s, ts_ns);
+                self.totals.sub(span.site, span.end - s, ts_ns);
             }
         }
     }
@@ -112,16 +235,17 @@ impl OriginMap {
     /// `[start, end)` was made by `origin` (whatever was there is gone, as
     /// MAP_FIXED replaces it).
     pub fn create(&mut self, start: u64, end: u64, origin: &Arc<Origin>) {
+        self.create_from(start, end, Arc::clone(origin));
+    }
+
+    /// [`OriginMap::create`], taking the caller's reference to `origin`.
+    pub fn create_from(&mut self, start: u64, end: u64, origin: Arc<Origin>) {
         if start >= end {
             return;
         }
-        self.remove(start, end, origin.ts_ns);
-        let span = Span {
-            end,
-            created: Arc::clone(origin),
-            changed: None,
-        };
-        self.put(start, span, origin.ts_ns);
+        let ts = origin.ts_ns;
+        self.remove(start, end, ts);
+        self.put_new(start, end, origin, ts);
     }
 
     /// Records `origin` as the last change to whatever exists in
@@ -130,6 +254,7 @@ impl OriginMap {
         if start >= end {
             return;
         }
+        self.settle();
         self.split_at(start);
         self.split_at(end);
         for (_, span) in self.spans.range_mut(start..end) {
@@ -167,7 +292,7 @@ impl OriginMap {
                 let mut source = span;
                 source.changed = Some(Arc::clone(origin));
                 self.spans.insert(s, source); // counted already
-                self.put(s - from + to, copy, origin.ts_ns);
+                self.put(s - from + to, copy, origin.ts_ns, true);
             } else {
                 // Moved, not made: the call site's bytes are unchanged.
                 self.spans.insert(s - from + to, copy);
@@ -178,6 +303,11 @@ impl OriginMap {
     /// Drops what no region covers within `[start, end)`: the model is the
     /// judge of what exists (shmdt's extent, say, is only known to it).
     pub fn clip_to(&mut self, space: &AddressSpace, start: u64, end: u64, ts_ns: u64) {
+        // Nearly always one region covers it all (the model just made it):
+        // one search, and nothing to drop.
+        if space.region_at(start).is_some_and(|r| r.end >= end) {
+            return;
+        }
         let mut holes = Vec::new();
         let mut at = start;
         for region in space.regions_in(start, end) {
@@ -200,7 +330,9 @@ impl OriginMap {
     pub fn rebase(&self, space: &AddressSpace, seed: &Arc<Origin>) -> OriginMap {
         let mut next = OriginMap {
             spans: BTreeMap::new(),
+            newest: None,
             totals: self.totals.emptied(),
+            spare: Spare::default(),
         };
         for region in space.regions() {
             let mut at = region.start;
@@ -212,23 +344,16 @@ impl OriginMap {
                 let s = s.max(region.start);
                 span.end = span.end.min(region.end);
                 if s > at {
-                    next.put(at, Self::seed_span(s, seed), seed.ts_ns);
+                    next.put_new(at, s, Arc::clone(seed), seed.ts_ns);
                 }
                 at = span.end;
-                next.put(s, span, seed.ts_ns);
+                // Its slot is the same in the emptied totals.
+                next.put(s, span, seed.ts_ns, true);
             }
             if at < region.end {
-                next.put(at, Self::seed_span(region.end, seed), seed.ts_ns);
+                next.put_new(at, region.end, Arc::clone(seed), seed.ts_ns);
             }
         }
         next
-    }
-
-    fn seed_span(end: u64, seed: &Arc<Origin>) -> Span {
-        Span {
-            end,
-            created: Arc::clone(seed),
-            changed: None,
-        }
     }
 }

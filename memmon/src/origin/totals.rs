@@ -39,16 +39,19 @@ impl Eq for SiteKey {}
 
 impl Hash for SiteKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // One word into the hasher: it runs on every applied event.
+        // Each field whole: the offset is the process's to choose, so no
+        // two keys may reach the (seeded) hasher as the same words.
         let cause = match self.cause {
-            Cause::Syscall(s) => s as u64 + 1,
+            Cause::Syscall(s) => s as u8 + 1,
             Cause::Seed => 0,
         };
         let object = self
             .object
             .as_ref()
             .map_or(0, |o| Arc::as_ptr(o).cast::<u8>() as u64);
-        state.write_u64(object.rotate_left(29) ^ self.offset ^ cause << 58);
+        state.write_u64(object);
+        state.write_u64(self.offset);
+        state.write_u8(cause);
     }
 }
 
@@ -122,56 +125,105 @@ impl Tally {
     }
 }
 
+/// A call site's place in [`SiteTotals`]: spans keep it, so a munmap or a
+/// split updates its tally without hashing the key again.
+pub(super) type Slot = u32;
+
 /// Outstanding bytes per call site for one process.
+///
+/// Tallies live in slots; the key is hashed once, when a span is made.
+/// Keys hold user-chosen numbers (a call site's offset), so the index is
+/// keyed with a random seed per map (foldhash): a process cannot line up
+/// collisions it has not seen, at a fraction of SipHash's cost.
 #[derive(Clone, Debug, Default)]
 pub struct SiteTotals {
-    sites: HashMap<SiteKey, Tally>,
+    index: HashMap<SiteKey, Slot, foldhash::fast::RandomState>,
+    slots: Vec<Option<(SiteKey, Tally)>>,
+    /// Slots emptied by sites that left, reused first.
+    free: Vec<Slot>,
     series_sites: usize,
 }
 
 impl SiteTotals {
     pub fn iter(&self) -> impl Iterator<Item = (&SiteKey, &Tally)> {
-        self.sites.iter()
+        self.slots.iter().flatten().map(|(k, t)| (k, t))
     }
 
-    pub(super) fn add(&mut self, origin: &Origin, len: u64, ts_ns: u64) {
+    /// The slot of `origin`'s call site, made if new, and whether a
+    /// first [`SiteTotals::add`] to it keeps a series.
+    pub(super) fn slot(&mut self, origin: &Origin) -> (Slot, bool) {
         let key = SiteKey::of(origin);
-        let fresh = !self.sites.contains_key(&key);
-        let with_series = !fresh || self.series_sites < MAX_SERIES_SITES;
-        if fresh && with_series {
+        if let Some(&slot) = self.index.get(&key) {
+            return (slot, true);
+        }
+        let with_series = self.series_sites < MAX_SERIES_SITES;
+        if with_series {
             self.series_sites += 1;
         }
-        let tally = self.sites.entry(key).or_default();
-        tally.bytes += len;
-        tally.spans += 1;
-        tally.sample(ts_ns, with_series || !tally.series.is_empty());
+        let entry = Some((key.clone(), Tally::default()));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.slots.push(entry);
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        self.index.insert(key, slot);
+        (slot, with_series)
+    }
+
+    fn tally(&mut self, slot: Slot) -> Option<&mut Tally> {
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .map(|(_, t)| t)
+    }
+
+    /// A span of `len` bytes was made by `slot`'s site; `with_series` as
+    /// [`SiteTotals::slot`] said (true for a site already counted).
+    pub(super) fn add(&mut self, slot: Slot, with_series: bool, len: u64, ts_ns: u64) {
+        if let Some(tally) = self.tally(slot) {
+            tally.bytes += len;
+            tally.spans += 1;
+            let keep = with_series || !tally.series.is_empty();
+            tally.sample(ts_ns, keep);
+        }
     }
 
     /// One of the site's spans became two.
-    pub(super) fn split(&mut self, origin: &Origin) {
-        if let Some(tally) = self.sites.get_mut(&SiteKey::of(origin)) {
+    pub(super) fn split(&mut self, slot: Slot) {
+        if let Some(tally) = self.tally(slot) {
             tally.spans += 1;
         }
     }
 
-    pub(super) fn sub(&mut self, origin: &Origin, len: u64, ts_ns: u64) {
-        let key = SiteKey::of(origin);
-        if let Some(tally) = self.sites.get_mut(&key) {
-            tally.bytes = tally.bytes.saturating_sub(len);
-            tally.spans = tally.spans.saturating_sub(1);
-            let with_series = !tally.series.is_empty();
-            tally.sample(ts_ns, with_series);
-            if tally.bytes == 0 && !with_series {
-                self.sites.remove(&key);
-            }
+    pub(super) fn sub(&mut self, slot: Slot, len: u64, ts_ns: u64) {
+        let Some(tally) = self.tally(slot) else {
+            return;
+        };
+        tally.bytes = tally.bytes.saturating_sub(len);
+        tally.spans = tally.spans.saturating_sub(1);
+        let with_series = !tally.series.is_empty();
+        tally.sample(ts_ns, with_series);
+        if tally.bytes == 0
+            && !with_series
+            && let Some((key, _)) = self.slots[slot as usize].take()
+        {
+            // No span holds the slot any more (each holds bytes).
+            self.index.remove(&key);
+            self.free.push(slot);
         }
     }
 
     /// The same sites with their series but no bytes, for a rebuild from
-    /// a snapshot (the bytes are recounted; the history stays).
+    /// a snapshot (the bytes are recounted; the history stays). Slots are
+    /// kept, so spans carried over still name theirs.
     pub(super) fn emptied(&self) -> SiteTotals {
         let mut next = self.clone();
-        for (_, tally) in next.sites.iter_mut() {
+        for (_, tally) in next.slots.iter_mut().flatten() {
             tally.bytes = 0;
             tally.spans = 0;
         }

@@ -174,10 +174,19 @@ impl ProcessState {
         if cap == 0 {
             return;
         }
-        while self.history.len() >= cap {
+        while self.history.len() > cap {
             self.history.pop_front();
         }
-        self.history.push_back(event);
+        if self.history.len() == cap
+            && let Some(oldest) = self.history.front_mut()
+        {
+            // Full: the oldest is overwritten in place and becomes the
+            // newest, one copy of the event where a pop and a push made two.
+            *oldest = event;
+            self.history.rotate_left(1);
+        } else {
+            self.history.push_back(event);
+        }
     }
 
     /// Applies a syscall event; true when a file behind a mapping could not
@@ -197,25 +206,26 @@ impl ProcessState {
         }
         let (op, unresolved) = to_mem_op(event, resolver);
         if let Some(op) = op {
+            let origins = Arc::make_mut(&mut self.origins);
             // The call site is normalized against the layout it was
             // called from, before the call changed it.
-            let origin =
-                origin::keeps_origin(&op).then(|| Self::origin_of(event, &self.space, interner));
+            let origin = origin::keeps_origin(&op)
+                .then(|| origins.new_origin(Self::origin_fields(event, &self.space, interner)));
             let ts = event.meta.ts_ns;
             if stale {
-                let origins = Arc::make_mut(&mut self.origins);
-                origin::apply(origins, &op, None, &self.space, ts, origin.as_ref());
+                origin::apply(origins, &op, None, &self.space, ts, origin);
                 return false;
             }
             let brk_before = self.space.brk;
             // Read before the model changes; nothing for most ops.
             let wx = wx_events::detect(&op, &self.space);
             Arc::make_mut(&mut self.space).apply(&op);
-            let origins = Arc::make_mut(&mut self.origins);
-            origin::apply(origins, &op, brk_before, &self.space, ts, origin.as_ref());
+            // The origin map takes `origin`; the W^X log, rarely, a copy.
+            let wx = wx.and_then(|wx| Some((wx, origin.clone()?)));
+            origin::apply(origins, &op, brk_before, &self.space, ts, origin);
             // Only calls that make or change memory can set W or X.
-            if let (Some(wx), Some(origin)) = (wx, &origin) {
-                self.wx.record(wx, origin);
+            if let Some((wx, origin)) = wx {
+                self.wx.record(wx, &origin);
             }
             self.applied_events += 1;
         }
@@ -228,13 +238,17 @@ impl ProcessState {
         space: &AddressSpace,
         interner: &mut Interner,
     ) -> Arc<Origin> {
-        Arc::new(Origin {
+        Arc::new(Self::origin_fields(event, space, interner))
+    }
+
+    fn origin_fields(event: &Event, space: &AddressSpace, interner: &mut Interner) -> Origin {
+        Origin {
             cause: event.syscall().map_or(Cause::Seed, Cause::Syscall),
             ts_ns: event.meta.ts_ns,
             tid: event.meta.tid,
             call_site: CallSite::normalize(space, event.meta.call_site, interner),
             stack_id: event.meta.stack_id,
-        })
+        }
     }
 
     pub(super) fn install(&mut self, snapshot: Snapshot) {

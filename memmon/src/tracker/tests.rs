@@ -566,3 +566,26 @@ fn a_failed_call_that_may_have_changed_part_of_its_range_resyncs() {
     assert_eq!(reasons(&mut t), [(7, SeedReason::PartialFailure)]);
     check_count(&t);
 }
+
+#[test]
+fn a_full_history_keeps_the_latest_events_oldest_first() {
+    let mut t = Tracker::new(3);
+    t.request_seed(7, SeedReason::Unknown);
+    t.take_requests();
+    land(&mut t, snapshot(7));
+    for page in 0..5u64 {
+        t.apply(munmap(7, 0x10000 + page * 0x1000), &NoFiles);
+        let kept: Vec<u64> = t
+            .process(7)
+            .unwrap()
+            .history
+            .iter()
+            .map(|e| match e.body {
+                EventBody::Munmap { addr, .. } => (addr - 0x10000) / 0x1000,
+                _ => unreachable!("only munmaps were applied"),
+            })
+            .collect();
+        let want: Vec<u64> = (page.saturating_sub(2)..=page).collect();
+        assert_eq!(kept, want, "after munmap {page}");
+    }
+}
