@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{report::Layout, rules::RandomizeVaSpace, tracker::ProcessView};
+use crate::{protocol::Render, report::Layout, rules::RandomizeVaSpace, tracker::ProcessView};
 
 /// How long an entry serves.
 pub(super) const MAX_AGE: Duration = Duration::from_secs(1);
@@ -31,11 +31,18 @@ pub(super) struct Key {
     comm: String,
     exe: Option<String>,
     randomize_va_space: RandomizeVaSpace,
+    /// The reply's form: the layout, or rendered as the client asked.
+    render: Option<Render>,
 }
 
 impl Key {
-    pub(super) fn of(view: &ProcessView, randomize_va_space: &RandomizeVaSpace) -> Self {
+    pub(super) fn of(
+        view: &ProcessView,
+        randomize_va_space: &RandomizeVaSpace,
+        render: Option<Render>,
+    ) -> Self {
         Self {
+            render,
             pid: view.pid,
             start_time_ticks: view.start_time_ticks,
             version: view.applied_events,
@@ -73,8 +80,8 @@ impl LayoutCache {
             .map(|(_, _, frame)| Arc::clone(frame))
     }
 
-    /// Keeps `frame` for `key`, replacing what the process had and
-    /// evicting the oldest entries past the budget.
+    /// Keeps `frame` for `key`, replacing what the process had in that
+    /// form and evicting the oldest entries past the budget.
     pub(super) fn insert(&self, key: Key, frame: Arc<Vec<u8>>) {
         if frame.len() > BUDGET / 2 {
             return;
@@ -82,7 +89,7 @@ impl LayoutCache {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Inner { entries, bytes } = &mut *inner;
         entries.retain(|(k, _, f)| {
-            let keep = k.pid != key.pid;
+            let keep = (k.pid, k.render) != (key.pid, key.render);
             if !keep {
                 *bytes -= f.len();
             }
@@ -110,6 +117,7 @@ mod tests {
             comm: "x".into(),
             exe: None,
             randomize_va_space: RandomizeVaSpace::Value(2),
+            render: None,
         }
     }
 
@@ -123,6 +131,22 @@ mod tests {
         cache.insert(key(1, 11), Arc::new(vec![2]));
         assert!(cache.get(&key(1, 10)).is_none());
         assert_eq!(cache.inner.lock().unwrap().bytes, 1);
+    }
+
+    #[test]
+    fn each_form_is_kept_beside_the_others() {
+        let cache = LayoutCache::default();
+        let text = |version| Key {
+            render: Some(Render::Text),
+            ..key(1, version)
+        };
+        cache.insert(key(1, 10), Arc::new(vec![1]));
+        cache.insert(text(10), Arc::new(vec![2]));
+        assert_eq!(cache.get(&key(1, 10)).as_deref(), Some(&vec![1]));
+        assert_eq!(cache.get(&text(10)).as_deref(), Some(&vec![2]));
+        cache.insert(text(11), Arc::new(vec![3]));
+        assert!(cache.get(&text(10)).is_none());
+        assert_eq!(cache.get(&key(1, 10)).as_deref(), Some(&vec![1]));
     }
 
     #[test]

@@ -27,11 +27,11 @@ use crate::{
     config::Grouping,
     io_pool::IoPool,
     metrics::http::ScrapeRequest,
-    protocol::{ErrorKind, Reply, ReplyEnvelope, Request},
-    report::ElfReader,
+    protocol::{ErrorKind, Render, Reply, ReplyEnvelope, Request},
+    report::{ElfReader, Layout, text::render_text},
     rules::{RANDOMIZE_VA_SPACE, RandomizeVaSpace},
     seed,
-    server::{Incoming, Peer, frame},
+    server::{Incoming, Peer, frame, rendered_frame},
     tracker::{ProcessView, SeedReason},
 };
 
@@ -93,6 +93,21 @@ pub(super) fn randomize_va_space() -> RandomizeVaSpace {
 /// reply takes milliseconds to encode).
 fn encode_ok(reply: Reply) -> Arc<Vec<u8>> {
     Arc::new(frame(&ReplyEnvelope::ok(reply)))
+}
+
+/// What `memmon query` prints for `layout`, as `render` asks.
+fn render_layout(layout: &Layout, render: Render) -> Vec<u8> {
+    match render {
+        Render::Json => {
+            let mut out = Vec::with_capacity(layout.regions.len() * 256);
+            // A layout of plain strings and numbers always serializes.
+            let _ = serde_json::to_writer_pretty(&mut out, layout);
+            out.push(b'\n');
+            out
+        }
+        Render::Text => render_text(layout, false).into_bytes(),
+        Render::TextColor => render_text(layout, true).into_bytes(),
+    }
 }
 
 /// Runs `f` on tokio's blocking threads.
@@ -251,7 +266,8 @@ impl Workers {
                 events,
                 rss,
                 origins,
-            } => self.query(pid, events, (rss, origins), peer).await,
+                render,
+            } => self.query(pid, events, (rss, origins, render), peer).await,
             Request::Origins { pid, window_ms } => self.origins(pid, window_ms, peer).await,
             Request::Leaks {
                 window_ms,
@@ -279,7 +295,7 @@ impl Workers {
         self: Arc<Self>,
         pid: u32,
         events: usize,
-        (rss, origins): (bool, bool),
+        (rss, origins, render): (bool, bool, Option<Render>),
         peer: Peer,
     ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
@@ -302,12 +318,15 @@ impl Workers {
                 return Ok(encode_ok(Reply::Layout(Box::new(layout))));
             }
             // Recent events are not part of the model's version.
-            let key = (events == 0).then(|| layout_cache::Key::of(&view, &rva));
+            let key = (events == 0).then(|| layout_cache::Key::of(&view, &rva, render));
             let cached = key.as_ref().and_then(|k| self.layouts.get(k));
             let reply = cached.unwrap_or_else(|| {
                 let layout = crate::report::build_layout(&view, &self.reader, &rva, events);
                 let reusable = layout_cache::reusable(&layout);
-                let reply = encode_ok(Reply::Layout(Box::new(layout)));
+                let reply = match render {
+                    Some(render) => Arc::new(rendered_frame(&render_layout(&layout, render))),
+                    None => encode_ok(Reply::Layout(Box::new(layout))),
+                };
                 if let Some(key) = key.filter(|_| reusable) {
                     self.layouts.insert(key, Arc::clone(&reply));
                 }
