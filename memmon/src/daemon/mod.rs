@@ -14,6 +14,7 @@ mod layout_cache;
 mod map_count;
 mod metrics;
 mod origins;
+mod priority;
 mod publish;
 mod services;
 mod verify;
@@ -255,6 +256,8 @@ impl Daemon {
         on_ready: impl FnOnce(&Tracker),
     ) -> Result<(), DaemonError> {
         tokio::pin!(shutdown);
+        // Every other thread is started by now and keeps its priority.
+        priority::raise_loop_thread();
         let mut on_ready = Some(on_ready);
         let mut housekeeping = interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);

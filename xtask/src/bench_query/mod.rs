@@ -205,6 +205,10 @@ pub fn bench_query() -> Result<()> {
         daemon_pid: daemon.pid,
     };
     let loop_tid = sched::loop_tid(daemon.pid);
+    println!(
+        "the daemon's loop thread runs at nice {}",
+        sched::nice_of(daemon.pid, loop_tid).map_or("?".into(), |n| n.to_string())
+    );
     // Each measurement with the loop thread's waits for a CPU timed.
     let watched = |reaper: &mut Reaper| -> Result<_> {
         let watch = sched::RunQueueWatch::start(reaper, scratch.path(), loop_tid);

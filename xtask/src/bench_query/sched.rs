@@ -20,6 +20,13 @@ pub(super) fn loop_tid(daemon_pid: u32) -> u32 {
     daemon_pid
 }
 
+/// The thread's nice value (field 19 of its stat).
+pub(super) fn nice_of(pid: u32, tid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    let after_comm = stat.get(stat.rfind(')')? + 2..)?;
+    after_comm.split_whitespace().nth(16)?.parse().ok()
+}
+
 /// One reading of a thread's schedstat.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct SchedStat {
