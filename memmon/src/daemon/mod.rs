@@ -43,7 +43,7 @@ use crate::{
     seed,
     server::{self, ServerError},
     tracker::{
-        ProcResolver, SeedReason, Tracker,
+        ProcResolver, ProcessView, SeedReason, Tracker,
         seeder::{SeedResult, Seeder},
     },
 };
@@ -382,15 +382,34 @@ impl Daemon {
     }
 
     fn publish(&mut self, want: Want) -> Published {
-        let processes = match want {
-            Want::One { pid, history } => self
-                .tracker
-                .process(pid)
-                .map(|p| p.view(history))
-                .into_iter()
-                .collect(),
-            Want::All | Want::Metrics => self.tracker.processes().map(|p| p.view(0)).collect(),
+        let (mut processes, origins): (Vec<ProcessView>, bool) = match want {
+            Want::One {
+                pid,
+                history,
+                origins,
+            } => (
+                self.tracker
+                    .process(pid)
+                    .map(|p| p.view(history))
+                    .into_iter()
+                    .collect(),
+                origins,
+            ),
+            Want::All { origins } => (
+                self.tracker.processes().map(|p| p.view(0)).collect(),
+                origins,
+            ),
+            Want::Metrics => (self.tracker.processes().map(|p| p.view(0)).collect(), false),
         };
+        if !origins {
+            // Shared with a worker, each model and origin map is copied by
+            // the loop at the process's next event (Arc::make_mut): a
+            // 20,000-region process's two maps took most of the loop's time
+            // while clients queried it. Origins are shared only when asked.
+            for view in &mut processes {
+                view.origins = Arc::default();
+            }
+        }
         let counters = matches!(want, Want::Metrics).then(|| {
             let stats = &self.tracker.stats;
             Box::new(Counters {

@@ -201,23 +201,35 @@ impl Workers {
         answer.await.map_err(|_| stopping())
     }
 
-    async fn view_one(&self, pid: u32, history: usize) -> Result<Option<ProcessView>, Failure> {
-        let published = self.view(Want::One { pid, history }).await?;
-        Ok(published.processes.into_iter().next())
-    }
-
-    /// The model of `pid` once seeded, waiting for its snapshot (asking
-    /// for one if the process is new) until `deadline`.
-    pub(super) async fn ready_view(
+    async fn view_one(
         &self,
         pid: u32,
         history: usize,
+        origins: bool,
+    ) -> Result<Option<ProcessView>, Failure> {
+        let published = self
+            .view(Want::One {
+                pid,
+                history,
+                origins,
+            })
+            .await?;
+        Ok(published.processes.into_iter().next())
+    }
+
+    /// The model of `pid` (with its origins when `origins`) once seeded,
+    /// waiting for its snapshot (asking for one if the process is new)
+    /// until `deadline`.
+    pub(super) async fn ready_view(
+        &self,
+        pid: u32,
+        (history, origins): (usize, bool),
         deadline: Instant,
     ) -> Result<ProcessView, Failure> {
         let mut installs = self.installs.clone();
         loop {
             installs.borrow_and_update();
-            match self.view_one(pid, history).await? {
+            match self.view_one(pid, history, origins).await? {
                 Some(mut view) if !view.awaiting_snapshot => {
                     // Served only for the process now behind the pid: a
                     // model of an earlier one (pid reuse) is resynced
@@ -300,7 +312,7 @@ impl Workers {
     ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
         let deadline = Instant::now() + WAIT_FOR_MODEL;
-        let view = self.ready_view(pid, events, deadline).await?;
+        let view = self.ready_view(pid, (events, origins), deadline).await?;
         blocking(move || {
             let rva = randomize_va_space();
             if rss || origins {
@@ -390,7 +402,7 @@ impl Workers {
     }
 
     async fn list(self: Arc<Self>, peer: Peer) -> Result<Arc<Vec<u8>>, Failure> {
-        let published = self.view(Want::All).await?;
+        let published = self.view(Want::All { origins: false }).await?;
         blocking(move || {
             let rva = randomize_va_space();
             let mut processes: Vec<_> = published
