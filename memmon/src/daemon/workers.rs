@@ -331,25 +331,48 @@ impl Workers {
             }
             // Recent events are not part of the model's version.
             let key = (events == 0).then(|| layout_cache::Key::of(&view, &rva, render));
-            let cached = key.as_ref().and_then(|k| self.layouts.get(k));
-            let reply = cached.unwrap_or_else(|| {
-                let layout = crate::report::build_layout(&view, &self.reader, &rva, events);
-                let reusable = layout_cache::reusable(&layout);
-                let reply = match render {
-                    Some(render) => Arc::new(rendered_frame(&render_layout(&layout, render))),
-                    None => encode_ok(Reply::Layout(Box::new(layout))),
-                };
-                if let Some(key) = key.filter(|_| reusable) {
-                    self.layouts.insert(key, Arc::clone(&reply));
+            let reply = match key.as_ref().and_then(|k| self.layouts.get(k)) {
+                Some(hit) => {
+                    if hit.refresh {
+                        // Rebuilt ahead of its expiry, after this reply, so
+                        // that a process queried again and again never
+                        // makes a client wait for its rebuild.
+                        let (workers, key) = (Arc::clone(&self), key.clone());
+                        self.runtime.spawn_blocking(move || {
+                            workers.build_reply(&view, &rva, (events, render), key);
+                        });
+                    }
+                    hit.frame
                 }
-                reply
-            });
+                None => self.build_reply(&view, &rva, (events, render), key),
+            };
             // Checked after building: an exec or exit since the peer opened
             // its maps refuses the reply.
             peer.still_allowed(pid)?;
             Ok(reply)
         })
         .await?
+    }
+
+    /// A query's reply built from `view`, kept under `key` when given and
+    /// nothing in it was unreadable.
+    fn build_reply(
+        &self,
+        view: &ProcessView,
+        rva: &RandomizeVaSpace,
+        (events, render): (usize, Option<Render>),
+        key: Option<layout_cache::Key>,
+    ) -> Arc<Vec<u8>> {
+        let layout = crate::report::build_layout(view, &self.reader, rva, events);
+        let reusable = layout_cache::reusable(&layout);
+        let reply = match render {
+            Some(render) => Arc::new(rendered_frame(&render_layout(&layout, render))),
+            None => encode_ok(Reply::Layout(Box::new(layout))),
+        };
+        if let Some(key) = key.filter(|_| reusable) {
+            self.layouts.insert(key, Arc::clone(&reply));
+        }
+        reply
     }
 
     /// Names call sites of `pid`, with ages as of now.
