@@ -118,6 +118,7 @@ fn query_once(conn: &mut Conn<Client>, pid: u32, events: usize) -> anyhow::Resul
         events,
         rss: false,
         origins: false,
+        render: None,
     })? {
         Reply::Layout(layout) => Ok(layout.regions.len()),
         other => bail!("unexpected reply: {other:?}"),

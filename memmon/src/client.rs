@@ -16,7 +16,7 @@ use crate::{
     fdpass::send_with_fd,
     protocol::{
         ErrorKind, ErrorReply, FrameError, MAX_REPLY_BYTES, PROTOCOL_VERSION, Reply, ReplyBody,
-        ReplyEnvelope, Request, RequestEnvelope, encode, read_body, unseen,
+        ReplyEnvelope, Request, RequestEnvelope, encode, read_body, read_rendered, unseen,
     },
 };
 
@@ -137,7 +137,10 @@ impl Client {
             return Err(ClientError::Version(reply.version));
         }
         match reply.body {
-            ReplyBody::Ok(reply) => Ok(reply),
+            ReplyBody::Ok(mut reply) => {
+                read_rendered(&mut self.stream, &mut reply, MAX_REPLY_BYTES)?;
+                Ok(reply)
+            }
             ReplyBody::Error(e) => Err(ClientError::Daemon(e)),
         }
     }

@@ -55,6 +55,11 @@ pub enum Request {
         /// that changed it.
         #[serde(default)]
         origins: bool,
+        /// Have the daemon render the layout, answered
+        /// [`Reply::Rendered`]; only without `rss` and `origins`. A daemon
+        /// that does not know this field answers [`Reply::Layout`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        render: Option<Render>,
     },
     /// One process's outstanding mapped memory by call site, with the
     /// growth over the last `window_ms`.
@@ -79,6 +84,21 @@ pub enum Request {
         #[serde(default)]
         pid: Option<u32>,
     },
+}
+
+/// What a rendered layout looks like: what `memmon query` prints. The
+/// daemon renders it once per model version for every client that asks,
+/// and each client copies it out; decoding a 20,000-region layout and
+/// rendering it again in every client took longer than `pmap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Render {
+    /// The layout as pretty-printed JSON, with a final newline.
+    Json,
+    /// The table, plain.
+    Text,
+    /// The table with ANSI colors, for a terminal.
+    TextColor,
 }
 
 /// Decoded by hand (see `decode`), encoded as derived.
@@ -121,6 +141,15 @@ pub enum Reply {
         now_ns: u64,
         /// Oldest first.
         events: Vec<WxEventView>,
+    },
+    /// A layout rendered as asked ([`Request::Query`]'s `render`): its
+    /// `len` bytes follow the frame raw, not as JSON (escaping a JSON
+    /// text inside JSON would double its cost). [`read_rendered`] reads
+    /// them into `bytes`.
+    Rendered {
+        len: u64,
+        #[serde(skip)]
+        bytes: Vec<u8>,
     },
 }
 
@@ -238,6 +267,35 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ReplyEnvelope> {
         .map_err(|e| ReplyEnvelope::error(ErrorKind::BadRequest, format!("bad request: {e}")))
 }
 
+/// A rendered reply as sent: the frame of its envelope, then the bytes.
+pub fn encode_rendered(bytes: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let envelope = ReplyEnvelope::ok(Reply::Rendered {
+        len: bytes.len() as u64,
+        bytes: Vec::new(),
+    });
+    let mut frame = encode(&envelope)?;
+    frame.extend_from_slice(bytes);
+    Ok(frame)
+}
+
+/// Reads the raw bytes that follow a [`Reply::Rendered`] frame into it;
+/// other replies are left alone.
+pub fn read_rendered<R: Read>(
+    reader: &mut R,
+    reply: &mut Reply,
+    max: u32,
+) -> Result<(), FrameError> {
+    if let Reply::Rendered { len, bytes } = reply {
+        let len = u32::try_from(*len).unwrap_or(u32::MAX);
+        if len > max {
+            return Err(FrameError::TooLarge { len, max });
+        }
+        *bytes = vec![0u8; len as usize];
+        reader.read_exact(bytes)?;
+    }
+    Ok(())
+}
+
 /// Blocking read of one frame (used by the CLI client).
 pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R, max: u32) -> Result<T, FrameError> {
     Ok(serde_json::from_slice(&read_body(reader, max)?)?)
@@ -314,6 +372,32 @@ mod tests {
     }
 
     #[test]
+    fn rendered_bytes_follow_their_frame_raw() {
+        let text = b"pid 1 \"x\"\n\x1b[1m START\x1b[0m\n";
+        let mut sent = encode_rendered(text).unwrap();
+        sent.extend_from_slice(b"next");
+        let mut stream = &sent[..];
+        let body = read_body(&mut stream, MAX_REPLY_BYTES).unwrap();
+        let envelope: ReplyEnvelope = serde_json::from_slice(&body).unwrap();
+        let ReplyBody::Ok(mut reply) = envelope.body else {
+            panic!("not ok: {envelope:?}");
+        };
+        read_rendered(&mut stream, &mut reply, MAX_REPLY_BYTES).unwrap();
+        assert!(
+            matches!(&reply, Reply::Rendered { len, bytes } if *len == text.len() as u64 && bytes == text)
+        );
+        assert_eq!(stream, b"next", "exactly the rendered bytes were read");
+        let mut small = Reply::Rendered {
+            len: 100,
+            bytes: vec![],
+        };
+        assert!(matches!(
+            read_rendered(&mut &[0u8; 100][..], &mut small, 99),
+            Err(FrameError::TooLarge { len: 100, max: 99 })
+        ));
+    }
+
+    #[test]
     fn oversized_frames_are_refused_before_allocation() {
         let frame = [0xff, 0xff, 0xff, 0xff];
         let got: Result<RequestEnvelope, _> = read_frame(&mut &frame[..], MAX_REQUEST_BYTES);
@@ -342,6 +426,7 @@ mod tests {
                     events,
                     rss,
                     origins: false,
+                    render: None,
                 }
             }),
             proptest::option::of(any::<u32>()).prop_map(|pid| Request::WxEvents { pid }),

@@ -106,6 +106,7 @@ fn idle_connection_floods_cannot_stall_scrapes_or_queries() {
                 events: 0,
                 rss: false,
                 origins: false,
+                render: None,
             })
             .unwrap_or_else(|e| panic!("round {round}: query: {e}"))
         });

@@ -228,6 +228,7 @@ fn exec_race_client() {
         events: 0,
         rss: false,
         origins: false,
+        render: None,
     };
     // Shown before the exec (retried while its first snapshot is pending).
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -14,6 +14,7 @@ mod layout_cache;
 mod map_count;
 mod metrics;
 mod origins;
+mod priority;
 mod publish;
 mod services;
 mod verify;
@@ -42,7 +43,7 @@ use crate::{
     seed,
     server::{self, ServerError},
     tracker::{
-        ProcResolver, SeedReason, Tracker,
+        ProcResolver, ProcessView, SeedReason, Tracker,
         seeder::{SeedResult, Seeder},
     },
 };
@@ -255,6 +256,8 @@ impl Daemon {
         on_ready: impl FnOnce(&Tracker),
     ) -> Result<(), DaemonError> {
         tokio::pin!(shutdown);
+        // Every other thread is started by now and keeps its priority.
+        priority::raise_loop_thread();
         let mut on_ready = Some(on_ready);
         let mut housekeeping = interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -380,15 +383,34 @@ impl Daemon {
     }
 
     fn publish(&mut self, want: Want) -> Published {
-        let processes = match want {
-            Want::One { pid, history } => self
-                .tracker
-                .process(pid)
-                .map(|p| p.view(history))
-                .into_iter()
-                .collect(),
-            Want::All | Want::Metrics => self.tracker.processes().map(|p| p.view(0)).collect(),
+        let (mut processes, origins): (Vec<ProcessView>, bool) = match want {
+            Want::One {
+                pid,
+                history,
+                origins,
+            } => (
+                self.tracker
+                    .process(pid)
+                    .map(|p| p.view(history))
+                    .into_iter()
+                    .collect(),
+                origins,
+            ),
+            Want::All { origins } => (
+                self.tracker.processes().map(|p| p.view(0)).collect(),
+                origins,
+            ),
+            Want::Metrics => (self.tracker.processes().map(|p| p.view(0)).collect(), false),
         };
+        if !origins {
+            // Shared with a worker, each model and origin map is copied by
+            // the loop at the process's next event (Arc::make_mut): a
+            // 20,000-region process's two maps took most of the loop's time
+            // while clients queried it. Origins are shared only when asked.
+            for view in &mut processes {
+                view.origins = Arc::default();
+            }
+        }
         let counters = matches!(want, Want::Metrics).then(|| {
             let stats = &self.tracker.stats;
             Box::new(Counters {

@@ -26,7 +26,7 @@ impl Workers {
     ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
         let view = self
-            .ready_view(pid, 0, Instant::now() + WAIT_FOR_MODEL)
+            .ready_view(pid, (0, true), Instant::now() + WAIT_FOR_MODEL)
             .await?;
         blocking(move || {
             let namer = self.namer(pid);
@@ -43,7 +43,7 @@ impl Workers {
         min_growth: u64,
         peer: Peer,
     ) -> Result<Arc<Vec<u8>>, Failure> {
-        let published = self.view(Want::All).await?;
+        let published = self.view(Want::All { origins: true }).await?;
         blocking(move || {
             let window_ns = window_ms.saturating_mul(MS);
             let mut leaks: Vec<origins::LeakView> = published
@@ -74,7 +74,11 @@ impl Workers {
     ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
         let view = self
-            .ready_view(pid, self.history_len, Instant::now() + WAIT_FOR_MODEL)
+            .ready_view(
+                pid,
+                (self.history_len, false),
+                Instant::now() + WAIT_FOR_MODEL,
+            )
             .await?;
         blocking(move || {
             let namer = self.namer(pid);

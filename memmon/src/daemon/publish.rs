@@ -28,12 +28,18 @@ pub(super) enum Command {
 }
 
 pub(super) enum Want {
-    /// One process, with up to `history` recent events.
-    One { pid: u32, history: usize },
-    /// Every process, without history, and the counters for a scrape.
+    /// One process, with up to `history` recent events, and its origins
+    /// when `origins`.
+    One {
+        pid: u32,
+        history: usize,
+        origins: bool,
+    },
+    /// Every process, without history or origins, and the counters for a
+    /// scrape.
     Metrics,
-    /// Every process, without history.
-    All,
+    /// Every process, without history, with origins when `origins`.
+    All { origins: bool },
 }
 
 /// The daemon's counters at the moment of a view, for a scrape.

@@ -25,7 +25,7 @@ impl Workers {
         pid: u32,
         deadline: Instant,
     ) -> Result<Option<VerifyReport>, Failure> {
-        let before = self.ready_view(pid, 0, deadline).await?;
+        let before = self.ready_view(pid, (0, false), deadline).await?;
         let text = blocking(move || std::fs::read_to_string(format!("/proc/{pid}/maps")))
             .await?
             .map_err(|e| match e.kind() {
@@ -39,7 +39,7 @@ impl Workers {
                     format!("reading /proc/{pid}/maps: {e}"),
                 ),
             })?;
-        let after = self.ready_view(pid, 0, deadline).await?;
+        let after = self.ready_view(pid, (0, false), deadline).await?;
         if after.applied_events != before.applied_events {
             return Ok(None);
         }

@@ -27,11 +27,11 @@ use crate::{
     config::Grouping,
     io_pool::IoPool,
     metrics::http::ScrapeRequest,
-    protocol::{ErrorKind, Reply, ReplyEnvelope, Request},
-    report::ElfReader,
+    protocol::{ErrorKind, Render, Reply, ReplyEnvelope, Request},
+    report::{ElfReader, Layout, text::render_text},
     rules::{RANDOMIZE_VA_SPACE, RandomizeVaSpace},
     seed,
-    server::{Incoming, Peer, frame},
+    server::{Incoming, Peer, frame, rendered_frame},
     tracker::{ProcessView, SeedReason},
 };
 
@@ -93,6 +93,21 @@ pub(super) fn randomize_va_space() -> RandomizeVaSpace {
 /// reply takes milliseconds to encode).
 fn encode_ok(reply: Reply) -> Arc<Vec<u8>> {
     Arc::new(frame(&ReplyEnvelope::ok(reply)))
+}
+
+/// What `memmon query` prints for `layout`, as `render` asks.
+fn render_layout(layout: &Layout, render: Render) -> Vec<u8> {
+    match render {
+        Render::Json => {
+            let mut out = Vec::with_capacity(layout.regions.len() * 256);
+            // A layout of plain strings and numbers always serializes.
+            let _ = serde_json::to_writer_pretty(&mut out, layout);
+            out.push(b'\n');
+            out
+        }
+        Render::Text => render_text(layout, false).into_bytes(),
+        Render::TextColor => render_text(layout, true).into_bytes(),
+    }
 }
 
 /// Runs `f` on tokio's blocking threads.
@@ -186,23 +201,35 @@ impl Workers {
         answer.await.map_err(|_| stopping())
     }
 
-    async fn view_one(&self, pid: u32, history: usize) -> Result<Option<ProcessView>, Failure> {
-        let published = self.view(Want::One { pid, history }).await?;
-        Ok(published.processes.into_iter().next())
-    }
-
-    /// The model of `pid` once seeded, waiting for its snapshot (asking
-    /// for one if the process is new) until `deadline`.
-    pub(super) async fn ready_view(
+    async fn view_one(
         &self,
         pid: u32,
         history: usize,
+        origins: bool,
+    ) -> Result<Option<ProcessView>, Failure> {
+        let published = self
+            .view(Want::One {
+                pid,
+                history,
+                origins,
+            })
+            .await?;
+        Ok(published.processes.into_iter().next())
+    }
+
+    /// The model of `pid` (with its origins when `origins`) once seeded,
+    /// waiting for its snapshot (asking for one if the process is new)
+    /// until `deadline`.
+    pub(super) async fn ready_view(
+        &self,
+        pid: u32,
+        (history, origins): (usize, bool),
         deadline: Instant,
     ) -> Result<ProcessView, Failure> {
         let mut installs = self.installs.clone();
         loop {
             installs.borrow_and_update();
-            match self.view_one(pid, history).await? {
+            match self.view_one(pid, history, origins).await? {
                 Some(mut view) if !view.awaiting_snapshot => {
                     // Served only for the process now behind the pid: a
                     // model of an earlier one (pid reuse) is resynced
@@ -251,7 +278,8 @@ impl Workers {
                 events,
                 rss,
                 origins,
-            } => self.query(pid, events, (rss, origins), peer).await,
+                render,
+            } => self.query(pid, events, (rss, origins, render), peer).await,
             Request::Origins { pid, window_ms } => self.origins(pid, window_ms, peer).await,
             Request::Leaks {
                 window_ms,
@@ -279,12 +307,12 @@ impl Workers {
         self: Arc<Self>,
         pid: u32,
         events: usize,
-        (rss, origins): (bool, bool),
+        (rss, origins, render): (bool, bool, Option<Render>),
         peer: Peer,
     ) -> Result<Arc<Vec<u8>>, Failure> {
         let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
         let deadline = Instant::now() + WAIT_FOR_MODEL;
-        let view = self.ready_view(pid, events, deadline).await?;
+        let view = self.ready_view(pid, (events, origins), deadline).await?;
         blocking(move || {
             let rva = randomize_va_space();
             if rss || origins {
@@ -302,23 +330,49 @@ impl Workers {
                 return Ok(encode_ok(Reply::Layout(Box::new(layout))));
             }
             // Recent events are not part of the model's version.
-            let key = (events == 0).then(|| layout_cache::Key::of(&view, &rva));
-            let cached = key.as_ref().and_then(|k| self.layouts.get(k));
-            let reply = cached.unwrap_or_else(|| {
-                let layout = crate::report::build_layout(&view, &self.reader, &rva, events);
-                let reusable = layout_cache::reusable(&layout);
-                let reply = encode_ok(Reply::Layout(Box::new(layout)));
-                if let Some(key) = key.filter(|_| reusable) {
-                    self.layouts.insert(key, Arc::clone(&reply));
+            let key = (events == 0).then(|| layout_cache::Key::of(&view, &rva, render));
+            let reply = match key.as_ref().and_then(|k| self.layouts.get(k)) {
+                Some(hit) => {
+                    if hit.refresh {
+                        // Rebuilt ahead of its expiry, after this reply, so
+                        // that a process queried again and again never
+                        // makes a client wait for its rebuild.
+                        let (workers, key) = (Arc::clone(&self), key.clone());
+                        self.runtime.spawn_blocking(move || {
+                            workers.build_reply(&view, &rva, (events, render), key);
+                        });
+                    }
+                    hit.frame
                 }
-                reply
-            });
+                None => self.build_reply(&view, &rva, (events, render), key),
+            };
             // Checked after building: an exec or exit since the peer opened
             // its maps refuses the reply.
             peer.still_allowed(pid)?;
             Ok(reply)
         })
         .await?
+    }
+
+    /// A query's reply built from `view`, kept under `key` when given and
+    /// nothing in it was unreadable.
+    fn build_reply(
+        &self,
+        view: &ProcessView,
+        rva: &RandomizeVaSpace,
+        (events, render): (usize, Option<Render>),
+        key: Option<layout_cache::Key>,
+    ) -> Arc<Vec<u8>> {
+        let layout = crate::report::build_layout(view, &self.reader, rva, events);
+        let reusable = layout_cache::reusable(&layout);
+        let reply = match render {
+            Some(render) => Arc::new(rendered_frame(&render_layout(&layout, render))),
+            None => encode_ok(Reply::Layout(Box::new(layout))),
+        };
+        if let Some(key) = key.filter(|_| reusable) {
+            self.layouts.insert(key, Arc::clone(&reply));
+        }
+        reply
     }
 
     /// Names call sites of `pid`, with ages as of now.
@@ -371,7 +425,7 @@ impl Workers {
     }
 
     async fn list(self: Arc<Self>, peer: Peer) -> Result<Arc<Vec<u8>>, Failure> {
-        let published = self.view(Want::All).await?;
+        let published = self.view(Want::All { origins: false }).await?;
         blocking(move || {
             let rva = randomize_va_space();
             let mut processes: Vec<_> = published

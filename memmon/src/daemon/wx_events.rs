@@ -58,7 +58,7 @@ impl Workers {
             Some(pid) => {
                 let peer = blocking(move || peer.admit(pid).map(|()| peer)).await??;
                 let deadline = Instant::now() + WAIT_FOR_MODEL;
-                let view = self.ready_view(pid, 0, deadline).await?;
+                let view = self.ready_view(pid, (0, false), deadline).await?;
                 blocking(move || {
                     let reply = reply(self.events_of(&view));
                     // An exec or exit since the peer opened its maps
@@ -69,7 +69,7 @@ impl Workers {
                 .await?
             }
             None => {
-                let published = self.view(Want::All).await?;
+                let published = self.view(Want::All { origins: false }).await?;
                 blocking(move || {
                     let events = published
                         .processes

@@ -4,6 +4,7 @@
 //! rendered by the CLI (JSON or table). Addresses are `"0x…"` strings.
 
 mod build;
+pub mod columns;
 pub mod diff;
 mod elf_cache;
 mod elf_reader;
@@ -13,6 +14,7 @@ pub(crate) mod remote_fs;
 mod rss;
 mod size;
 mod summary;
+pub mod text;
 
 use std::collections::BTreeMap;
 

@@ -31,7 +31,7 @@ use crate::{
     fdpass::recv_with_fd,
     protocol::{
         ErrorKind, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, ReplyEnvelope, Request, decode_request,
-        encode,
+        encode, encode_rendered,
     },
     throttle::accept_loop,
 };
@@ -127,6 +127,23 @@ pub fn frame(reply: &ReplyEnvelope) -> Vec<u8> {
             );
             // A short error always encodes.
             encode(&ReplyEnvelope::error(ErrorKind::TooLarge, msg)).unwrap_or_default()
+        }
+    }
+}
+
+/// A rendered layout as one frame and its bytes (see
+/// [`crate::protocol::Reply::Rendered`]), or `too_large` as [`frame`].
+pub fn rendered_frame(bytes: &[u8]) -> Vec<u8> {
+    match encode_rendered(bytes) {
+        Ok(frame) if bytes.len() <= MAX_REPLY_BYTES as usize => frame,
+        _ => {
+            REPLIES_TOO_LARGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let msg = format!(
+                "the rendered reply ({} bytes) exceeds the limit of {MAX_REPLY_BYTES} bytes; read \
+                 /proc/PID/maps for a process this large",
+                bytes.len()
+            );
+            frame(&ReplyEnvelope::error(ErrorKind::TooLarge, msg))
         }
     }
 }

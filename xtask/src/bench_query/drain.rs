@@ -14,11 +14,12 @@ use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
 };
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use super::latency::{Tool, time_once};
+use super::sched::{self, SchedStat};
 use crate::bench_support::{Reaper, metric, scrape};
 
 /// Past the daemon's 1 s exposition cache, so every scrape is fresh.
@@ -29,6 +30,10 @@ pub(super) struct DrainGaps {
     pub windows: Vec<f64>,
     /// The longest ring wait of each window, in seconds.
     pub ring_waits: Vec<f64>,
+    /// The loop thread's CPU time and run-queue wait in each window.
+    pub loop_sched: Vec<SchedStat>,
+    /// Each window's wall time.
+    pub walls: Vec<Duration>,
     pub queries: u64,
     pub events: f64,
     pub lost: f64,
@@ -60,6 +65,8 @@ pub(super) struct Target<'a> {
     pub url: &'a str,
     /// The process queried.
     pub pid: u32,
+    /// The daemon, whose loop thread's schedstat is read.
+    pub daemon_pid: u32,
 }
 
 /// `clients` threads query the target (JSON) in a loop while `memloop`
@@ -76,7 +83,9 @@ pub(super) fn measure(
         socket,
         url,
         pid,
+        daemon_pid,
     } = *target;
+    let loop_tid = sched::loop_tid(daemon_pid);
     // A scrape now makes the one after the first window a fresh one.
     read(url)?;
     let secs = (WINDOW * (windows as u32 + 2)).as_secs() + 1;
@@ -110,9 +119,16 @@ pub(super) fn measure(
     let mut gaps = Vec::with_capacity(windows);
     let mut ring_waits = Vec::with_capacity(windows);
     let mut last = (first.events, first.lost);
+    let (mut loop_sched, mut walls) = (Vec::new(), Vec::new());
+    let mut sched_before = SchedStat::read(daemon_pid, loop_tid)?;
+    let mut window_start = Instant::now();
     for _ in 0..windows {
         thread::sleep(WINDOW);
         let reading = read(url)?;
+        let sched_now = SchedStat::read(daemon_pid, loop_tid)?;
+        loop_sched.push(sched_now.since(&sched_before));
+        walls.push(window_start.elapsed());
+        (sched_before, window_start) = (sched_now, Instant::now());
         gaps.push(reading.gap);
         ring_waits.push(reading.ring_wait);
         last = (reading.events, reading.lost);
@@ -125,6 +141,8 @@ pub(super) fn measure(
     Ok(DrainGaps {
         windows: gaps,
         ring_waits,
+        loop_sched,
+        walls,
         queries: queries.load(Ordering::Relaxed),
         events: last.0 - first.events,
         lost: last.1 - first.lost,

@@ -16,6 +16,7 @@
 
 mod drain;
 mod latency;
+mod sched;
 
 use std::process::{Command, Stdio};
 use std::thread;
@@ -201,8 +202,24 @@ pub fn bench_query() -> Result<()> {
         socket: &socket,
         url: &metrics_url,
         pid: big_pid,
+        daemon_pid: daemon.pid,
     };
-    let quiet = drain::measure(&mut reaper, &target, &memloop, CLIENTS, DRAIN_WINDOWS)?;
+    let loop_tid = sched::loop_tid(daemon.pid);
+    println!(
+        "the daemon's loop thread runs at nice {}",
+        sched::nice_of(daemon.pid, loop_tid).map_or("?".into(), |n| n.to_string())
+    );
+    // Each measurement with the loop thread's waits for a CPU timed.
+    let watched = |reaper: &mut Reaper| -> Result<_> {
+        let watch = sched::RunQueueWatch::start(reaper, scratch.path(), loop_tid);
+        if let Err(err) = &watch {
+            println!("run-queue waits not timed: {err:#}");
+        }
+        let gaps = drain::measure(reaper, &target, &memloop, CLIENTS, DRAIN_WINDOWS)?;
+        let waits = watch.and_then(|w| w.stop(reaper));
+        Ok((gaps, waits))
+    };
+    let quiet = watched(&mut reaper)?;
     // Then with the queried process changing its layout (many_regions.c:
     // SIGUSR1, then SIGCONT), so that each batch edits a model the
     // clients hold a view of.
@@ -212,7 +229,7 @@ pub fn bench_query() -> Result<()> {
             .args(["-s", signal, &big_pid.to_string()])
             .stdout(Stdio::null()))?;
     }
-    let changing = drain::measure(&mut reaper, &target, &memloop, CLIENTS, DRAIN_WINDOWS)?;
+    let changing = watched(&mut reaper)?;
 
     println!();
     println!(
@@ -265,8 +282,9 @@ pub fn bench_query() -> Result<()> {
     }
 
     println!();
-    for (what, gaps) in [("idle", &quiet), ("changing its layout", &changing)] {
+    for (what, (gaps, waits)) in [("idle", &quiet), ("changing its layout", &changing)] {
         let worst = report_gaps(gaps, rows.last().map_or(0, |r| r.0), what);
+        report_sched(gaps, waits);
         // A NaN (no reading) misses the goal too.
         if worst.is_nan() || worst > DRAIN_GOAL.as_secs_f64() {
             goals_missed.push(format!(
@@ -326,6 +344,36 @@ fn report_gaps(gaps: &drain::DrainGaps, regions: usize, what: &str) -> f64 {
     println!("  gap per window (ms): {}", ms_list(&gaps.windows));
     println!("  ring wait per window (ms): {}", ms_list(&gaps.ring_waits));
     worst
+}
+
+/// The loop thread's own CPU time and its waits for a CPU beside the
+/// gaps (see `sched`).
+fn report_sched(gaps: &drain::DrainGaps, waits: &Result<sched::RunQueueWaits>) {
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+    let per_window = |f: &dyn Fn(usize) -> String| {
+        (0..gaps.loop_sched.len())
+            .map(f)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "  loop thread on CPU per window (ms): {}",
+        per_window(&|i| ms(gaps.loop_sched[i].on_cpu))
+    );
+    println!(
+        "  loop thread runnable, waiting for a CPU, per window (ms): {}",
+        per_window(&|i| ms(gaps.loop_sched[i].waiting))
+    );
+    println!("  window wall (ms): {}", per_window(&|i| ms(gaps.walls[i])));
+    match waits {
+        Ok(w) => println!(
+            "  loop thread's longest single wait for a CPU: {} ms ({} waits, {} ms in all)",
+            ms(w.longest),
+            w.count,
+            ms(w.total)
+        ),
+        Err(err) => println!("  loop thread's waits for a CPU: not timed ({err:#})"),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `memmon` binary: the command-line interface over the library, one
-//! file per subcommand. Human rendering (tables, sizes) lives here too;
-//! the library hands over typed data.
+//! file per subcommand. Human rendering (tables, sizes) lives here too,
+//! except the layout's table and its columns, which the daemon renders
+//! for `query` (library `report::text` and `report::columns`).
 
 mod aslr;
 mod daemon;
@@ -9,14 +10,23 @@ mod map;
 mod origins;
 mod ps;
 mod query;
-mod render;
 mod rss;
-mod table;
 mod top;
 mod top_ui;
 mod trace;
 mod verify;
 mod wx;
+
+/// The library's renderings, by the names the subcommands use.
+mod render {
+    pub use memmon::report::{
+        human_size,
+        text::{json_name, render_text},
+    };
+}
+mod table {
+    pub use memmon::report::columns::{Columns, Style};
+}
 
 use std::process::ExitCode;
 

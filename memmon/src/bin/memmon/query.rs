@@ -12,7 +12,7 @@ use clap::Args;
 
 use memmon::{
     client::{Client, DEFAULT_SOCKET},
-    protocol::{Reply, Request},
+    protocol::{Render, Reply, Request},
     report::Layout,
 };
 
@@ -83,10 +83,44 @@ pub(crate) fn fetch(
         events,
         rss,
         origins,
+        render: None,
     })? {
         Reply::Layout(layout) => Ok(*layout),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     }
+}
+
+/// Prints the layout as the daemon rendered it: the same bytes as
+/// rendering it here, without decoding it first (see [`Render`]).
+fn print_rendered(
+    client: &mut Client,
+    pid: u32,
+    events: usize,
+    render: Render,
+) -> anyhow::Result<ExitCode> {
+    let reply = client.request(Request::Query {
+        pid,
+        events,
+        rss: false,
+        origins: false,
+        render: Some(render),
+    })?;
+    let mut out = std::io::stdout().lock();
+    match reply {
+        Reply::Rendered { bytes, .. } => out.write_all(&bytes)?,
+        // A daemon from before rendering answers the layout itself.
+        Reply::Layout(layout) if render == Render::Json => {
+            let mut out = std::io::BufWriter::new(out);
+            serde_json::to_writer_pretty(&mut out, &layout)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
+        Reply::Layout(layout) => {
+            out.write_all(render_text(&layout, render == Render::TextColor).as_bytes())?
+        }
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -97,6 +131,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         origins: args.origins,
     };
     let color = std::io::stdout().is_terminal();
+    if !args.watch && !args.rss && !args.origins {
+        let render = match (args.json, color) {
+            (true, _) => Render::Json,
+            (false, true) => Render::TextColor,
+            (false, false) => Render::Text,
+        };
+        return print_rendered(&mut client, args.pid, extras.events, render);
+    }
     if args.json {
         let layout = fetch(&mut client, args.pid, extras)?;
         // Buffered: a large layout is megabytes, and stdout is line buffered.

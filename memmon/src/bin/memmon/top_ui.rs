@@ -17,7 +17,7 @@ use ratatui::{
 
 use memmon::{
     escape::escape,
-    protocol::{Reply, Request},
+    protocol::{Render, Reply, Request},
 };
 
 use crate::{
@@ -197,8 +197,11 @@ fn layout_pane(feed: &mut Feed, pid: u32, comm: &str) -> Mode {
         events: 0,
         rss: false,
         origins: false,
+        render: Some(Render::Text),
     };
     let text = match feed.client().request(request) {
+        Ok(Reply::Rendered { bytes, .. }) => String::from_utf8_lossy(&bytes).into_owned(),
+        // A daemon that does not render.
         Ok(Reply::Layout(layout)) => render_text(&layout, false),
         Ok(_) => "unexpected reply from the daemon".to_owned(),
         Err(err) => format!("memmon: {err}"),

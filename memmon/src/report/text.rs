@@ -3,9 +3,12 @@
 
 use std::fmt::Write as _;
 
-use memmon::{classify::RegionKind, escape::escape, report::Layout};
-
-use crate::table::{Columns, Style};
+use super::{
+    Layout,
+    columns::{Columns, Style},
+    human_size,
+};
+use crate::{classify::RegionKind, escape::escape};
 
 /// An enum's name as the JSON output spells it (`partial`,
 /// `writable-executable`, ...), so the text and JSON views agree.
@@ -15,8 +18,6 @@ pub fn json_name(value: &impl serde::Serialize) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
-
-pub use memmon::report::human_size;
 
 fn kind_style(kind: RegionKind) -> Style {
     match kind {
@@ -240,7 +241,7 @@ mod tests {
 
     #[test]
     fn enum_names_are_the_jsons() {
-        use memmon::rules::{AslrStatus, WxReason};
+        use crate::rules::{AslrStatus, WxReason};
         assert_eq!(json_name(&AslrStatus::Partial), "partial");
         assert_eq!(
             json_name(&WxReason::ExecutableAnonymous),
