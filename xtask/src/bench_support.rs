@@ -60,6 +60,20 @@ impl Reaper {
         Ok(())
     }
 
+    /// Starts `bpftrace -e script`, its output going to `out`; its pid.
+    pub fn spawn_bpftrace(&mut self, script: &str, out: &Path) -> Result<u32> {
+        let file = std::fs::File::create(out)?;
+        let child = Command::new("bpftrace")
+            .arg("-e")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("starting bpftrace")?;
+        Ok(self.add(child).id())
+    }
+
     pub fn add(&mut self, child: Child) -> &mut Child {
         self.children.push(child);
         self.children.last_mut().unwrap()

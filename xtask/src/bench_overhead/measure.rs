@@ -165,18 +165,9 @@ impl Bench {
             Tracer::None => Running::None,
             Tracer::Bpftrace | Tracer::BpftracePairs => {
                 let out = self.scratch.path().join("bpftrace.out");
-                let file = std::fs::File::create(&out)?;
-                let child = self.reaper.add(
-                    Command::new("bpftrace")
-                        .arg("-e")
-                        .arg(bpftrace_script(tracer == Tracer::BpftracePairs))
-                        .stdin(Stdio::null())
-                        .stdout(file.try_clone()?)
-                        .stderr(file)
-                        .spawn()
-                        .context("starting bpftrace")?,
-                );
-                let pid = child.id();
+                let pid = self
+                    .reaper
+                    .spawn_bpftrace(&bpftrace_script(tracer == Tracer::BpftracePairs), &out)?;
                 let alive = || state_of(pid).is_some_and(|s| s != 'Z');
                 wait_for_file_line(&out, "bench: attached", ATTACH_TIMEOUT, alive)
                     .context("bpftrace did not attach")?;

@@ -7,7 +7,6 @@
 //! wait, is the machine's load, not the loop's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -96,18 +95,7 @@ END {{ clear(@q); }}
 impl RunQueueWatch {
     pub(super) fn start(reaper: &mut Reaper, scratch: &Path, tid: u32) -> Result<Self> {
         let out = scratch.join(format!("runqueue-{tid}-{}.out", next_watch()));
-        let file = std::fs::File::create(&out)?;
-        let child = reaper.add(
-            Command::new("bpftrace")
-                .arg("-e")
-                .arg(script(tid))
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file)
-                .spawn()
-                .context("starting bpftrace")?,
-        );
-        let pid = child.id();
+        let pid = reaper.spawn_bpftrace(&script(tid), &out)?;
         let deadline = Instant::now() + ATTACH_TIMEOUT;
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
