@@ -86,6 +86,11 @@ impl Syscall {
                 "the event names the ring by its address only; its size is the \
                  kernel's, as at io_setup",
             ),
+            Syscall::Shmat => Some(
+                "the segment's size and identity are the kernel's; the event \
+                 carries only its id and address, and looking them up in /proc \
+                 would be I/O on the event loop",
+            ),
             Syscall::RemapFilePages => Some(
                 "the kernel splits the shared mapping and rewrites file offsets \
                  at page granularity; /proc has the resulting regions",

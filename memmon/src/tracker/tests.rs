@@ -291,7 +291,7 @@ fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
     for s in Syscall::ALL {
         let expected = matches!(
             s,
-            Syscall::IoSetup | Syscall::IoDestroy | Syscall::RemapFilePages
+            Syscall::IoSetup | Syscall::IoDestroy | Syscall::RemapFilePages | Syscall::Shmat
         );
         assert_eq!(s.resync_reason().is_some(), expected, "{}", s.name());
     }
