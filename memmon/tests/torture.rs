@@ -24,6 +24,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use memmon::tracker::SeedReason;
 use support::{
     Daemon, Stopped, TempDir, all_threads_stopped, compile, group_members, metric, require_bpf,
     signal,
@@ -119,27 +120,18 @@ fn freeze(pgrp: u32) -> (Vec<u32>, Vec<(u32, char)>) {
 
 fn resyncs(daemon: &Daemon) -> String {
     let text = daemon.scrape();
-    let mut out: Vec<String> = [
-        "unknown",
-        "exec",
-        "fork",
-        "lost",
-        "unresolved",
-        "drift",
-        "overflow",
-        "unmodelled",
-        "partial_failure",
-    ]
-    .iter()
-    .filter_map(|r| {
-        let n = metric(
-            &text,
-            "memmon_resyncs_total",
-            &format!("{{reason=\"{r}\"}}"),
-        )?;
-        Some(format!("{r}={n}"))
-    })
-    .collect();
+    let mut out: Vec<String> = SeedReason::ALL
+        .iter()
+        .map(|r| r.label())
+        .filter_map(|r| {
+            let n = metric(
+                &text,
+                "memmon_resyncs_total",
+                &format!("{{reason=\"{r}\"}}"),
+            )?;
+            Some(format!("{r}={n}"))
+        })
+        .collect();
     for (name, metric_name) in [
         ("events_lost", "memmon_events_lost_total"),
         ("snapshots_superseded", "memmon_snapshots_superseded_total"),

@@ -71,6 +71,18 @@ pub enum SeedReason {
 }
 
 impl SeedReason {
+    pub const ALL: [SeedReason; 9] = [
+        SeedReason::Unknown,
+        SeedReason::Exec,
+        SeedReason::Fork,
+        SeedReason::Lost,
+        SeedReason::Unresolved,
+        SeedReason::Drift,
+        SeedReason::Overflow,
+        SeedReason::Unmodelled,
+        SeedReason::PartialFailure,
+    ];
+
     pub const fn label(self) -> &'static str {
         match self {
             SeedReason::Unknown => "unknown",
