@@ -4,11 +4,21 @@ use super::{AddressSpace, Region};
 
 impl AddressSpace {
     /// A space holding `regions`, which must not overlap (later ones with
-    /// the same start replace earlier ones); no brk or stack information.
+    /// the same end replace earlier ones); no brk or stack information.
     pub fn from_regions(regions: impl IntoIterator<Item = Region>) -> Self {
-        Self {
-            regions: regions.into_iter().map(|r| (r.start, r)).collect(),
+        let space = Self {
+            regions: regions.into_iter().map(|r| (r.end, r)).collect(),
             ..Self::default()
-        }
+        };
+        debug_assert!(
+            space
+                .regions
+                .values()
+                .zip(space.regions.values().skip(1))
+                .all(|(a, b)| a.start < a.end && a.end <= b.start),
+            "from_regions: regions must be non-empty and must not overlap: {:x?}",
+            space.regions.values().map(|r| (r.start, r.end)).collect::<Vec<_>>()
+        );
+        space
     }
 }

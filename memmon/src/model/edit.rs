@@ -4,6 +4,10 @@
 //! The map is kept fully merged (no two adjacent regions satisfy
 //! `Region::can_merge`), so two spaces with the same per-page content are
 //! structurally equal; that is what makes every operation idempotent.
+//! Regions are keyed by their end, so an edit that moves only a region's
+//! start (the commonest ones) changes it in place.
+
+use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use super::{AddressSpace, Backing, Region};
 
@@ -16,19 +20,35 @@ pub(super) fn canonical(mut region: Region) -> Region {
     region
 }
 
+/// Drops the part of `region` below `to`, in place.
+fn move_start(region: &mut Region, to: u64) {
+    if !matches!(region.backing, Backing::Anonymous { .. }) {
+        region.offset = region.offset_at(to);
+    }
+    region.start = to;
+}
+
 impl AddressSpace {
+    /// Regions starting at or above `addr`, in address order.
+    pub(super) fn regions_from(&self, addr: u64) -> impl Iterator<Item = &Region> {
+        self.regions
+            .range((Excluded(addr), Unbounded))
+            .map(|(_, r)| r)
+            .skip_while(move |r| r.start < addr)
+    }
+
     /// Ensures no region straddles `addr` (so `addr` is a region boundary or
     /// unmapped). O(log n).
     pub(super) fn split_at(&mut self, addr: u64) {
-        let Some((_, region)) = self.regions.range_mut(..addr).next_back() else {
+        let Some((_, region)) = self.regions.range_mut((Excluded(addr), Unbounded)).next() else {
             return;
         };
-        if region.end <= addr {
+        if region.start >= addr {
             return;
         }
-        let tail = canonical(region.slice(addr, region.end));
-        region.end = addr;
-        self.regions.insert(addr, tail);
+        let lower = canonical(region.slice(region.start, addr));
+        move_start(region, addr);
+        self.regions.insert(addr, lower);
     }
 
     /// Removes the parts of regions inside `[start, end)`. O((k + 1) log n),
@@ -38,29 +58,44 @@ impl AddressSpace {
             return;
         }
         // One lookup when a single region covers the range, as munmap
-        // usually finds (a whole mapping, or the end of one it merged into).
-        let Some((&key, last)) = self.regions.range_mut(..end).next_back() else {
+        // usually finds (a whole mapping, or the bottom of one it merged
+        // into: changed in place).
+        let Some((&key, first)) = self.regions.range_mut((Excluded(start), Unbounded)).next()
+        else {
             return;
         };
-        if last.end <= start {
+        if first.start >= end {
             return; // nothing mapped there
         }
-        if key <= start && last.end >= end {
-            let old_end = last.end;
-            let tail = (old_end > end).then(|| canonical(last.slice(end, old_end)));
-            if key == start {
-                self.regions.remove(&start);
-            } else {
-                last.end = start;
-            }
-            if let Some(tail) = tail {
-                self.regions.insert(end, tail);
+        if first.start <= start && key >= end {
+            match (first.start == start, key == end) {
+                (true, true) => {
+                    self.regions.remove(&key);
+                }
+                (true, false) => move_start(first, end),
+                (false, true) => {
+                    if let Some(mut lower) = self.regions.remove(&key) {
+                        lower.end = start;
+                        self.regions.insert(start, lower);
+                    }
+                }
+                (false, false) => {
+                    let lower = canonical(first.slice(first.start, start));
+                    move_start(first, end);
+                    self.regions.insert(start, lower);
+                }
             }
             return;
         }
         self.split_at(start);
         self.split_at(end);
-        while let Some(key) = self.regions.range(start..end).next().map(|(k, _)| *k) {
+        // Now exactly the regions ending in (start, end] lie inside.
+        while let Some(key) = self
+            .regions
+            .range((Excluded(start), Included(end)))
+            .next()
+            .map(|(k, _)| *k)
+        {
             self.regions.remove(&key);
         }
     }
@@ -70,15 +105,7 @@ impl AddressSpace {
         if start >= end {
             return Vec::new();
         }
-        let first = self
-            .regions
-            .range(..start)
-            .next_back()
-            .map_or(start, |(k, _)| *k);
-        self.regions
-            .range(first..end)
-            .map(|(_, r)| r)
-            .filter(|r| r.end > start)
+        self.regions_in(start, end)
             .map(|r| canonical(r.slice(r.start.max(start), r.end.min(end))))
             .collect()
     }
@@ -91,24 +118,40 @@ impl AddressSpace {
         }
         let (start, end) = (region.start, region.end);
         let region = canonical(region);
-        // Into a hole, as mmap usually maps: nothing to cut, and often
-        // only the region below to extend.
-        match self.regions.range_mut(..end).next_back() {
-            Some((_, below)) if below.end <= start && below.can_merge(&region) => {
-                below.end = end;
-            }
-            Some((_, below)) if below.end <= start => {
-                self.regions.insert(start, region);
-            }
-            None => {
-                self.regions.insert(start, region);
-            }
-            Some(_) => {
+        // Into a hole, as mmap usually maps: at most the neighbours
+        // touching it to extend, found by a point lookup (the one ending
+        // at `start`) and the search for what lies above.
+        let below_joins = self
+            .regions
+            .get(&start)
+            .is_some_and(|below| below.can_merge(&region));
+        match self.regions.range_mut((Excluded(start), Unbounded)).next() {
+            Some((_, above)) if above.start < end => {
                 self.take_range(start, end);
-                self.regions.insert(start, region);
+                self.regions.insert(end, region);
+                self.merge_span(start, end);
+            }
+            Some((&key, above)) if above.start == end && region.can_merge(above) => {
+                if !below_joins {
+                    above.start = start;
+                    above.offset = region.offset;
+                } else if let Some(below) = self.regions.remove(&start)
+                    && let Some(above) = self.regions.get_mut(&key)
+                {
+                    above.start = below.start;
+                    above.offset = below.offset;
+                }
+            }
+            _ if below_joins => {
+                if let Some(mut below) = self.regions.remove(&start) {
+                    below.end = end;
+                    self.regions.insert(end, below);
+                }
+            }
+            _ => {
+                self.regions.insert(end, region);
             }
         }
-        self.merge_span(start, end);
     }
 
     /// Inserts regions known to fall in a hole, then merges once.
@@ -118,7 +161,7 @@ impl AddressSpace {
         };
         let (start, end) = (first.start, last.end);
         for region in regions {
-            self.regions.insert(region.start, canonical(region));
+            self.regions.insert(region.end, canonical(region));
         }
         self.merge_span(start, end);
     }
@@ -127,23 +170,28 @@ impl AddressSpace {
     /// `[start, end]`, including the neighbours just outside.
     /// O((k + 1) log n), without allocating.
     pub(super) fn merge_span(&mut self, start: u64, end: u64) {
-        let first = self
+        // From the neighbour ending at or below `start`.
+        let mut acc = self
             .regions
-            .range(..start)
+            .range(..=start)
             .next_back()
             .map_or(start, |(k, _)| *k);
-        let mut acc = first;
         loop {
-            let mut pair = self.regions.range_mut(acc..=end);
-            let (Some((_, left)), Some((&key, right))) = (pair.next(), pair.next()) else {
+            let mut pair = self.regions.range_mut(acc..);
+            let (Some((&left_key, left)), Some((&right_key, right))) = (pair.next(), pair.next())
+            else {
                 return;
             };
-            if left.can_merge(right) {
-                left.end = right.end;
-                self.regions.remove(&key);
-            } else {
-                acc = key;
+            if left_key > end {
+                return;
             }
+            if left.can_merge(right) {
+                // The upper one keeps its key and takes the lower's start.
+                right.start = left.start;
+                right.offset = left.offset;
+                self.regions.remove(&left_key);
+            }
+            acc = right_key;
         }
     }
 }

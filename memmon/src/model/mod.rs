@@ -14,7 +14,10 @@ mod remap;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    ops::Bound::{Excluded, Unbounded},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +37,12 @@ pub struct BrkState {
 }
 
 /// One process's address space.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AddressSpace {
-    /// Non-overlapping regions keyed by start address.
+    /// Non-overlapping regions keyed by their end address: mmap places
+    /// new memory right below the lowest mapping, so the commonest edits
+    /// (an mmap merging into the region above it, a munmap taking the
+    /// bottom of one) move a region's start, and change no key.
     regions: BTreeMap<u64, Region>,
     pub brk: Option<BrkState>,
     /// `mm->start_stack`: the anonymous region holding it is `[stack]`.
@@ -78,16 +84,10 @@ impl AddressSpace {
 
     /// Regions overlapping `[start, end)`, in address order.
     pub fn regions_in(&self, start: u64, end: u64) -> impl Iterator<Item = &Region> {
-        let first = self
-            .regions
-            .range(..=start)
-            .next_back()
-            .filter(|(_, r)| r.end > start)
-            .map_or(start, |(s, _)| *s);
         self.regions
-            .range(first..end.max(first))
+            .range((Excluded(start), Unbounded))
             .map(|(_, r)| r)
-            .filter(move |r| r.end > start)
+            .take_while(move |r| r.start < end)
     }
 
     pub fn region_count(&self) -> usize {
@@ -97,10 +97,10 @@ impl AddressSpace {
     /// The region containing `addr`, if any.
     pub fn region_at(&self, addr: u64) -> Option<&Region> {
         self.regions
-            .range(..=addr)
-            .next_back()
+            .range((Excluded(addr), Unbounded))
+            .next()
             .map(|(_, r)| r)
-            .filter(|r| addr < r.end)
+            .filter(|r| r.start <= addr)
     }
 
     /// Sum of region sizes.

@@ -16,18 +16,14 @@ impl AddressSpace {
     pub fn shm_detach(&mut self, addr: u64) {
         let placed = |r: &super::Region| r.offset == r.start - addr;
         let Some(file) = self
-            .regions
-            .range(addr..)
-            .map(|(_, r)| r)
+            .regions_from(addr)
             .find(|r| r.backing.is_sysv_shm() && placed(r))
             .map(|r| r.backing.clone())
         else {
             return;
         };
         let detached: Vec<(u64, u64)> = self
-            .regions
-            .range(addr..)
-            .map(|(_, r)| r)
+            .regions_from(addr)
             .filter(|r| r.backing == file && placed(r))
             .map(|r| (r.start, r.end))
             .collect();

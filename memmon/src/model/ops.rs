@@ -1,5 +1,7 @@
 //! Successful memory syscalls as idempotent operations on the model.
 
+use std::ops::Bound::{Excluded, Included};
+
 use serde::{Deserialize, Serialize};
 
 use super::{AddressSpace, Backing, BrkState, Perms, Region, page_align_up};
@@ -175,7 +177,8 @@ impl AddressSpace {
         }
         self.split_at(start);
         self.split_at(end);
-        for (_, region) in self.regions.range_mut(start..end) {
+        // After the splits, exactly the regions ending in (start, end] lie inside.
+        for (_, region) in self.regions.range_mut((Excluded(start), Included(end))) {
             edit(region);
         }
         self.merge_span(start, end);

@@ -10,7 +10,7 @@ use RegionKind::*;
 const EMPTY: &str = "/home/nots/Documents/elf-interrogation/examples/empty/empty";
 const LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.so.6";
 const LD: &str = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
-const THREAD_SP: u64 = 0x7ffff7dfee40;
+const THREAD_SP: u64 = 0x7ffff7bfee40;
 
 /// The seed's `empty` under gdb, plus what a threaded malloc user adds:
 /// a 132 KiB [heap], a 64 MiB arena reservation, thread stacks with
@@ -36,37 +36,37 @@ fn pie_space() -> AddressSpace {
         region(0x7ffff6dff000, 0x7ffff6e00000, "---p", 0, anon()),
         stack(0x7ffff6e00000, 0x7ffff7600000),
         region(0x7ffff7600000, 0x7ffff7601000, "---p", 0, anon()),
-        region(0x7ffff7601000, 0x7ffff7e01000, "rw-p", 0, anon()),
-        region(0x7ffff7e02000, 0x7ffff7e35000, "rw-p", 0, anon()),
+        region(0x7ffff7601000, 0x7ffff7c01000, "rw-p", 0, anon()),
+        region(0x7ffff7d02000, 0x7ffff7d35000, "rw-p", 0, anon()),
         region(
-            0x7ffff7e40000,
-            0x7ffff7e41000,
+            0x7ffff7d40000,
+            0x7ffff7d41000,
             "rw-s",
             0,
             file("/memfd:wayland-shm (deleted)"),
         ),
         region(
-            0x7ffff7e41000,
-            0x7ffff7e42000,
+            0x7ffff7d41000,
+            0x7ffff7d42000,
             "rw-s",
             0,
             file("/dev/shm/pulse-shm-12"),
         ),
         region(
-            0x7ffff7e42000,
-            0x7ffff7e43000,
+            0x7ffff7d42000,
+            0x7ffff7d43000,
             "rw-s",
             0,
             file("/SYSV00000000 (deleted)"),
         ),
         region(
-            0x7ffff7e43000,
-            0x7ffff7e44000,
+            0x7ffff7d43000,
+            0x7ffff7d44000,
             "rw-s",
             0,
             file("/dev/zero (deleted)"),
         ),
-        region(0x7ffff7e44000, 0x7ffff7e45000, "rw-s", 0, anon()),
+        region(0x7ffff7d44000, 0x7ffff7d45000, "rw-s", 0, anon()),
         region(0x7ffff7d77000, 0x7ffff7d7a000, "rw-p", 0, anon()),
         region(0x7ffff7d7a000, 0x7ffff7da2000, "r--p", 0, file(LIBC)),
         region(0x7ffff7da2000, 0x7ffff7f37000, "r-xp", 0x28000, file(LIBC)),
@@ -204,7 +204,7 @@ fn heap_arena_stacks_and_specials() {
         (0x7ffff6e00000, ThreadStack),
         (0x7ffff7600000, Guard),
         (0x7ffff7601000, ThreadStack),
-        (0x7ffff7e02000, MmapChunk),
+        (0x7ffff7d02000, MmapChunk),
         (0x7ffff7d77000, Anon),
         (0x7ffff7fb9000, Vvar),
         (0x7ffff7fbd000, Vvar),
@@ -215,7 +215,7 @@ fn heap_arena_stacks_and_specials() {
     for (start, kind) in expect {
         assert_eq!(kind_at(&c, start), kind, "{start:#x}");
     }
-    for start in (0x7ffff7e40000..0x7ffff7e45000).step_by(0x1000) {
+    for start in (0x7ffff7d40000..0x7ffff7d45000).step_by(0x1000) {
         assert_eq!(kind_at(&c, start), Shm, "{start:#x}");
     }
     assert_eq!(
@@ -239,21 +239,21 @@ fn heap_arena_stacks_and_specials() {
 fn probe_confirms_mmap_chunks() {
     let header = |addr: u64| {
         let mut b = [0u8; 16];
-        if addr == 0x7ffff7e02000 {
+        if addr == 0x7ffff7d02000 {
             b[8..].copy_from_slice(&(208896u64 | 0x2).to_ne_bytes());
         }
         Some(b)
     };
     let c = classify_pie(Some(&header));
-    assert_eq!(kind_at(&c, 0x7ffff7e02000), MmapChunk);
+    assert_eq!(kind_at(&c, 0x7ffff7d02000), MmapChunk);
     // Same region, header without IS_MMAPPED: not malloc's.
     let zeros = |_: u64| Some([0u8; 16]);
     let c = classify_pie(Some(&zeros));
-    assert_eq!(kind_at(&c, 0x7ffff7e02000), Anon);
+    assert_eq!(kind_at(&c, 0x7ffff7d02000), Anon);
     // Unreadable memory: fall back to the shape alone.
     let unreadable = |_: u64| None;
     let c = classify_pie(Some(&unreadable));
-    assert_eq!(kind_at(&c, 0x7ffff7e02000), MmapChunk);
+    assert_eq!(kind_at(&c, 0x7ffff7d02000), MmapChunk);
 }
 
 const TEST: &str = "/home/vagrant/c_tests/test";

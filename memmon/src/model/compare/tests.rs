@@ -51,7 +51,7 @@ fn splits_and_merges_do_not_count() {
     // The kernel shows one VMA where the model has two, and vice versa.
     model.map_region(region(0x400000, 0x401000, "r--p", file("/bin/x"), 0));
     model.regions.insert(
-        0x401000,
+        0x402000,
         region(0x401000, 0x402000, "r--p", file("/bin/x"), 0x1000),
     );
     assert_eq!(model.region_count(), 2, "unmerged on purpose");

@@ -170,11 +170,11 @@ pub(crate) fn start() -> AddressSpace {
     space
 }
 
-/// Structural invariants: keyed by start, sorted, disjoint, fully merged.
+/// Structural invariants: keyed by end, sorted, disjoint, fully merged.
 fn check_invariants(space: &AddressSpace) -> Result<(), TestCaseError> {
     let mut prev: Option<&crate::model::Region> = None;
     for (key, region) in &space.regions {
-        prop_assert_eq!(*key, region.start);
+        prop_assert_eq!(*key, region.end);
         prop_assert!(region.start < region.end, "empty region {:?}", region);
         prop_assert!(
             region.start % P == 0 && region.end % P == 0,
