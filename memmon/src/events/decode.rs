@@ -79,7 +79,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             meta.stack_id = stack_id(&raw.syscall);
             let mut body = syscall_body(&raw.syscall)?;
             if let EventBody::Mmap { file, .. } = &mut body {
-                *file = mapped_file(&raw);
+                *file = mapped_file(&raw).map(Box::new);
             }
             body
         }

@@ -47,7 +47,7 @@ impl Event {
             kind: self.kind(),
             pid: m.pid,
             tid: m.tid,
-            comm: &m.comm,
+            comm: m.comm,
             ts_ns: m.ts_ns,
             call_site: (m.call_site != 0).then_some(Hex(m.call_site)),
             stack_id: m.stack_id,
@@ -233,7 +233,7 @@ struct View<'a> {
     kind: &'static str,
     pid: u32,
     tid: u32,
-    comm: &'a str,
+    comm: super::Comm,
     ts_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     shmid: Option<i32>,

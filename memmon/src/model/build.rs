@@ -17,7 +17,11 @@ impl AddressSpace {
                 .zip(space.regions.values().skip(1))
                 .all(|(a, b)| a.start < a.end && a.end <= b.start),
             "from_regions: regions must be non-empty and must not overlap: {:x?}",
-            space.regions.values().map(|r| (r.start, r.end)).collect::<Vec<_>>()
+            space
+                .regions
+                .values()
+                .map(|r| (r.start, r.end))
+                .collect::<Vec<_>>()
         );
         space
     }

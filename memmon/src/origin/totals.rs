@@ -56,6 +56,21 @@ impl Hash for SiteKey {
 }
 
 impl SiteKey {
+    /// Whether this is `origin`'s key, without building one.
+    fn is_of(&self, origin: &Origin) -> bool {
+        let (object, offset) = match &origin.call_site {
+            Some(site) => (site.object.as_ref(), site.offset),
+            None => (None, 0),
+        };
+        self.cause == origin.cause
+            && self.offset == offset
+            && match (&self.object, object) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+
     pub fn of(origin: &Origin) -> Self {
         let (object, offset) = match &origin.call_site {
             Some(site) => (site.object.clone(), site.offset),
@@ -142,6 +157,9 @@ pub struct SiteTotals {
     /// Slots emptied by sites that left, reused first.
     free: Vec<Slot>,
     series_sites: usize,
+    /// The slot [`SiteTotals::slot`] found last: a loop calling from one
+    /// site finds it again without hashing.
+    last: Option<Slot>,
 }
 
 impl SiteTotals {
@@ -152,8 +170,15 @@ impl SiteTotals {
     /// The slot of `origin`'s call site, made if new, and whether a
     /// first [`SiteTotals::add`] to it keeps a series.
     pub(super) fn slot(&mut self, origin: &Origin) -> (Slot, bool) {
+        if let Some(last) = self.last
+            && let Some(Some((key, _))) = self.slots.get(last as usize)
+            && key.is_of(origin)
+        {
+            return (last, true);
+        }
         let key = SiteKey::of(origin);
         if let Some(&slot) = self.index.get(&key) {
+            self.last = Some(slot);
             return (slot, true);
         }
         let with_series = self.series_sites < MAX_SERIES_SITES;
@@ -172,6 +197,7 @@ impl SiteTotals {
             }
         };
         self.index.insert(key, slot);
+        self.last = Some(slot);
         (slot, with_series)
     }
 

@@ -70,7 +70,7 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             let (backing, unresolved) = if flags & MAP_ANONYMOUS != 0 {
                 (Backing::anonymous(), false)
             } else {
-                file_backing(file.as_ref())
+                file_backing(file.as_deref())
             };
             let op = MemOp::Mmap {
                 addr,

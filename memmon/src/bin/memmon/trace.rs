@@ -59,7 +59,12 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
         "memmon: tracing ({} tracepoints attached); Ctrl-C to stop",
         probes.attached.len()
     );
-    let comm = args.comm.as_deref().map(|c| &c[..c.len().min(15)]);
+    // The kernel keeps a comm's first 15 bytes, even mid-character: compare
+    // bytes, as it stores them.
+    let comm = args
+        .comm
+        .as_deref()
+        .map(|c| &c.as_bytes()[..c.len().min(15)]);
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut seen: u64 = 0;
     let mut reported_lost = 0;
@@ -81,7 +86,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
             }
             for event in batch.drain(..) {
                 seen += 1;
-                if args.pid.is_some_and(|p| p != event.meta.pid) || comm.is_some_and(|c| c != event.meta.comm.as_str()) {
+                if args.pid.is_some_and(|p| p != event.meta.pid) || comm.is_some_and(|c| c != event.meta.comm.as_bytes()) {
                     continue;
                 }
                 // A stack costs a map lookup: only asked for with --stacks.
