@@ -119,13 +119,15 @@ impl AddressSpace {
         let (start, end) = (region.start, region.end);
         let region = canonical(region);
         // Into a hole, as mmap usually maps: at most the neighbours
-        // touching it to extend, found by a point lookup (the one ending
-        // at `start`) and the search for what lies above.
-        let below_joins = self
-            .regions
-            .get(&start)
-            .is_some_and(|below| below.can_merge(&region));
-        match self.regions.range_mut((Excluded(start), Unbounded)).next() {
+        // touching it to extend, both found by one search (the one ending
+        // at `start` has that key; what lies above comes next).
+        let mut from = self.regions.range_mut(start..);
+        let (below, above) = match from.next() {
+            Some((&key, below)) if key == start => (Some(below), from.next()),
+            above => (None, above),
+        };
+        let below_joins = below.is_some_and(|below| below.can_merge(&region));
+        match above {
             Some((_, above)) if above.start < end => {
                 self.take_range(start, end);
                 self.regions.insert(end, region);

@@ -49,9 +49,9 @@ pub fn apply(
     };
     match op {
         MemOp::Mmap { addr, len, .. } => {
+            // The model maps all of it: nothing to clip.
             if let Some((s, e)) = range(*addr, *len) {
                 map.create_from(s, e, origin);
-                map.clip_to(after, s, e, ts);
             }
         }
         MemOp::Mprotect { addr, len, .. } => {
