@@ -21,7 +21,7 @@ use memmon::{
     events::decode,
     model::{AddressSpace, Backing, Perms, Region},
     seed::Snapshot,
-    tracker::{ProcResolver, Tracker},
+    tracker::Tracker,
 };
 use memmon_common::{COMM_LEN, EventHeader, EventKind, SyscallEvent};
 
@@ -125,7 +125,6 @@ fn main() {
             space,
             taken_ns: 0,
         },
-        &ProcResolver,
     );
 
     // One pair's records, as the kernel writes them, reused round-robin
@@ -144,7 +143,7 @@ fn main() {
         // As the daemon's drain does: each record applied as decoded.
         for i in 0..n {
             match decode(&pair[i % 2]) {
-                Ok(event) => tracker.apply(event, &ProcResolver),
+                Ok(event) => tracker.apply(event),
                 Err(err) => panic!("undecodable record: {err}"),
             }
         }

@@ -43,7 +43,7 @@ use crate::{
     seed,
     server::{self, ServerError},
     tracker::{
-        ProcResolver, ProcessView, SeedReason, Tracker,
+        ProcessView, SeedReason, Tracker,
         seeder::{SeedResult, Seeder},
     },
 };
@@ -150,7 +150,6 @@ pub struct Daemon {
     /// How many processes are tracked, for pings.
     tracked: Arc<AtomicUsize>,
     metrics_bound: Option<std::net::SocketAddr>,
-    resolver: ProcResolver,
     verify_cursor: u32,
     /// When the loop last read the ring buffer (or woke with nothing to
     /// read), and the longest it was busy with something else since.
@@ -232,7 +231,6 @@ impl Daemon {
             installs,
             tracked,
             metrics_bound,
-            resolver: ProcResolver,
             verify_cursor: 0,
             last_read: Instant::now(),
             drain_gap_max: Duration::ZERO,
@@ -313,12 +311,9 @@ impl Daemon {
     /// returns how many were read.
     fn drain(&mut self) -> usize {
         let Self {
-            stream,
-            tracker,
-            resolver,
-            ..
+            stream, tracker, ..
         } = self;
-        stream.drain(BATCH, |event| tracker.apply(event, resolver))
+        stream.drain(BATCH, |event| tracker.apply(event))
     }
 
     /// Records a read of the ring buffer (or a return to waiting for
@@ -345,9 +340,7 @@ impl Daemon {
 
     fn install(&mut self, SeedResult { request, result }: SeedResult) {
         match result {
-            Ok(snapshot) => self
-                .tracker
-                .install_snapshot(&request, snapshot, &self.resolver),
+            Ok(snapshot) => self.tracker.install_snapshot(&request, snapshot),
             Err(err) => {
                 log::debug!("snapshot of pid {} failed: {err}", request.pid);
                 self.tracker.snapshot_failed(&request, err.is_no_such_pid());

@@ -451,24 +451,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use crate::model::{AddressSpace, Backing};
-    use crate::tracker::Resolver;
-
-    /// Names every file mapping and SysV segment, so that hostile
-    /// arguments reach the model's operations.
-    struct AnyFile;
-
-    impl Resolver for AnyFile {
-        fn shm_segment(&self, _pid: u32, shmid: i32, _addr: u64) -> Option<(Backing, u64)> {
-            let size = (shmid as u64 & 0xff) * 4096;
-            Some((
-                Backing::Special {
-                    name: "/SYSV".into(),
-                },
-                size,
-            ))
-        }
-    }
+    use crate::model::AddressSpace;
 
     /// Syscall arguments near the edges: page boundaries, the top of the
     /// address space, sign bits, and small random values.
@@ -568,7 +551,7 @@ mod tests {
             for bytes in &records {
                 let Ok(event) = decode(bytes) else { continue };
                 let _ = (event.to_line(), event.to_json(), event.kind(), event.failed());
-                let (op, _unresolved) = crate::tracker::to_mem_op(&event, &AnyFile);
+                let (op, _unresolved) = crate::tracker::to_mem_op(&event);
                 if let Some(op) = op {
                     space.apply(&op);
                 }

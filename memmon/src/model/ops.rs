@@ -37,7 +37,8 @@ pub const SHARED_ANON_PATH: &str = "/dev/zero (deleted)";
 /// One successful syscall, with addresses already the syscall's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemOp {
-    /// mmap (and shmat, which maps the segment's file like MAP_SHARED).
+    /// mmap. (A successful shmat resyncs its process instead: its
+    /// segment's size is only in the kernel.)
     Mmap {
         addr: u64,
         len: u64,

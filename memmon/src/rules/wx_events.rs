@@ -4,7 +4,7 @@
 //! Four kinds, each reported at most once per operation (over the extent
 //! of the pages it applies to, never per page):
 //! - `created_wx`: memory becomes writable and executable at once (an
-//!   mmap, a shmat, an mremap's new pages, or an mprotect of memory that
+//!   mmap, an mremap's new pages, or an mprotect of memory that
 //!   was not already both);
 //! - `w_to_x`: an mprotect makes writable, non-executable memory
 //!   executable (RW→RX, RW→RWX: the JIT pattern);
@@ -82,7 +82,7 @@ pub struct WxTransition {
     /// The bytes of this kind within `[start, end)`.
     pub bytes: u64,
     /// The permissions before, of the lowest page of this kind; None when
-    /// the operation made new memory (mmap, shmat, mremap's new pages).
+    /// the operation made new memory (mmap, mremap's new pages).
     pub old: Option<Perms>,
     /// The permissions after, of the lowest page of this kind.
     pub new: Perms,

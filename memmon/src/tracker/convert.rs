@@ -1,17 +1,12 @@
 //! Decoded syscall events -> model operations.
 
-use super::resolve::Resolver;
 use crate::{
     events::{Event, EventBody, MappedFile},
     model::{
         Backing,
-        ops::{MAP_ANONYMOUS, MAP_SHARED, MemOp, PROT_EXEC, PROT_READ, PROT_WRITE},
+        ops::{MAP_ANONYMOUS, MemOp},
     },
 };
-
-/// shmat flags, widened to the u64 the tracepoints carry.
-const SHM_RDONLY: u64 = libc::SHM_RDONLY as u64;
-const SHM_EXEC: u64 = libc::SHM_EXEC as u64;
 
 /// Shown while the kernel programs could not read a mapped file's whole
 /// path (deeper than their walk, a name the filesystem makes up); the
@@ -51,11 +46,10 @@ fn file_backing(file: Option<&MappedFile>) -> (Backing, bool) {
 /// The model operation for a syscall event (None for failures and events
 /// that change no mapping), and whether a file could not be identified
 /// (the process then needs a resync from /proc).
-pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool) {
+pub fn to_mem_op(event: &Event) -> (Option<MemOp>, bool) {
     if event.failed() {
         return (None, false);
     }
-    let pid = event.meta.pid;
     match &event.body {
         EventBody::Mmap {
             len,
@@ -117,33 +111,6 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             false,
         ),
         EventBody::Brk { ret, .. } => (Some(MemOp::Brk { brk: *ret as u64 }), false),
-        EventBody::Shmat {
-            shmid, flags, ret, ..
-        } => {
-            let addr = *ret as u64;
-            let mut prot = if flags & SHM_RDONLY != 0 {
-                PROT_READ
-            } else {
-                PROT_READ | PROT_WRITE
-            };
-            if flags & SHM_EXEC != 0 {
-                prot |= PROT_EXEC;
-            }
-            match resolver.shm_segment(pid, *shmid, addr) {
-                Some((backing, size)) => (
-                    Some(MemOp::Mmap {
-                        addr,
-                        len: size,
-                        prot,
-                        flags: MAP_SHARED,
-                        backing,
-                        offset: 0,
-                    }),
-                    false,
-                ),
-                None => (None, true),
-            }
-        }
         EventBody::Shmdt { addr, .. } => (Some(MemOp::ShmDetach { addr: *addr }), false),
         EventBody::VmaName {
             addr, len, name, ..
@@ -156,7 +123,8 @@ pub fn to_mem_op(event: &Event, resolver: &dyn Resolver) -> (Option<MemOp>, bool
             false,
         ),
         // Resynced from /proc instead (`Syscall::resync_reason`).
-        EventBody::IoSetup { .. }
+        EventBody::Shmat { .. }
+        | EventBody::IoSetup { .. }
         | EventBody::IoDestroy { .. }
         | EventBody::RemapFilePages { .. }
         | EventBody::Exec { .. }

@@ -1,6 +1,6 @@
 //! The daemon's process table: one model per live process, fed by events.
 //!
-//! Pure bookkeeping apart from the injected [`Resolver`]: /proc snapshots
+//! Pure bookkeeping, with no I/O: /proc snapshots
 //! are requested (returned as [`SeedRequest`]s) and handed back later with
 //! [`Tracker::install_snapshot`], so that slow /proc reads never block event
 //! consumption. While a process waits for its snapshot its events are
@@ -13,7 +13,6 @@ mod convert;
 mod counts;
 pub(crate) mod pid_hash;
 mod process;
-pub mod resolve;
 pub mod seeder;
 mod wx_catch_up;
 
@@ -24,7 +23,6 @@ use serde::Serialize;
 pub use convert::to_mem_op;
 pub use counts::{CallCount, SyscallCounts};
 pub use process::{ProcessState, ProcessView, SeedState};
-pub use resolve::{ProcResolver, Resolver};
 
 use crate::{
     events::{Event, EventBody, Syscall},
@@ -317,7 +315,7 @@ impl Tracker {
     }
 
     /// Applies one event; unknown processes are seeded first.
-    pub fn apply(&mut self, event: Event, resolver: &dyn Resolver) {
+    pub fn apply(&mut self, event: Event) {
         self.stats.events += 1;
         let pid = event.meta.pid;
         match &event.body {
@@ -370,7 +368,7 @@ impl Tracker {
             if let Some(syscall) = syscall {
                 state.syscalls.record(syscall, failed);
             }
-            let unresolved = state.apply_event(&event, resolver, &mut self.interner);
+            let unresolved = state.apply_event(&event, &mut self.interner);
             state.record(event, self.history_len);
             if unresolved {
                 self.request_seed(pid, SeedReason::Unresolved);
@@ -409,7 +407,7 @@ impl Tracker {
             }
             return;
         }
-        if state.apply_event(&event, resolver, &mut self.interner) {
+        if state.apply_event(&event, &mut self.interner) {
             self.request_seed(pid, SeedReason::Unresolved);
         }
     }
@@ -464,12 +462,7 @@ impl Tracker {
 
     /// Installs the answer to `request` and replays buffered events; an
     /// answer to a request no longer awaited is dropped.
-    pub fn install_snapshot(
-        &mut self,
-        request: &SeedRequest,
-        snapshot: Snapshot,
-        resolver: &dyn Resolver,
-    ) {
+    pub fn install_snapshot(&mut self, request: &SeedRequest, snapshot: Snapshot) {
         let pid = snapshot.pid;
         if pid != request.pid || !self.awaited(request) {
             return; // exited meanwhile, or superseded
@@ -492,10 +485,10 @@ impl Tracker {
             SeedState::Seeded | SeedState::SeedFailed => unreachable!("awaited above"),
         };
         state.install(snapshot);
-        state.catch_up_wx(&pending, resolver, &mut self.interner);
+        state.catch_up_wx(&pending, &mut self.interner);
         let mut unresolved = false;
         for event in &pending {
-            unresolved |= state.apply_event(event, resolver, &mut self.interner);
+            unresolved |= state.apply_event(event, &mut self.interner);
         }
         if let Some(reason) = reseed_after {
             self.request_seed(pid, reason);

@@ -2,7 +2,7 @@
 
 use std::{collections::VecDeque, sync::Arc};
 
-use super::{SeedReason, convert::to_mem_op, resolve::Resolver};
+use super::{SeedReason, convert::to_mem_op};
 use crate::{
     events::Event,
     model::AddressSpace,
@@ -191,20 +191,12 @@ impl ProcessState {
 
     /// Applies a syscall event; true when a file behind a mapping could not
     /// be identified (the model then needs a snapshot to be exact).
-    pub(super) fn apply_event(
-        &mut self,
-        event: &Event,
-        resolver: &dyn Resolver,
-        interner: &mut Interner,
-    ) -> bool {
+    pub(super) fn apply_event(&mut self, event: &Event, interner: &mut Interner) -> bool {
         // The snapshot already shows the effect of an older event; only
         // who made the memory is news (the process's first calls after
         // exec land here, buffered while it was first read).
         let stale = event.meta.ts_ns < self.snapshot_ns;
-        if stale && matches!(event.body, crate::events::EventBody::Shmat { .. }) {
-            return false; // naming its segment would read /proc
-        }
-        let (op, unresolved) = to_mem_op(event, resolver);
+        let (op, unresolved) = to_mem_op(event);
         if let Some(op) = op {
             let origins = Arc::make_mut(&mut self.origins);
             // The call site is normalized against the layout it was

@@ -6,15 +6,6 @@ use crate::{
     model::{AddressSpace, Backing, Perms, Region},
 };
 
-/// Identifies no file: these tests map only anonymous memory.
-struct NoFiles;
-
-impl Resolver for NoFiles {
-    fn shm_segment(&self, _: u32, _: i32, _: u64) -> Option<(Backing, u64)> {
-        None
-    }
-}
-
 fn event(pid: u32, body: EventBody) -> Event {
     Event {
         meta: Meta {
@@ -73,7 +64,7 @@ fn check_count(t: &Tracker) {
 /// Lands `snapshot` as the answer to the request its pid awaits.
 fn land(t: &mut Tracker, snapshot: Snapshot) {
     let request = t.in_flight(snapshot.pid).expect("a request in flight");
-    t.install_snapshot(&request, snapshot, &NoFiles);
+    t.install_snapshot(&request, snapshot);
 }
 
 /// Answers the request `pid` awaits with a failure.
@@ -92,11 +83,11 @@ fn reasons(t: &mut Tracker) -> Vec<(u32, SeedReason)> {
 #[test]
 fn events_wait_for_the_snapshot_then_replay_on_it() {
     let mut t = Tracker::new(16);
-    t.apply(munmap(7, 0x10000), &NoFiles);
+    t.apply(munmap(7, 0x10000));
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
     assert!(t.process(7).unwrap().awaiting_snapshot());
     assert_eq!(t.seeding_count(), 1);
-    t.apply(munmap(7, 0x11000), &NoFiles);
+    t.apply(munmap(7, 0x11000));
     assert!(reasons(&mut t).is_empty(), "one request in flight");
     land(&mut t, snapshot(7));
     check_count(&t);
@@ -112,12 +103,12 @@ fn events_wait_for_the_snapshot_then_replay_on_it() {
 fn an_exec_during_a_snapshot_asks_for_another() {
     let mut t = Tracker::new(16);
     t.request_seed(7, SeedReason::Unknown);
-    t.apply(munmap(7, 0x10000), &NoFiles);
+    t.apply(munmap(7, 0x10000));
     let exec = EventBody::Exec {
         filename: "/bin/true".into(),
         old_tid: 7,
     };
-    t.apply(event(7, exec), &NoFiles);
+    t.apply(event(7, exec));
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
     land(&mut t, snapshot(7));
     // The munmap belonged to the old image: dropped, not replayed.
@@ -135,7 +126,7 @@ fn an_overflowing_buffer_is_dropped_and_reseeded() {
     let mut t = Tracker::new(0);
     t.request_seed(7, SeedReason::Unknown);
     for _ in 0..=MAX_BUFFERED_EVENTS {
-        t.apply(munmap(7, 0x10000), &NoFiles);
+        t.apply(munmap(7, 0x10000));
     }
     t.take_requests();
     land(&mut t, snapshot(7));
@@ -148,7 +139,7 @@ fn a_failed_snapshot_leaves_an_unverified_model_that_follows_events() {
     let mut t = Tracker::new(16);
     t.request_seed(7, SeedReason::Unknown);
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unknown)]);
-    t.apply(munmap(7, 0x10000), &NoFiles);
+    t.apply(munmap(7, 0x10000));
     fail(&mut t, 7, false);
     check_count(&t);
     let state = t.process(7).unwrap();
@@ -156,7 +147,7 @@ fn a_failed_snapshot_leaves_an_unverified_model_that_follows_events() {
     assert!(!state.awaiting_snapshot());
     assert_eq!(t.stats.snapshots_failed, 1);
     // Events now apply directly, and a new request seeds again.
-    t.apply(munmap(7, 0x10000), &NoFiles);
+    t.apply(munmap(7, 0x10000));
     assert!(!t.process(7).unwrap().awaiting_snapshot());
     t.request_seed(7, SeedReason::Drift);
     assert_eq!(reasons(&mut t), [(7, SeedReason::Drift)]);
@@ -174,7 +165,7 @@ fn exits_forks_and_pid_reuse_keep_the_count() {
         t.request_seed(pid, SeedReason::Unknown);
     }
     assert_eq!(t.seeding_count(), 3);
-    t.apply(event(1, EventBody::Exit { group_dead: true }), &NoFiles);
+    t.apply(event(1, EventBody::Exit { group_dead: true }));
     assert_eq!(t.seeding_count(), 2);
     // A child of pid 2 (still seeding) reuses pid 3: the stale state goes,
     // the child waits for its own snapshot.
@@ -183,12 +174,12 @@ fn exits_forks_and_pid_reuse_keep_the_count() {
         child_tid: child,
         clone_flags: 0,
     };
-    t.apply(event(2, fork(3)), &NoFiles);
+    t.apply(event(2, fork(3)));
     check_count(&t);
     assert_eq!(t.seeding_count(), 2);
     land(&mut t, snapshot(2));
     // A child of a seeded parent copies its model: nothing to wait for.
-    t.apply(event(2, fork(4)), &NoFiles);
+    t.apply(event(2, fork(4)));
     assert!(!t.process(4).unwrap().awaiting_snapshot());
     assert_eq!(t.process(4).unwrap().space.region_count(), 1);
     check_count(&t);
@@ -205,13 +196,13 @@ fn the_global_buffer_budget_drops_and_resyncs_the_process_past_it() {
     }
     t.take_requests();
     for _ in 0..6 {
-        t.apply(munmap(7, 0x10000), &NoFiles);
+        t.apply(munmap(7, 0x10000));
     }
     check_count(&t);
     assert_eq!(t.buffered_events(), 6);
     // pid 8 fits four events; its fifth finds the budget spent.
     for _ in 0..5 {
-        t.apply(munmap(8, 0x10000), &NoFiles);
+        t.apply(munmap(8, 0x10000));
     }
     check_count(&t);
     assert_eq!(t.buffered_events(), 6, "pid 8's buffer was dropped");
@@ -235,7 +226,7 @@ fn published_views_share_the_model_until_it_changes() {
     let again = t.process(7).unwrap().view(16);
     assert!(std::sync::Arc::ptr_eq(&before.space, &again.space));
     assert_eq!(before.applied_events, again.applied_events);
-    t.apply(munmap(7, 0x10000), &NoFiles);
+    t.apply(munmap(7, 0x10000));
     let after = t.process(7).unwrap().view(1);
     assert!(!std::sync::Arc::ptr_eq(&before.space, &after.space));
     assert_eq!(
@@ -259,12 +250,12 @@ fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
         ring: 0x7000_0000,
         ret,
     };
-    t.apply(event(7, io_setup(-22)), &NoFiles);
+    t.apply(event(7, io_setup(-22)));
     assert!(
         reasons(&mut t).is_empty(),
         "a failed io_setup changed nothing"
     );
-    t.apply(event(7, io_setup(0)), &NoFiles);
+    t.apply(event(7, io_setup(0)));
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unmodelled)]);
     land(&mut t, snapshot(7));
     let remap = EventBody::RemapFilePages {
@@ -274,17 +265,14 @@ fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
         flags: 0,
         ret: 0,
     };
-    t.apply(event(7, remap), &NoFiles);
-    t.apply(
-        event(
-            7,
-            EventBody::IoDestroy {
-                ring: 0x7000_0000,
-                ret: 0,
-            },
-        ),
-        &NoFiles,
-    );
+    t.apply(event(7, remap));
+    t.apply(event(
+        7,
+        EventBody::IoDestroy {
+            ring: 0x7000_0000,
+            ret: 0,
+        },
+    ));
     // One snapshot in flight covers both.
     assert_eq!(reasons(&mut t), [(7, SeedReason::Unmodelled)]);
     check_count(&t);
@@ -339,9 +327,9 @@ fn events_older_than_the_snapshot_are_not_replayed_on_it() {
         ret: 0x10000,
         file: None,
     };
-    t.apply(at(100, event(7, moved)), &NoFiles);
-    t.apply(at(110, event(7, mapped)), &NoFiles);
-    t.apply(at(300, munmap(7, 0x40000)), &NoFiles);
+    t.apply(at(100, event(7, moved)));
+    t.apply(at(110, event(7, mapped)));
+    t.apply(at(300, munmap(7, 0x40000)));
     // What /proc showed at 200: the moved region and the new page.
     let mut shot = snapshot(7);
     shot.taken_ns = 200;
@@ -359,7 +347,7 @@ fn events_older_than_the_snapshot_are_not_replayed_on_it() {
     );
     // A late event from before the snapshot (still in the ring buffer when
     // it landed) is skipped too.
-    t.apply(at(150, munmap(7, 0x10000)), &NoFiles);
+    t.apply(at(150, munmap(7, 0x10000)));
     assert_eq!(starts(&t, 7), [(0x10000, 0x11000), (0x41000, 0x50000)]);
 }
 
@@ -378,10 +366,10 @@ fn a_fork_older_than_the_parents_snapshot_seeds_the_child() {
         child_tid: child,
         clone_flags: 0,
     };
-    t.apply(at(400, event(2, fork(3))), &NoFiles);
+    t.apply(at(400, event(2, fork(3))));
     assert_eq!(reasons(&mut t), [(3, SeedReason::Fork)]);
     assert!(t.process(3).unwrap().awaiting_snapshot());
-    t.apply(at(600, event(2, fork(4))), &NoFiles);
+    t.apply(at(600, event(2, fork(4))));
     assert!(reasons(&mut t).is_empty(), "a later fork copies the model");
     assert_eq!(starts(&t, 4), [(0x10000, 0x20000)]);
     check_count(&t);
@@ -410,18 +398,15 @@ fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
         e.meta.call_site = 0x10010;
         e
     };
-    t.apply(
-        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, -22),
-        &NoFiles,
-    );
+    t.apply(mprotect(
+        libc::PROT_READ as u64 | libc::PROT_EXEC as u64,
+        -22,
+    ));
     assert!(
         t.process(7).unwrap().wx.events().len() == 0,
         "a failed call"
     );
-    t.apply(
-        mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, 0),
-        &NoFiles,
-    );
+    t.apply(mprotect(libc::PROT_READ as u64 | libc::PROT_EXEC as u64, 0));
     let state = t.process(7).unwrap();
     let kinds: Vec<_> = state.wx.events().map(|e| e.transition.kind).collect();
     assert_eq!(kinds, [WxKind::WToX, WxKind::AnonExec]);
@@ -434,7 +419,7 @@ fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
     // The call site is where it was called from: anonymous memory here.
     assert_eq!(first.origin.call_site.as_ref().unwrap().addr, 0x10010);
     assert_eq!(state.view(0).wx.events().len(), 2);
-    t.apply(event(7, EventBody::Exit { group_dead: true }), &NoFiles);
+    t.apply(event(7, EventBody::Exit { group_dead: true }));
     let retired = &t.retired_wx()[&("t".to_owned(), None)];
     assert_eq!(retired.get(WxKind::WToX), 1);
     assert_eq!(retired.get(WxKind::AnonExec), 1);
@@ -467,11 +452,11 @@ fn transitions_covered_by_the_snapshot_are_caught_up() {
     };
     let mut flip = at(120, event(7, mprotect(5)));
     flip.meta.call_site = 0x10040;
-    t.apply(at(100, event(7, mapped)), &NoFiles);
-    t.apply(flip, &NoFiles);
-    t.apply(at(130, event(7, mprotect(3))), &NoFiles);
+    t.apply(at(100, event(7, mapped)));
+    t.apply(flip);
+    t.apply(at(130, event(7, mprotect(3))));
     // After the snapshot: applied as usual (RW -> RX again).
-    t.apply(at(300, event(7, mprotect(5))), &NoFiles);
+    t.apply(at(300, event(7, mprotect(5))));
     let mut shot = snapshot(7);
     shot.taken_ns = 200;
     shot.space.map_region(Region::new(
@@ -522,13 +507,13 @@ fn a_snapshot_no_longer_awaited_is_dropped() {
         child_tid: 3,
         clone_flags: 0,
     };
-    t.apply(at(100, event(2, fork)), &NoFiles);
+    t.apply(at(100, event(2, fork)));
     assert!(!t.process(3).unwrap().awaiting_snapshot());
-    t.apply(at(300, munmap(3, 0x10000)), &NoFiles);
+    t.apply(at(300, munmap(3, 0x10000)));
     // /proc was read at 200, before the child's munmap.
     let mut shot = snapshot(3);
     shot.taken_ns = 200;
-    t.install_snapshot(&stale[0], shot, &NoFiles);
+    t.install_snapshot(&stale[0], shot);
     assert_eq!(starts(&t, 3), [(0x11000, 0x20000)], "the munmap stays");
     assert_eq!(t.stats.snapshots_superseded, 1);
     assert_eq!(t.stats.snapshots_installed, 1);
@@ -540,7 +525,7 @@ fn a_snapshot_no_longer_awaited_is_dropped() {
     let first = t.in_flight(3).unwrap();
     land(&mut t, snapshot(3));
     t.request_seed(3, SeedReason::Drift);
-    t.install_snapshot(&first, snapshot(3), &NoFiles);
+    t.install_snapshot(&first, snapshot(3));
     assert!(t.process(3).unwrap().awaiting_snapshot());
     check_count(&t);
 }
@@ -560,9 +545,9 @@ fn a_failed_call_that_may_have_changed_part_of_its_range_resyncs() {
         pkey: None,
         ret,
     };
-    t.apply(event(7, mprotect(-i64::from(libc::EINVAL))), &NoFiles);
+    t.apply(event(7, mprotect(-i64::from(libc::EINVAL))));
     assert!(reasons(&mut t).is_empty(), "EINVAL is checked first");
-    t.apply(event(7, mprotect(-i64::from(libc::ENOMEM))), &NoFiles);
+    t.apply(event(7, mprotect(-i64::from(libc::ENOMEM))));
     assert_eq!(reasons(&mut t), [(7, SeedReason::PartialFailure)]);
     check_count(&t);
 }
@@ -574,7 +559,7 @@ fn a_full_history_keeps_the_latest_events_oldest_first() {
     t.take_requests();
     land(&mut t, snapshot(7));
     for page in 0..5u64 {
-        t.apply(munmap(7, 0x10000 + page * 0x1000), &NoFiles);
+        t.apply(munmap(7, 0x10000 + page * 0x1000));
         let kept: Vec<u64> = t
             .process(7)
             .unwrap()

@@ -10,7 +10,7 @@
 //! transition). Call sites are normalized against the snapshot: the code
 //! that called is almost always still mapped there.
 
-use super::{ProcessState, convert::to_mem_op, resolve::Resolver};
+use super::{ProcessState, convert::to_mem_op};
 use crate::{
     events::Event,
     model::{AddressSpace, MemOp},
@@ -21,16 +21,11 @@ use crate::{
 impl ProcessState {
     /// Records the transitions of the `pending` events the snapshot just
     /// installed already covers (call after [`ProcessState::install`]).
-    pub(super) fn catch_up_wx(
-        &mut self,
-        pending: &[Event],
-        resolver: &dyn Resolver,
-        interner: &mut Interner,
-    ) {
+    pub(super) fn catch_up_wx(&mut self, pending: &[Event], interner: &mut Interner) {
         // Not sorted by time: CPUs' events interleave.
         let covered = pending.iter().filter(|e| e.meta.ts_ns < self.snapshot_ns);
         let ops: Vec<(&Event, MemOp)> = covered
-            .filter_map(|e| to_mem_op(e, resolver).0.map(|op| (e, op)))
+            .filter_map(|e| to_mem_op(e).0.map(|op| (e, op)))
             .collect();
         if !ops.iter().any(|(_, op)| may_transition(op)) {
             return;
