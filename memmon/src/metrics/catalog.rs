@@ -287,3 +287,27 @@ pub fn metrics_markdown() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CATALOG;
+    use crate::tracker::SeedReason;
+
+    /// The resync help lists the reasons by hand (help texts are
+    /// constants): it must name each label the counter can carry, in order.
+    #[test]
+    fn resync_help_names_every_reason() {
+        let help = CATALOG
+            .iter()
+            .find(|m| m.name == "memmon_resyncs_total")
+            .expect("memmon_resyncs_total is in the catalog")
+            .help;
+        // "... by reason (unknown, exec, ..., partial_failure: what it is)."
+        let listed: Vec<&str> = help
+            .split_once("by reason (")
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .map_or(Vec::new(), |(list, _)| list.split(", ").collect());
+        let labels: Vec<&str> = SeedReason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(listed, labels, "update the help of memmon_resyncs_total");
+    }
+}
