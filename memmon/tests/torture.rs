@@ -139,6 +139,14 @@ fn resyncs(daemon: &Daemon) -> String {
         let n = metric(&text, metric_name, "").unwrap_or(0.0);
         out.push(format!("{name}={n}"));
     }
+    // The kernel programs' error paths, where any were taken.
+    out.extend(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("memmon_kernel_errors_total"))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(_, n)| n.trim() != "0")
+            .map(|(labels, n)| format!("kernel_errors{labels}={}", n.trim())),
+    );
     out.join(" ")
 }
 
