@@ -25,13 +25,7 @@ pub struct SiteKey {
 
 impl PartialEq for SiteKey {
     fn eq(&self, other: &Self) -> bool {
-        self.cause == other.cause
-            && self.offset == other.offset
-            && match (&self.object, &other.object) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
+        self.is(other.cause, other.object.as_ref(), other.offset)
     }
 }
 
@@ -56,13 +50,9 @@ impl Hash for SiteKey {
 }
 
 impl SiteKey {
-    /// Whether this is `origin`'s key, without building one.
-    fn is_of(&self, origin: &Origin) -> bool {
-        let (object, offset) = match &origin.call_site {
-            Some(site) => (site.object.as_ref(), site.offset),
-            None => (None, 0),
-        };
-        self.cause == origin.cause
+    /// Whether this key has these fields, comparing objects by pointer.
+    fn is(&self, cause: Cause, object: Option<&Arc<str>>, offset: u64) -> bool {
+        self.cause == cause
             && self.offset == offset
             && match (&self.object, object) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -71,14 +61,25 @@ impl SiteKey {
             }
     }
 
-    pub fn of(origin: &Origin) -> Self {
-        let (object, offset) = match &origin.call_site {
-            Some(site) => (site.object.clone(), site.offset),
+    /// `origin`'s object and offset, as its key holds them.
+    fn site_of(origin: &Origin) -> (Option<&Arc<str>>, u64) {
+        match &origin.call_site {
+            Some(site) => (site.object.as_ref(), site.offset),
             None => (None, 0),
-        };
+        }
+    }
+
+    /// Whether this is `origin`'s key, without building one.
+    fn is_of(&self, origin: &Origin) -> bool {
+        let (object, offset) = Self::site_of(origin);
+        self.is(origin.cause, object, offset)
+    }
+
+    pub fn of(origin: &Origin) -> Self {
+        let (object, offset) = Self::site_of(origin);
         SiteKey {
             cause: origin.cause,
-            object,
+            object: object.cloned(),
             offset,
         }
     }
