@@ -11,11 +11,12 @@ impl AddressSpace {
             ..Self::default()
         };
         debug_assert!(
-            space
-                .regions
-                .values()
-                .zip(space.regions.values().skip(1))
-                .all(|(a, b)| a.start < a.end && a.end <= b.start),
+            space.regions.values().all(|r| r.start < r.end)
+                && space
+                    .regions
+                    .values()
+                    .zip(space.regions.values().skip(1))
+                    .all(|(a, b)| a.end <= b.start),
             "from_regions: regions must be non-empty and must not overlap: {:x?}",
             space
                 .regions
