@@ -67,6 +67,16 @@ fn land(t: &mut Tracker, snapshot: Snapshot) {
     t.install_snapshot(&request, snapshot);
 }
 
+/// A tracker keeping `history` events per process, with `pid` modelled
+/// from its snapshot and no request left to take.
+fn seeded(history: usize, pid: u32) -> Tracker {
+    let mut t = Tracker::new(history);
+    t.request_seed(pid, SeedReason::Unknown);
+    t.take_requests();
+    land(&mut t, snapshot(pid));
+    t
+}
+
 /// Answers the request `pid` awaits with a failure.
 fn fail(t: &mut Tracker, pid: u32, gone: bool) {
     let request = t.in_flight(pid).expect("a request in flight");
@@ -218,10 +228,7 @@ fn the_global_buffer_budget_drops_and_resyncs_the_process_past_it() {
 
 #[test]
 fn published_views_share_the_model_until_it_changes() {
-    let mut t = Tracker::new(4);
-    t.request_seed(7, SeedReason::Unknown);
-    t.take_requests();
-    land(&mut t, snapshot(7));
+    let mut t = seeded(4, 7);
     let before = t.process(7).unwrap().view(16);
     let again = t.process(7).unwrap().view(16);
     assert!(std::sync::Arc::ptr_eq(&before.space, &again.space));
@@ -241,10 +248,7 @@ fn published_views_share_the_model_until_it_changes() {
 
 #[test]
 fn syscalls_the_model_cannot_apply_resync_at_once_unless_they_failed() {
-    let mut t = Tracker::new(0);
-    t.request_seed(7, SeedReason::Unknown);
-    t.take_requests();
-    land(&mut t, snapshot(7));
+    let mut t = seeded(0, 7);
     let io_setup = |ret| EventBody::IoSetup {
         nr_events: 64,
         ring: 0x7000_0000,
@@ -378,10 +382,7 @@ fn a_fork_older_than_the_parents_snapshot_seeds_the_child() {
 #[test]
 fn wx_transitions_carry_their_origin_and_outlive_the_process_in_counts() {
     use crate::rules::wx_events::WxKind;
-    let mut t = Tracker::new(0);
-    t.request_seed(7, SeedReason::Unknown);
-    t.take_requests();
-    land(&mut t, snapshot(7));
+    let mut t = seeded(0, 7);
     let mprotect = |prot, ret| {
         let mut e = event(
             7,
@@ -534,10 +535,7 @@ fn a_snapshot_no_longer_awaited_is_dropped() {
 /// changes the regions before the hole and then fails with ENOMEM.
 #[test]
 fn a_failed_call_that_may_have_changed_part_of_its_range_resyncs() {
-    let mut t = Tracker::new(16);
-    t.request_seed(7, SeedReason::Unknown);
-    t.take_requests();
-    land(&mut t, snapshot(7));
+    let mut t = seeded(16, 7);
     let mprotect = |ret| EventBody::Mprotect {
         addr: 0x1f000,
         len: 0x2000,
@@ -554,10 +552,7 @@ fn a_failed_call_that_may_have_changed_part_of_its_range_resyncs() {
 
 #[test]
 fn a_full_history_keeps_the_latest_events_oldest_first() {
-    let mut t = Tracker::new(3);
-    t.request_seed(7, SeedReason::Unknown);
-    t.take_requests();
-    land(&mut t, snapshot(7));
+    let mut t = seeded(3, 7);
     for page in 0..5u64 {
         t.apply(munmap(7, 0x10000 + page * 0x1000));
         let kept: Vec<u64> = t
